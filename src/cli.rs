@@ -1,0 +1,434 @@
+//! The command line: argument parsing and terminal output only. Every command
+//! is a thin layer over the library modules.
+
+use std::fs::File;
+use std::io::{self, BufWriter, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::currency::Currency;
+use crate::generate::{generate, GenOptions};
+use crate::pattern::{Pattern, Registry};
+use crate::validate::{validate_file, Fatal, Hooks, Options, Report, RowError};
+
+/// Exit code for a file whose rows have errors.
+pub const EXIT_INVALID: u8 = 1;
+/// Exit code for input that cannot be used at all.
+pub const EXIT_UNUSABLE: u8 = 2;
+
+#[derive(Parser)]
+#[command(name = "paydrop", version, about = "Check, total and submit bulk card-payment files")]
+struct Cli {
+    /// Folder with custom pattern files (*.toml).
+    #[arg(long, global = true, env = "PAYDROP_PATTERNS", default_value = "patterns")]
+    patterns_dir: PathBuf,
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check every row of a payment file and total its amounts.
+    Validate(ValidateArgs),
+    /// List, print and check file patterns.
+    Patterns {
+        #[command(subcommand)]
+        command: PatternsCommand,
+    },
+    /// Write a realistic payment file, optionally with deliberate errors.
+    Gen(GenArgs),
+    /// Run the whole job on generated files with built-in defaults.
+    Demo {
+        /// Rows in the generated files.
+        #[arg(long, default_value_t = 200_000)]
+        rows: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum PatternsCommand {
+    /// List the built-in and custom patterns.
+    List,
+    /// Print a pattern as TOML (a template for custom patterns).
+    Show { id: u16 },
+    /// Check a pattern file and report its mistakes.
+    Check { file: PathBuf },
+}
+
+#[derive(Args)]
+struct ValidateArgs {
+    file: PathBuf,
+    /// The provider's FilePattern number.
+    #[arg(long, short)]
+    pattern: u16,
+    /// Write the full report as JSON here.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Write every error (no limit) as TSV here: line, row, column, value, kind, reason.
+    #[arg(long)]
+    errors_tsv: Option<PathBuf>,
+    /// Errors kept in the report; the rest are counted.
+    #[arg(long, default_value_t = 1000)]
+    max_errors: usize,
+    /// Currency of the amounts when the pattern has no currency column.
+    #[arg(long, default_value = "TRY")]
+    currency: Currency,
+    /// Date against which card expiry is checked (default: today in Istanbul).
+    #[arg(long)]
+    as_of: Option<chrono::NaiveDate>,
+    /// Rows per submission; bigger files are split.
+    #[arg(long, default_value_t = crate::PROVIDER_MAX_ROWS)]
+    split_rows: u64,
+    /// Longest line accepted, in bytes.
+    #[arg(long, default_value_t = 1 << 20)]
+    max_line_bytes: usize,
+    /// Print only the result line.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct GenArgs {
+    #[arg(long, short)]
+    pattern: u16,
+    #[arg(long, default_value_t = 1000)]
+    rows: u64,
+    /// Share of rows (0–1) with one deliberate error each.
+    #[arg(long, default_value_t = 0.0)]
+    error_rate: f64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Write a header row.
+    #[arg(long)]
+    header: bool,
+    /// Write the list of deliberate errors (line, kind) as JSON here.
+    #[arg(long)]
+    manifest: Option<PathBuf>,
+    #[arg(short, long)]
+    output: PathBuf,
+}
+
+/// Runs the command line; the binary's `main` is only this.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_json);
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_UNUSABLE)
+        }
+    }
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PAYDROP_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let registry = || Registry::load(Some(&cli.patterns_dir)).map_err(anyhow::Error::from);
+    match &cli.command {
+        Command::Validate(args) => validate_cmd(&registry()?, args),
+        Command::Patterns { command } => patterns_cmd(&cli.patterns_dir, command),
+        Command::Gen(args) => gen_cmd(&registry()?, args),
+        Command::Demo { rows } => demo_cmd(&registry()?, *rows),
+    }
+}
+
+fn validate_cmd(registry: &Registry, args: &ValidateArgs) -> Result<ExitCode> {
+    let pattern = match registry.get(args.pattern) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(EXIT_UNUSABLE));
+        }
+    };
+    let opts = Options {
+        max_errors: args.max_errors,
+        as_of: args.as_of.unwrap_or_else(crate::provider_today),
+        currency: args.currency,
+        split_rows: args.split_rows,
+        max_line_bytes: args.max_line_bytes,
+    };
+    let mut tsv = match &args.errors_tsv {
+        Some(path) => Some(errors_tsv(path)?),
+        None => None,
+    };
+    let mut write_failed = None;
+    let mut on_error = |e: &RowError| {
+        if let Some(w) = tsv.as_mut() {
+            if let Err(err) = write_tsv_row(w, e) {
+                write_failed.get_or_insert(err);
+            }
+        }
+    };
+    let bar = progress_bar(&args.file);
+    let progress = |bytes: u64| {
+        if let Some(b) = &bar {
+            b.set_position(bytes)
+        }
+    };
+    let hooks = Hooks {
+        on_error: Some(&mut on_error),
+        progress: Some(&progress),
+    };
+    let outcome = validate_file(&args.file, pattern, &opts, hooks);
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    if let Some(mut w) = tsv {
+        w.flush()?;
+    }
+    if let Some(e) = write_failed {
+        return Err(e).context("writing the errors TSV");
+    }
+    let report = match outcome {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {}: {e}", args.file.display());
+            if let Fatal::Encoding { .. } | Fatal::Input(_) = e {
+                eprintln!("nothing was validated; the file was not changed");
+            }
+            return Ok(ExitCode::from(EXIT_UNUSABLE));
+        }
+    };
+    if let Some(path) = &args.report {
+        let mut w = BufWriter::new(
+            File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        );
+        serde_json::to_writer_pretty(&mut w, &report)?;
+        w.flush()?;
+    }
+    let mut out = io::stdout().lock();
+    if args.quiet {
+        writeln!(out, "{}", verdict(&report))?;
+    } else {
+        print_report(&mut out, &report, pattern)?;
+    }
+    Ok(if report.is_valid() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_INVALID)
+    })
+}
+
+fn errors_tsv(path: &Path) -> Result<BufWriter<File>> {
+    let mut w = BufWriter::new(
+        File::create(path).with_context(|| format!("creating {}", path.display()))?,
+    );
+    writeln!(w, "line\trow\tcolumn\tvalue\tkind\treason")?;
+    Ok(w)
+}
+
+fn write_tsv_row(w: &mut impl Write, e: &RowError) -> io::Result<()> {
+    let clean = |s: &str| s.replace(['\t', '\n', '\r'], " ");
+    let kind = serde_json::to_value(e.kind).map_err(io::Error::other)?;
+    writeln!(
+        w,
+        "{}\t{}\t{}\t{}\t{}\t{}",
+        e.line,
+        e.row,
+        e.column.as_deref().unwrap_or(""),
+        clean(e.value.as_deref().unwrap_or("")),
+        kind.as_str().unwrap_or(""),
+        clean(&e.reason)
+    )
+}
+
+/// A byte progress bar for big files on an interactive terminal.
+fn progress_bar(path: &Path) -> Option<ProgressBar> {
+    let len = std::fs::metadata(path).ok()?.len();
+    if !io::stderr().is_terminal() || len < 16 << 20 {
+        return None;
+    }
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+            .ok()?,
+    );
+    Some(bar)
+}
+
+fn verdict(r: &Report) -> String {
+    let name = r.file.as_deref().unwrap_or("input");
+    if r.is_valid() {
+        format!("{name}: VALID, {} rows, {}", r.rows_read, totals_line(r))
+    } else {
+        format!(
+            "{name}: INVALID, {} of {} rows have errors ({} errors)",
+            r.rows_invalid, r.rows_read, r.errors_total
+        )
+    }
+}
+
+fn totals_line(r: &Report) -> String {
+    let parts: Vec<String> = r
+        .totals
+        .iter()
+        .map(|t| format!("{} {} over {} rows", t.currency, t.amount, t.rows))
+        .collect();
+    if parts.is_empty() {
+        "no amounts".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// Errors printed on the terminal; the JSON report and TSV hold all.
+const TERMINAL_ERRORS: usize = 20;
+
+fn print_report(out: &mut impl Write, r: &Report, pattern: &Pattern) -> io::Result<()> {
+    writeln!(
+        out,
+        "{} — pattern {} \"{}\"",
+        r.file.as_deref().unwrap_or("input"),
+        pattern.id,
+        pattern.name
+    )?;
+    writeln!(
+        out,
+        "  rows     {} read, {} valid, {} invalid{}",
+        r.rows_read,
+        r.rows_valid,
+        r.rows_invalid,
+        if r.header_row { " (plus a header row)" } else { "" }
+    )?;
+    writeln!(out, "  bytes    {}  sha256 {}", r.bytes, r.sha256)?;
+    writeln!(out, "  totals   {} (valid rows)", totals_line(r))?;
+    if r.parts.len() > 1 {
+        for p in &r.parts {
+            let t: Vec<String> = p
+                .totals
+                .iter()
+                .map(|t| format!("{} {}", t.currency, t.amount))
+                .collect();
+            writeln!(
+                out,
+                "  part {}   rows {}–{} ({} rows) {}",
+                p.index,
+                p.first_row,
+                p.first_row + p.rows - 1,
+                p.rows,
+                t.join(", ")
+            )?;
+        }
+    }
+    for w in &r.warnings {
+        writeln!(out, "  warning  {w}")?;
+    }
+    if r.errors_total > 0 {
+        let shown = r.errors.len().min(TERMINAL_ERRORS);
+        writeln!(out, "  errors   {} (first {shown}):", r.errors_total)?;
+        for e in &r.errors[..shown] {
+            writeln!(out, "    {e}")?;
+        }
+        if r.errors_total as usize > shown {
+            writeln!(
+                out,
+                "    … {} more in the --report JSON / --errors-tsv file",
+                r.errors_total as usize - shown
+            )?;
+        }
+    }
+    writeln!(out, "{}", verdict(r))
+}
+
+fn patterns_cmd(dir: &Path, command: &PatternsCommand) -> Result<ExitCode> {
+    match command {
+        PatternsCommand::List => {
+            let registry = Registry::load(Some(dir))?;
+            for p in registry.iter() {
+                println!(
+                    "{:>3}  {:<28} {:>2} columns  delimiter {:?}  {}",
+                    p.id,
+                    p.name,
+                    p.columns.len(),
+                    p.delimiter as char,
+                    p.source
+                );
+            }
+        }
+        PatternsCommand::Show { id } => {
+            let registry = Registry::load(Some(dir))?;
+            print!("{}", registry.get(*id)?.to_toml());
+        }
+        PatternsCommand::Check { file } => match Pattern::from_file(file) {
+            Ok(p) => println!(
+                "{}: pattern {} \"{}\" is valid ({} columns)",
+                file.display(),
+                p.id,
+                p.name,
+                p.columns.len()
+            ),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::from(EXIT_UNUSABLE));
+            }
+        },
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn gen_cmd(registry: &Registry, args: &GenArgs) -> Result<ExitCode> {
+    let pattern = registry.get(args.pattern)?;
+    let opts = GenOptions {
+        rows: args.rows,
+        error_rate: args.error_rate,
+        seed: args.seed,
+        header: args.header.then_some(true),
+        ..GenOptions::default()
+    };
+    let out = File::create(&args.output)
+        .with_context(|| format!("creating {}", args.output.display()))?;
+    let g = generate(out, pattern, &opts)?;
+    if let Some(path) = &args.manifest {
+        serde_json::to_writer_pretty(File::create(path)?, &g)?;
+    }
+    println!(
+        "{}: {} rows, {} with deliberate errors",
+        args.output.display(),
+        g.rows,
+        g.planted.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn demo_cmd(registry: &Registry, rows: u64) -> Result<ExitCode> {
+    let dir = tempfile::Builder::new().prefix("paydrop-demo-").tempdir()?;
+    let pattern = registry.get(1)?;
+    println!("paydrop demo: generating and validating pattern-1 files in {}", dir.path().display());
+    for (name, error_rate) in [("payments.csv", 0.0), ("payments-with-errors.csv", 0.001)] {
+        let path = dir.path().join(name);
+        let opts = GenOptions {
+            rows,
+            error_rate,
+            seed: 2026,
+            ..GenOptions::default()
+        };
+        let g = generate(File::create(&path)?, pattern, &opts)?;
+        println!("\n{name}: {} rows generated, {} with planted errors", g.rows, g.planted.len());
+        let report = validate_file(&path, pattern, &Options::default(), Hooks::default())?;
+        print_report(&mut io::stdout().lock(), &report, pattern)?;
+        anyhow::ensure!(
+            report.totals == g.totals,
+            "validator totals differ from the generator's: this is a bug"
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

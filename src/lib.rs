@@ -1,0 +1,30 @@
+//! paydrop: bulk card-payment files, checked, totalled, compressed and
+//! submitted to the provider's `startdirect` endpoint without ever holding a
+//! file in memory.
+//!
+//! Data flows one way: [`read`] → [`validate`] → [`totals`] → compress →
+//! submit → record. Each module owns one stage; the binary (`src/main.rs`)
+//! is only the command line in [`cli`].
+
+pub mod cli;
+pub mod currency;
+pub mod generate;
+pub mod mask;
+pub mod pattern;
+pub mod read;
+pub mod totals;
+pub mod validate;
+
+use chrono::NaiveDate;
+
+/// The provider accepts at most this many transactions in one file.
+pub const PROVIDER_MAX_ROWS: u64 = 150_000;
+
+/// The provider's time zone: its cut-off windows and "yesterday" are local
+/// to Istanbul.
+pub const PROVIDER_TZ: chrono_tz::Tz = chrono_tz::Europe::Istanbul;
+
+/// Today's date at the provider.
+pub fn provider_today() -> NaiveDate {
+    chrono::Utc::now().with_timezone(&PROVIDER_TZ).date_naive()
+}

@@ -1,0 +1,199 @@
+//! The one pass over a payment file's bytes.
+//!
+//! [`Input`] wraps any reader and, as the CSV parser pulls bytes through it,
+//! hashes them (sha256 of the exact file bytes, for the report and the ledger),
+//! counts them (for progress), refuses files that are obviously not delimited
+//! text (gzip, zip, UTF-16) and bounds the length of a line so that a file
+//! without line breaks cannot make the parser buffer it whole. Nothing is kept
+//! but a 32-byte hash state.
+
+use std::io::{self, Read};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest, Sha256};
+
+/// Why a file cannot be read as delimited text at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InputError {
+    #[error(
+        "the file is {0}-compressed, not delimited text; paydrop compresses on its own: \
+         pass the uncompressed file"
+    )]
+    Compressed(&'static str),
+    #[error("the file is UTF-16 (it starts with a UTF-16 byte-order mark); save it as UTF-8")]
+    Utf16,
+    #[error(
+        "line {line} is longer than {limit} bytes; this is not a payment file \
+         (or raise --max-line-bytes)"
+    )]
+    LineTooLong { line: u64, limit: usize },
+}
+
+/// Counters shared between an [`Input`] and whoever reports on it.
+#[derive(Debug, Default)]
+pub struct Tally {
+    bytes: AtomicU64,
+    sha256: Mutex<Option<[u8; 32]>>,
+}
+
+impl Tally {
+    /// Bytes read so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Hex sha256 of all bytes, once the end of the input was reached.
+    pub fn sha256_hex(&self) -> Option<String> {
+        self.sha256.lock().unwrap().map(hex::encode)
+    }
+}
+
+/// A reader that hashes, counts and sanity-checks what passes through it.
+pub struct Input<R> {
+    inner: R,
+    hasher: Sha256,
+    tally: Arc<Tally>,
+    first: bool,
+    /// Newlines seen so far, to name the line of an over-long one.
+    lines: u64,
+    /// Bytes since the last newline.
+    run: usize,
+    max_line: usize,
+}
+
+impl<R: Read> Input<R> {
+    pub fn new(inner: R, max_line_bytes: usize) -> (Self, Arc<Tally>) {
+        let tally = Arc::new(Tally::default());
+        let input = Input {
+            inner,
+            hasher: Sha256::new(),
+            tally: tally.clone(),
+            first: true,
+            lines: 0,
+            run: 0,
+            max_line: max_line_bytes,
+        };
+        (input, tally)
+    }
+
+    fn check_chunk(&mut self, chunk: &[u8]) -> Result<(), InputError> {
+        if std::mem::take(&mut self.first) {
+            if chunk.starts_with(&[0x1f, 0x8b]) {
+                return Err(InputError::Compressed("gzip"));
+            }
+            if chunk.starts_with(b"PK\x03\x04") {
+                return Err(InputError::Compressed("zip (or XLSX)"));
+            }
+            if chunk.starts_with(b"BZh") && chunk.get(3).is_some_and(u8::is_ascii_digit) {
+                return Err(InputError::Compressed("bzip2"));
+            }
+            if chunk.starts_with(&[0xfd, b'7', b'z', b'X', b'Z']) {
+                return Err(InputError::Compressed("xz"));
+            }
+            if chunk.starts_with(&[0xff, 0xfe]) || chunk.starts_with(&[0xfe, 0xff]) {
+                return Err(InputError::Utf16);
+            }
+        }
+        // A line longer than the limit must cross a chunk end unless the chunk
+        // itself is longer than the limit; only then is every gap measured.
+        let mut start = 0;
+        if chunk.len() > self.max_line {
+            for nl in memchr::memchr_iter(b'\n', chunk) {
+                if self.run + (nl - start) > self.max_line {
+                    return Err(self.too_long());
+                }
+                self.lines += 1;
+                self.run = 0;
+                start = nl + 1;
+            }
+            self.run += chunk.len() - start;
+        } else {
+            match memchr::memchr(b'\n', chunk) {
+                None => self.run += chunk.len(),
+                Some(first) => {
+                    if self.run + first > self.max_line {
+                        return Err(self.too_long());
+                    }
+                    self.lines += memchr::memchr_iter(b'\n', chunk).count() as u64;
+                    let last = memchr::memrchr(b'\n', chunk).unwrap_or(first);
+                    self.run = chunk.len() - last - 1;
+                }
+            }
+        }
+        if self.run > self.max_line {
+            return Err(self.too_long());
+        }
+        Ok(())
+    }
+
+    fn too_long(&self) -> InputError {
+        InputError::LineTooLong {
+            line: self.lines + 1,
+            limit: self.max_line,
+        }
+    }
+}
+
+impl<R: Read> Read for Input<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 {
+            let digest = std::mem::take(&mut self.hasher).finalize();
+            *self.tally.sha256.lock().unwrap() = Some(digest.into());
+            return Ok(0);
+        }
+        let chunk = &buf[..n];
+        self.hasher.update(chunk);
+        self.tally.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        self.check_chunk(chunk)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        Ok(n)
+    }
+}
+
+/// The [`InputError`] inside an I/O error raised by [`Input`], if any.
+pub fn input_error(e: &io::Error) -> Option<&InputError> {
+    e.get_ref().and_then(|inner| inner.downcast_ref::<InputError>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_all(bytes: &[u8], max_line: usize) -> Result<Arc<Tally>, InputError> {
+        let (mut input, tally) = Input::new(bytes, max_line);
+        let mut sink = Vec::new();
+        input
+            .read_to_end(&mut sink)
+            .map_err(|e| input_error(&e).cloned().unwrap())?;
+        assert_eq!(sink, bytes);
+        Ok(tally)
+    }
+
+    #[test]
+    fn hashes_and_counts() {
+        let t = read_all(b"abc", 10).unwrap();
+        assert_eq!(t.bytes(), 3);
+        assert_eq!(
+            t.sha256_hex().unwrap(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn refuses_gzip_and_utf16() {
+        assert_eq!(
+            read_all(&[0x1f, 0x8b, 8, 0], 10).unwrap_err(),
+            InputError::Compressed("gzip")
+        );
+        assert_eq!(read_all(&[0xff, 0xfe, b'a', 0], 10).unwrap_err(), InputError::Utf16);
+    }
+
+    #[test]
+    fn names_the_over_long_line() {
+        let e = read_all(b"short\nshort\nthis one is too long\nok\n", 10).unwrap_err();
+        assert_eq!(e, InputError::LineTooLong { line: 3, limit: 10 });
+        assert!(read_all(b"0123456789\n0123456789", 10).is_ok());
+    }
+}

@@ -1,0 +1,929 @@
+//! The streaming validator: checks every row of a payment file against its
+//! pattern and totals the money, in one pass and in constant memory.
+//!
+//! It never stops at the first bad row: every error is reported (the first
+//! `max_errors` kept in the [`Report`], all of them passed to an optional
+//! callback) with its line, column, masked value and a reason a person can act
+//! on. Only input that is not a delimited text file at all (empty, compressed,
+//! wrongly encoded) is [`Fatal`]. Memory is the CSV buffer, one record, and a
+//! 64-bit fingerprint per row for each `unique` column.
+//!
+//! ```
+//! use paydrop::{pattern::Registry, validate::{validate_reader, Hooks, Options}};
+//! let registry = Registry::load(None).unwrap();
+//! let pattern = registry.get(1).unwrap();
+//! let file = "4506349116543210,12/30,100.50,1,Ayşe Yılmaz,,,,,MUC-1,,,,,,,\n\
+//!             4506349116543211,12/30,1e5,2,Ali Veli,,,,,MUC-2,,,,,,,\n";
+//! let report = validate_reader(file.as_bytes(), pattern, &Options::default(), Hooks::default()).unwrap();
+//! assert_eq!((report.rows_valid, report.rows_invalid), (1, 1));
+//! assert_eq!(report.errors[0].line, 2);
+//! assert_eq!(report.errors[0].value.as_deref(), Some("450634******3211"));
+//! assert_eq!(report.totals.iter().next().unwrap().amount.to_string(), "100.50");
+//! ```
+
+pub mod check;
+
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::fs::File;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::io::{self, Read};
+use std::path::Path;
+
+use chrono::{NaiveDate, NaiveDateTime};
+use csv::ByteRecord;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::currency::Currency;
+use crate::pattern::{Column, ColumnType, Encoding, Header, Pattern};
+use crate::read::{input_error, Input, InputError};
+use crate::totals::Totals;
+use crate::{mask, PROVIDER_MAX_ROWS};
+
+use check::Fail;
+
+/// What went wrong in a cell or a row. Stable names, used in reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    Header,
+    ColumnCount,
+    ControlChar,
+    Required,
+    Length,
+    Regex,
+    Integer,
+    Range,
+    Decimal,
+    Scale,
+    Date,
+    DateTime,
+    Boolean,
+    Enum,
+    CardNumber,
+    Luhn,
+    ExpiryFormat,
+    Expired,
+    Iban,
+    TrIdentity,
+    Currency,
+    Email,
+    Duplicate,
+    LineNumber,
+    Overflow,
+}
+
+/// One problem in one row.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowError {
+    /// Physical line in the file where the row starts (1-based; the header,
+    /// if any, is line 1).
+    pub line: u64,
+    /// Position among the data rows (1-based); 0 for the header.
+    pub row: u64,
+    pub column: Option<String>,
+    /// The offending value, masked when the column is sensitive.
+    pub value: Option<String>,
+    pub kind: ErrorKind,
+    pub reason: String,
+}
+
+impl fmt::Display for RowError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}", self.line)?;
+        if let Some(c) = &self.column {
+            write!(f, ", {c}")?;
+        }
+        if let Some(v) = &self.value {
+            write!(f, " '{v}'")?;
+        }
+        write!(f, ": {}", self.reason)
+    }
+}
+
+/// A file that cannot be validated at all (exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum Fatal {
+    #[error("cannot open {path}: {source}")]
+    Open { path: String, source: io::Error },
+    #[error("{0}")]
+    Input(#[from] InputError),
+    #[error("the file is empty (0 bytes): there is nothing to submit")]
+    Empty,
+    #[error("the file has a header row but no payment rows")]
+    NoRows,
+    #[error(
+        "line {line}, column {column}: not valid UTF-8 ({detail}); if the file comes from a \
+         Turkish bank export it is probably Windows-1254: use a pattern with \
+         encoding = \"windows-1254\""
+    )]
+    Encoding {
+        line: u64,
+        column: String,
+        detail: String,
+    },
+    #[error("cannot read the file: {0}")]
+    Io(io::Error),
+}
+
+/// How to validate.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Errors kept in the report; the rest are only counted.
+    pub max_errors: usize,
+    /// Cards that expired before this date's month are refused.
+    pub as_of: NaiveDate,
+    /// The currency of every row when the pattern has no currency column.
+    pub currency: Currency,
+    /// Rows per submission; larger files are split into parts this size.
+    pub split_rows: u64,
+    /// Longest line accepted, in bytes.
+    pub max_line_bytes: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            max_errors: 1000,
+            as_of: crate::provider_today(),
+            currency: Currency::lookup("TRY").expect("TRY is in the table"),
+            split_rows: PROVIDER_MAX_ROWS,
+            max_line_bytes: 1 << 20,
+        }
+    }
+}
+
+/// Optional callbacks: every error (not just the first `max_errors`), and
+/// progress in bytes read.
+#[derive(Default)]
+pub struct Hooks<'a> {
+    pub on_error: Option<&'a mut dyn FnMut(&RowError)>,
+    pub progress: Option<&'a dyn Fn(u64)>,
+}
+
+/// A consecutive run of at most `split_rows` rows: one submission.
+#[derive(Clone, Debug, Serialize)]
+pub struct Part {
+    /// 1-based.
+    pub index: u32,
+    pub rows: u64,
+    /// First data row (1-based) and the line it starts on.
+    pub first_row: u64,
+    pub first_line: u64,
+    /// Byte range of the part's rows in the file (the header, if any, is
+    /// `0..header_bytes` and belongs in front of every part).
+    pub byte_start: u64,
+    pub byte_end: u64,
+    pub totals: Totals,
+}
+
+/// The outcome of validating one file.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub file: Option<String>,
+    pub pattern: u16,
+    pub pattern_name: String,
+    pub bytes: u64,
+    pub sha256: String,
+    pub as_of: NaiveDate,
+    /// Whether the first row was a header, and its length in bytes.
+    pub header_row: bool,
+    pub header_bytes: u64,
+    pub rows_read: u64,
+    pub rows_valid: u64,
+    pub rows_invalid: u64,
+    pub errors_total: u64,
+    pub errors: Vec<RowError>,
+    /// Errors counted but not kept (beyond `max_errors`).
+    pub errors_not_shown: u64,
+    /// Totals of the valid rows.
+    pub totals: Totals,
+    pub split_rows: u64,
+    pub parts: Vec<Part>,
+    pub warnings: Vec<String>,
+}
+
+impl Report {
+    /// True when every row passed.
+    pub fn is_valid(&self) -> bool {
+        self.errors_total == 0 && self.rows_read > 0
+    }
+}
+
+/// Validates a file on disk. Duplicates are reported with the line of their
+/// first occurrence (a second, cheap pass that runs only when there are
+/// duplicates).
+pub fn validate_file(
+    path: &Path,
+    pattern: &Pattern,
+    opts: &Options,
+    hooks: Hooks<'_>,
+) -> Result<Report, Fatal> {
+    let open = || {
+        File::open(path).map_err(|source| Fatal::Open {
+            path: path.display().to_string(),
+            source,
+        })
+    };
+    let mut validator = Validator::new(pattern, opts, hooks);
+    validator.run(open()?)?;
+    if !validator.duplicates.is_empty() {
+        validator.name_first_occurrences(open()?)?;
+    }
+    let mut report = validator.finish()?;
+    report.file = Some(path.display().to_string());
+    Ok(report)
+}
+
+/// Validates any reader (first occurrences of duplicates are not named).
+pub fn validate_reader<R: Read>(
+    reader: R,
+    pattern: &Pattern,
+    opts: &Options,
+    hooks: Hooks<'_>,
+) -> Result<Report, Fatal> {
+    let mut validator = Validator::new(pattern, opts, hooks);
+    validator.run(reader)?;
+    validator.finish()
+}
+
+/// Hasher for keys that already are good hashes (xxh3 fingerprints).
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, _: &[u8]) {
+        unreachable!("only u64 keys are hashed")
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type FingerprintSet = HashSet<u64, BuildHasherDefault<Prehashed>>;
+
+/// Seeds the fingerprint with the column so that two unique columns can share
+/// nothing by accident.
+fn fingerprint(column: usize, value: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64_with_seed(value, column as u64)
+}
+
+/// A duplicate kept in the report, waiting to learn its first occurrence.
+struct Duplicate {
+    error_index: usize,
+    column: usize,
+    fingerprint: u64,
+}
+
+/// What a cell held, when it matters beyond the row.
+enum Value {
+    Other,
+    Amount(Decimal),
+    Currency(Currency),
+    Integer(i64),
+}
+
+struct Validator<'a, 'h> {
+    pattern: &'a Pattern,
+    opts: &'a Options,
+    hooks: Hooks<'h>,
+    report: Report,
+    records: u64,
+    uniques: Vec<(usize, FingerprintSet)>,
+    duplicates: Vec<Duplicate>,
+    part_open: bool,
+}
+
+impl<'a, 'h> Validator<'a, 'h> {
+    fn new(pattern: &'a Pattern, opts: &'a Options, hooks: Hooks<'h>) -> Self {
+        let uniques = pattern
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.unique)
+            .map(|(i, _)| (i, FingerprintSet::default()))
+            .collect();
+        Validator {
+            pattern,
+            opts,
+            hooks,
+            report: Report {
+                file: None,
+                pattern: pattern.id,
+                pattern_name: pattern.name.clone(),
+                bytes: 0,
+                sha256: String::new(),
+                as_of: opts.as_of,
+                header_row: false,
+                header_bytes: 0,
+                rows_read: 0,
+                rows_valid: 0,
+                rows_invalid: 0,
+                errors_total: 0,
+                errors: Vec::new(),
+                errors_not_shown: 0,
+                totals: Totals::default(),
+                split_rows: opts.split_rows.max(1),
+                parts: Vec::new(),
+                warnings: Vec::new(),
+            },
+            records: 0,
+            uniques,
+            duplicates: Vec::new(),
+            part_open: false,
+        }
+    }
+
+    fn csv_reader<R: Read>(&self, reader: R) -> csv::Reader<R> {
+        csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .delimiter(self.pattern.delimiter)
+            .buffer_capacity(64 * 1024)
+            .from_reader(reader)
+    }
+
+    fn run<R: Read>(&mut self, reader: R) -> Result<(), Fatal> {
+        let (input, tally) = Input::new(reader, self.opts.max_line_bytes);
+        let mut rdr = self.csv_reader(input);
+        let mut rec = ByteRecord::new();
+        loop {
+            match rdr.read_byte_record(&mut rec) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => return Err(csv_fatal(e)),
+            }
+            self.record(&rec)?;
+            if self.records % 8192 == 0 {
+                if let Some(progress) = self.hooks.progress {
+                    progress(tally.bytes());
+                }
+            }
+        }
+        self.report.bytes = tally.bytes();
+        self.report.sha256 = tally.sha256_hex().unwrap_or_default();
+        if let Some(progress) = self.hooks.progress {
+            progress(tally.bytes());
+        }
+        if let Some(part) = self.report.parts.last_mut() {
+            part.byte_end = self.report.bytes;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<Report, Fatal> {
+        if self.report.bytes == 0 {
+            return Err(Fatal::Empty);
+        }
+        if self.report.rows_read == 0 {
+            return Err(Fatal::NoRows);
+        }
+        let split = self.report.split_rows;
+        if self.report.rows_read > split {
+            let ranges: Vec<String> = self
+                .report
+                .parts
+                .iter()
+                .map(|p| format!("{}–{}", p.first_row, p.first_row + p.rows - 1))
+                .collect();
+            self.report.warnings.push(format!(
+                "{} rows is more than {} per submission: the file will be submitted as {} parts \
+                 (rows {})",
+                self.report.rows_read,
+                split,
+                self.report.parts.len(),
+                ranges.join(", ")
+            ));
+        }
+        Ok(self.report)
+    }
+
+    fn record(&mut self, rec: &ByteRecord) -> Result<(), Fatal> {
+        self.records += 1;
+        let line = rec.position().map_or(0, |p| p.line());
+        if self.records == 1 {
+            // A UTF-8 byte-order mark belongs to the file, not the first cell.
+            if let Some(first) = rec.get(0) {
+                if let Some(rest) = first.strip_prefix(b"\xef\xbb\xbf") {
+                    let mut clean = ByteRecord::new();
+                    clean.push_field(rest);
+                    rec.iter().skip(1).for_each(|f| clean.push_field(f));
+                    clean.set_position(rec.position().cloned());
+                    if self.header(&clean, line) {
+                        return Ok(());
+                    }
+                    return self.row(&clean, line);
+                }
+            }
+            if self.header(rec, line) {
+                return Ok(());
+            }
+        }
+        self.row(rec, line)
+    }
+
+    /// Handles the first record when it is a header; true if it was one.
+    fn header(&mut self, rec: &ByteRecord, line: u64) -> bool {
+        let cols = &self.pattern.columns;
+        let matches = |i: usize, f: &[u8]| {
+            cols.get(i)
+                .is_some_and(|c| c.name.as_bytes().eq_ignore_ascii_case(trim(f)))
+        };
+        let hits = rec.iter().enumerate().filter(|(i, f)| matches(*i, f)).count();
+        let is_header = match self.pattern.header {
+            Header::Present => true,
+            Header::Absent => false,
+            Header::Auto => hits >= 1.max(cols.len() / 2),
+        };
+        if !is_header {
+            return false;
+        }
+        self.report.header_row = true;
+        if rec.len() != cols.len() || hits != cols.len() {
+            let got: Vec<String> = rec
+                .iter()
+                .map(|f| String::from_utf8_lossy(f).into_owned())
+                .collect();
+            let want: Vec<&str> = cols.iter().map(|c| c.name.as_str()).collect();
+            self.error(RowError {
+                line,
+                row: 0,
+                column: None,
+                value: None,
+                kind: ErrorKind::Header,
+                reason: format!(
+                    "header does not match pattern {}: expected {}, found {}",
+                    self.pattern.id,
+                    want.join(","),
+                    got.join(",")
+                ),
+            });
+        }
+        true
+    }
+
+    fn row(&mut self, rec: &ByteRecord, line: u64) -> Result<(), Fatal> {
+        let pattern = self.pattern;
+        let row = self.report.rows_read + 1;
+        self.report.rows_read = row;
+        let start = rec.position().map_or(0, |p| p.byte());
+        if self.report.header_row && row == 1 {
+            self.report.header_bytes = start;
+        }
+        self.open_part(row, line, start);
+
+        if rec.len() != pattern.columns.len() {
+            self.error(RowError {
+                line,
+                row,
+                column: None,
+                value: None,
+                kind: ErrorKind::ColumnCount,
+                reason: format!(
+                    "has {} fields; pattern {} has {} columns (check the delimiter '{}' and \
+                     that quotes are closed)",
+                    rec.len(),
+                    pattern.id,
+                    pattern.columns.len(),
+                    (pattern.delimiter as char).escape_default()
+                ),
+            });
+            self.report.rows_invalid += 1;
+            return Ok(());
+        }
+        if pattern.encoding == Encoding::Utf8 {
+            if let Err(e) = std::str::from_utf8(rec.as_slice()) {
+                return Err(encoding_fatal(pattern, rec, line, e));
+            }
+        }
+
+        let errors_before = self.report.errors_total;
+        // NUL and line breaks never belong in a payment field; a line break
+        // usually means a quote was left open and swallowed the next lines.
+        let control = memchr::memchr3(0, b'\n', b'\r', rec.as_slice()).map(|pos| {
+            let col = field_at(rec, pos);
+            let f = rec.get(col).unwrap_or_default();
+            let reason = if f.contains(&0) {
+                "contains a NUL byte (0x00): the file is damaged or not text".to_string()
+            } else {
+                let lines = f.iter().filter(|&&b| b == b'\n').count();
+                format!(
+                    "contains a line break: a quote opened here is probably not closed \
+                     (it swallowed {lines} following line(s))"
+                )
+            };
+            (col, reason)
+        });
+        if let Some((col, reason)) = &control {
+            self.cell_error(rec, line, row, *col, ErrorKind::ControlChar, reason.clone());
+        }
+
+        let mut amount = None;
+        let mut currency = None;
+        for (i, column) in pattern.columns.iter().enumerate() {
+            if control.as_ref().is_some_and(|(c, _)| *c == i) {
+                continue;
+            }
+            let f = rec.get(i).unwrap_or_default();
+            if f.is_empty() {
+                if column.required {
+                    self.cell_error(
+                        rec,
+                        line,
+                        row,
+                        i,
+                        ErrorKind::Required,
+                        "is required but empty".into(),
+                    );
+                }
+                continue;
+            }
+            match self.check(column, f) {
+                Ok(Value::Amount(d)) => amount = Some(d),
+                Ok(Value::Currency(c)) => currency = Some(c),
+                Ok(Value::Integer(n)) if column.line_number && n != row as i64 => {
+                    self.cell_error(
+                        rec,
+                        line,
+                        row,
+                        i,
+                        ErrorKind::LineNumber,
+                        format!(
+                            "is {n} but this is data row {row}; {} must count the rows 1, 2, 3, …",
+                            column.name
+                        ),
+                    );
+                }
+                Ok(_) => {}
+                Err((kind, reason)) => {
+                    self.cell_error(rec, line, row, i, kind, reason);
+                    continue;
+                }
+            }
+            if column.unique {
+                self.check_unique(rec, line, row, i, f);
+            }
+        }
+
+        if self.report.errors_total == errors_before {
+            if let Some(amount) = amount {
+                let currency = currency.unwrap_or(self.opts.currency);
+                self.add_amount(rec, line, row, currency, amount);
+            }
+        }
+        if self.report.errors_total == errors_before {
+            self.report.rows_valid += 1;
+        } else {
+            self.report.rows_invalid += 1;
+        }
+        Ok(())
+    }
+
+    fn open_part(&mut self, row: u64, line: u64, start: u64) {
+        let split = self.report.split_rows;
+        if !self.part_open || (row - 1) % split == 0 {
+            if let Some(prev) = self.report.parts.last_mut() {
+                prev.byte_end = start;
+            }
+            self.report.parts.push(Part {
+                index: self.report.parts.len() as u32 + 1,
+                rows: 0,
+                first_row: row,
+                first_line: line,
+                byte_start: start,
+                byte_end: start,
+                totals: Totals::default(),
+            });
+            self.part_open = true;
+        }
+        if let Some(part) = self.report.parts.last_mut() {
+            part.rows += 1;
+        }
+    }
+
+    fn add_amount(
+        &mut self,
+        rec: &ByteRecord,
+        line: u64,
+        row: u64,
+        currency: Currency,
+        amount: Decimal,
+    ) {
+        let col = self.pattern.amount_column().unwrap_or(0);
+        if amount.normalize().scale() > currency.minor_units {
+            let reason = match currency.minor_units {
+                0 => format!("{currency} has no minor unit: amounts must be whole numbers"),
+                n => format!(
+                    "has {} decimal places; {currency} allows at most {n}",
+                    amount.normalize().scale()
+                ),
+            };
+            self.cell_error(rec, line, row, col, ErrorKind::Scale, reason);
+            return;
+        }
+        let part = self.report.parts.last_mut().expect("a part is open");
+        let checked = self
+            .report
+            .totals
+            .check_add(currency, amount)
+            .and_then(|_| part.totals.check_add(currency, amount));
+        match checked {
+            Ok(_) => {
+                part.totals.add(currency, amount).expect("checked above");
+                self.report
+                    .totals
+                    .add(currency, amount)
+                    .expect("checked above");
+            }
+            Err(e) => {
+                self.cell_error(rec, line, row, col, ErrorKind::Overflow, e.to_string());
+            }
+        }
+    }
+
+    fn check_unique(&mut self, rec: &ByteRecord, line: u64, row: u64, col: usize, f: &[u8]) {
+        let fp = fingerprint(col, f);
+        let set = &mut self
+            .uniques
+            .iter_mut()
+            .find(|(c, _)| *c == col)
+            .expect("unique columns are indexed")
+            .1;
+        if set.insert(fp) {
+            return;
+        }
+        let name = &self.pattern.columns[col].name;
+        let reason = format!("{name} is already used by an earlier row; it must be unique");
+        if let Some(error_index) =
+            self.cell_error(rec, line, row, col, ErrorKind::Duplicate, reason)
+        {
+            self.duplicates.push(Duplicate {
+                error_index,
+                column: col,
+                fingerprint: fp,
+            });
+        }
+    }
+
+    /// Second pass: find the first line of each kept duplicate.
+    fn name_first_occurrences<R: Read>(&mut self, reader: R) -> Result<(), Fatal> {
+        let wanted: HashSet<(usize, u64)> = self
+            .duplicates
+            .iter()
+            .map(|d| (d.column, d.fingerprint))
+            .collect();
+        let columns: Vec<usize> = self.uniques.iter().map(|(c, _)| *c).collect();
+        let mut first: HashMap<(usize, u64), u64> = HashMap::new();
+        let mut rdr = self.csv_reader(reader);
+        let mut rec = ByteRecord::new();
+        let mut skip_header = self.report.header_row;
+        while rdr.read_byte_record(&mut rec).map_err(csv_fatal)? {
+            if std::mem::take(&mut skip_header) || rec.len() != self.pattern.columns.len() {
+                continue;
+            }
+            for &c in &columns {
+                let key = (c, fingerprint(c, rec.get(c).unwrap_or_default()));
+                if wanted.contains(&key) {
+                    let line = rec.position().map_or(0, |p| p.line());
+                    first.entry(key).or_insert(line);
+                }
+            }
+            if first.len() == wanted.len() {
+                break;
+            }
+        }
+        for d in &self.duplicates {
+            if let Some(line) = first.get(&(d.column, d.fingerprint)) {
+                let e = &mut self.report.errors[d.error_index];
+                let name = &self.pattern.columns[d.column].name;
+                e.reason = format!("{name} is also used on line {line}; it must be unique");
+            }
+        }
+        Ok(())
+    }
+
+    fn check(&self, column: &Column, f: &[u8]) -> Result<Value, Fail> {
+        let fail = |kind, reason: String| Err((kind, reason));
+        match &column.kind {
+            ColumnType::String {
+                min_len,
+                max_len,
+                regex,
+            } => {
+                let len = if f.is_ascii() || self.pattern.encoding == Encoding::Windows1254 {
+                    f.len()
+                } else {
+                    self.text(f).chars().count()
+                };
+                if let Some(max) = max_len.filter(|m| len > *m) {
+                    return fail(
+                        ErrorKind::Length,
+                        format!("has {len} characters; at most {max} allowed"),
+                    );
+                }
+                if let Some(min) = min_len.filter(|m| len < *m) {
+                    return fail(
+                        ErrorKind::Length,
+                        format!("has {len} characters; at least {min} required"),
+                    );
+                }
+                if let Some(re) = regex {
+                    if !re.is_match(&self.text(f)) {
+                        let shown = &re.as_str()["^(?:".len()..re.as_str().len() - 2];
+                        return fail(ErrorKind::Regex, format!("does not match /{shown}/"));
+                    }
+                }
+                Ok(Value::Other)
+            }
+            ColumnType::Integer { min, max } => {
+                let n = check::integer(f)?;
+                range(n, *min, *max)?;
+                Ok(Value::Integer(n))
+            }
+            ColumnType::Decimal { scale, min, max } => {
+                let d = check::decimal(f, self.pattern.decimal_separator)?;
+                if let Some(s) = scale.filter(|s| d.normalize().scale() > *s) {
+                    return fail(
+                        ErrorKind::Scale,
+                        format!(
+                            "has {} decimal places; at most {s} allowed",
+                            d.normalize().scale()
+                        ),
+                    );
+                }
+                if f[0] == b'-' && min.is_some_and(|m| m >= Decimal::ZERO) {
+                    return fail(
+                        ErrorKind::Range,
+                        format!("must not be negative (minimum {})", min.unwrap_or_default()),
+                    );
+                }
+                range(d, *min, *max)?;
+                Ok(if column.amount {
+                    Value::Amount(d)
+                } else {
+                    Value::Other
+                })
+            }
+            ColumnType::Date { format } => {
+                NaiveDate::parse_from_str(&self.text(f), format)
+                    .map_err(|e| (ErrorKind::Date, format!("is not a date in {format}: {e}")))?;
+                Ok(Value::Other)
+            }
+            ColumnType::DateTime { format } => {
+                NaiveDateTime::parse_from_str(&self.text(f), format).map_err(|e| {
+                    (
+                        ErrorKind::DateTime,
+                        format!("is not a date-time in {format}: {e}"),
+                    )
+                })?;
+                Ok(Value::Other)
+            }
+            ColumnType::Boolean => check::boolean(f).map(|_| Value::Other),
+            ColumnType::Enum { values } => {
+                let t = self.text(f);
+                if values.iter().any(|v| *v == t) {
+                    Ok(Value::Other)
+                } else {
+                    fail(
+                        ErrorKind::Enum,
+                        format!("must be one of: {}", values.join(", ")),
+                    )
+                }
+            }
+            ColumnType::CardNumber => check::card_number(f).map(|_| Value::Other),
+            ColumnType::CardExpiry => check::card_expiry(f, self.opts.as_of).map(|_| Value::Other),
+            ColumnType::Iban => check::iban(f).map(|_| Value::Other),
+            ColumnType::TrIdentity => check::tr_identity(f).map(|_| Value::Other),
+            ColumnType::Currency => match Currency::lookup(&self.text(f)) {
+                Some(c) => Ok(Value::Currency(c)),
+                None => fail(
+                    ErrorKind::Currency,
+                    "is not an ISO 4217 currency code (e.g. TRY or 949)".into(),
+                ),
+            },
+            ColumnType::Email => check::email(&self.text(f)).map(|_| Value::Other),
+        }
+    }
+
+    /// The cell as text in the pattern's encoding.
+    fn text<'b>(&self, f: &'b [u8]) -> Cow<'b, str> {
+        match self.pattern.encoding {
+            Encoding::Utf8 => String::from_utf8_lossy(f),
+            Encoding::Windows1254 => encoding_rs::WINDOWS_1254.decode_without_bom_handling(f).0,
+        }
+    }
+
+    /// Records an error in a cell; returns its index in the report if kept.
+    fn cell_error(
+        &mut self,
+        rec: &ByteRecord,
+        line: u64,
+        row: u64,
+        col: usize,
+        kind: ErrorKind,
+        reason: String,
+    ) -> Option<usize> {
+        let column = &self.pattern.columns[col];
+        let value = display_value(column, &self.text(rec.get(col).unwrap_or_default()));
+        self.error(RowError {
+            line,
+            row,
+            column: Some(column.name.clone()),
+            value: Some(value),
+            kind,
+            reason,
+        })
+    }
+
+    fn error(&mut self, e: RowError) -> Option<usize> {
+        self.report.errors_total += 1;
+        if let Some(cb) = self.hooks.on_error.as_mut() {
+            cb(&e);
+        }
+        if self.report.errors.len() < self.opts.max_errors {
+            self.report.errors.push(e);
+            Some(self.report.errors.len() - 1)
+        } else {
+            self.report.errors_not_shown += 1;
+            None
+        }
+    }
+}
+
+fn range<T: PartialOrd + fmt::Display + Copy>(
+    v: T,
+    min: Option<T>,
+    max: Option<T>,
+) -> Result<(), Fail> {
+    if let Some(m) = min.filter(|m| v < *m) {
+        return Err((ErrorKind::Range, format!("is below the minimum {m}")));
+    }
+    if let Some(m) = max.filter(|m| v > *m) {
+        return Err((ErrorKind::Range, format!("is above the maximum {m}")));
+    }
+    Ok(())
+}
+
+/// How a value appears in errors: masked when sensitive, printable, and cut
+/// to a readable length.
+fn display_value(column: &Column, text: &str) -> String {
+    let masked = match column.kind {
+        _ if !column.mask => text.to_string(),
+        ColumnType::CardNumber => mask::card(text),
+        _ => mask::identity(text),
+    };
+    let shown: String = masked.escape_debug().collect();
+    match shown.char_indices().nth(80) {
+        Some((cut, _)) => format!("{}…", &shown[..cut]),
+        None => shown,
+    }
+}
+
+fn trim(f: &[u8]) -> &[u8] {
+    f.trim_ascii()
+}
+
+/// Index of the field that contains byte `pos` of the record's data.
+fn field_at(rec: &ByteRecord, pos: usize) -> usize {
+    let mut offset = 0;
+    for (i, f) in rec.iter().enumerate() {
+        offset += f.len();
+        if pos < offset {
+            return i;
+        }
+    }
+    rec.len().saturating_sub(1)
+}
+
+fn encoding_fatal(
+    pattern: &Pattern,
+    rec: &ByteRecord,
+    line: u64,
+    e: std::str::Utf8Error,
+) -> Fatal {
+    let col = field_at(rec, e.valid_up_to());
+    let bad = rec.as_slice()[e.valid_up_to()];
+    Fatal::Encoding {
+        line,
+        column: pattern
+            .columns
+            .get(col)
+            .map_or_else(|| format!("field {}", col + 1), |c| c.name.clone()),
+        detail: format!("byte 0x{bad:02X}"),
+    }
+}
+
+fn csv_fatal(e: csv::Error) -> Fatal {
+    match e.into_kind() {
+        csv::ErrorKind::Io(io) => match input_error(&io) {
+            Some(ie) => Fatal::Input(ie.clone()),
+            None => Fatal::Io(io),
+        },
+        other => Fatal::Io(io::Error::other(format!("{other:?}"))),
+    }
+}
