@@ -6,6 +6,7 @@
 //! submit → record. Each module owns one stage; the binary (`src/main.rs`)
 //! is only the command line in [`cli`].
 
+pub mod api;
 pub mod cli;
 pub mod currency;
 pub mod generate;

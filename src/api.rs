@@ -1,0 +1,144 @@
+//! Wire types of the provider's bulk-file API (`../shared/SPEC.md` §1),
+//! shared by the client ([`crate::upload`]) and the embedded sandbox
+//! ([`crate::sandbox`]) so that both speak exactly the same protocol.
+
+use serde::{Deserialize, Serialize};
+
+use crate::currency::Currency;
+
+/// Path of the bulk payment by file endpoint.
+pub const STARTDIRECT_PATH: &str = "/api/paywall/payment/bulk/file/startdirect";
+/// Header carrying the merchant's public key (a secret: never logged).
+pub const HEADER_API_KEY: &str = "apikeypublic";
+/// Header carrying the merchant's public client (a secret: never logged).
+pub const HEADER_API_CLIENT: &str = "apiclientpublic";
+
+/// Multipart form field names of `startdirect`.
+pub mod field {
+    pub const FILE: &str = "File";
+    pub const FILE_PATTERN: &str = "FilePattern";
+    pub const FILE_FORMAT: &str = "FileFormat";
+    pub const CURRENCY_ID: &str = "CurrencyId";
+    pub const INSTALLMENT: &str = "Installment";
+    pub const CALLBACK_ADDRESS: &str = "CallbackAddress";
+    pub const HALF_2D: &str = "Half2D";
+    pub const AMOUNT: &str = "Amount";
+    pub const MERCHANT_UNIQUE_CODE: &str = "MerchantUniqueCode";
+}
+
+/// The envelope of every provider answer: `ErrorCode` 0 and `Result` true
+/// mean success; anything else carries `Message`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Envelope<T> {
+    pub error_code: i64,
+    pub result: bool,
+    #[serde(default)]
+    pub message: Option<String>,
+    #[serde(default = "Option::default")]
+    pub body: Option<T>,
+}
+
+impl<T> Envelope<T> {
+    pub fn ok(message: &str, body: T) -> Self {
+        Envelope {
+            error_code: 0,
+            result: true,
+            message: Some(message.into()),
+            body: Some(body),
+        }
+    }
+
+    pub fn error(code: i64, message: impl Into<String>) -> Self {
+        Envelope {
+            error_code: code,
+            result: false,
+            message: Some(message.into()),
+            body: None,
+        }
+    }
+
+    /// Success as the provider defines it.
+    pub fn is_success(&self) -> bool {
+        self.error_code == 0 && self.result
+    }
+}
+
+/// `Body` of a successful `startdirect` answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct BulkStart {
+    pub bulk_payment_id: i64,
+    pub merchant_unique_code: String,
+    #[serde(default)]
+    pub processed_records: u64,
+    #[serde(default)]
+    pub total_records: u64,
+    #[serde(default)]
+    pub is_enqueued: bool,
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// Columns of the result file the provider posts to `CallbackAddress`
+/// (pattern 3 has `identityNumber` in place of `expiryDate`).
+pub const CALLBACK_COLUMNS: [&str; 20] = [
+    "patternNo",
+    "lineNumber",
+    "dateTime",
+    "merchantUniqueCode",
+    "trackingCode",
+    "cardOwner",
+    "cardNumber",
+    "expiryDate",
+    "amount",
+    "gatewayId",
+    "gatewayName",
+    "providerId",
+    "providerKey",
+    "paywallErrorCode",
+    "providerErrorCode",
+    "providerErrorMessage",
+    "bankErrorCode",
+    "bankErrorMessage",
+    "PaymentActivityTypeId",
+    "PaymentStatusId",
+];
+
+/// The provider's `CurrencyId` for a currency. The provider documents 1 as
+/// TRY (its default); the others follow its examples and are configurable in
+/// `paydrop.toml` because a wrong id charges the wrong currency.
+pub const DEFAULT_CURRENCY_IDS: &[(&str, u32)] = &[("TRY", 1), ("USD", 2), ("EUR", 3), ("GBP", 4)];
+
+/// `CurrencyId` for `currency` in the default table.
+pub fn currency_id(currency: Currency) -> Option<u32> {
+    DEFAULT_CURRENCY_IDS
+        .iter()
+        .find(|(c, _)| *c == currency.code)
+        .map(|(_, id)| *id)
+}
+
+/// The currency a `CurrencyId` stands for in the default table.
+pub fn currency_for_id(id: u32) -> Option<Currency> {
+    DEFAULT_CURRENCY_IDS
+        .iter()
+        .find(|(_, i)| *i == id)
+        .and_then(|(c, _)| Currency::lookup(c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_published_sample_answer() {
+        let sample = r#"{"ErrorCodeType":1,"ErrorMessage":null,"ErrorCode":0,"Result":true,
+            "Message":"File-based bulk payment created and enqueued",
+            "Body":{"BulkPaymentId":3467,"MerchantUniqueCode":"bc110eb7-1c52-40e2-ae91-705d00cdbe8a",
+            "ProcessedRecords":0,"TotalRecords":10,"IsEnqueued":true,
+            "Message":"File-based bulk payment created and enqueued for processing"}}"#;
+        let e: Envelope<BulkStart> = serde_json::from_str(sample).unwrap();
+        assert!(e.is_success());
+        assert_eq!(e.body.unwrap().bulk_payment_id, 3467);
+    }
+}
