@@ -10,8 +10,18 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::compress::{Codec, Compression};
+use crate::config::{Config, ENV_API_CLIENT, ENV_API_KEY};
 use crate::currency::Currency;
 use crate::generate::{generate, GenOptions};
+use crate::ledger::{Batch, Ledger, State};
+use crate::sandbox::{self, SandboxConfig};
+use crate::submit::{submit_file, RetryPolicy, SubmitError, SubmitOptions};
+use crate::upload::{BodyMode, Client, Credentials};
 use crate::pattern::{Pattern, Registry};
 use crate::validate::{validate_file, Fatal, Hooks, Options, Report, RowError};
 
@@ -23,9 +33,13 @@ pub const EXIT_UNUSABLE: u8 = 2;
 #[derive(Parser)]
 #[command(name = "paydrop", version, about = "Check, total and submit bulk card-payment files")]
 struct Cli {
-    /// Folder with custom pattern files (*.toml).
-    #[arg(long, global = true, env = "PAYDROP_PATTERNS", default_value = "patterns")]
-    patterns_dir: PathBuf,
+    /// Folder with custom pattern files (*.toml) [default: patterns_dir of
+    /// the config, else ./patterns].
+    #[arg(long, global = true, env = "PAYDROP_PATTERNS")]
+    patterns_dir: Option<PathBuf>,
+    /// Configuration file [default: ./paydrop.toml when present].
+    #[arg(long, global = true, env = "PAYDROP_CONFIG")]
+    config: Option<PathBuf>,
     /// Log as JSON lines instead of text.
     #[arg(long, global = true)]
     log_json: bool,
@@ -44,6 +58,17 @@ enum Command {
     },
     /// Write a realistic payment file, optionally with deliberate errors.
     Gen(GenArgs),
+    /// Validate a file, then send it to the provider's startdirect endpoint.
+    Submit(SubmitArgs),
+    /// Submissions awaiting an answer or of unknown outcome, and recent batches.
+    Status,
+    /// The submission history in the ledger.
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
+    /// Run the embedded sandbox provider on 127.0.0.1.
+    Sandbox(SandboxArgs),
     /// Run the whole job on generated files with built-in defaults.
     Demo {
         /// Rows in the generated files.
@@ -60,6 +85,70 @@ enum PatternsCommand {
     Show { id: u16 },
     /// Check a pattern file and report its mistakes.
     Check { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum LedgerCommand {
+    /// Recent batches, newest first.
+    List {
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// One batch with its parts and every attempt.
+    Show {
+        id: i64,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+struct SubmitArgs {
+    file: PathBuf,
+    #[arg(long, short)]
+    pattern: u16,
+    /// ISO 4217 currency of the amounts (mapped to the provider's CurrencyId).
+    #[arg(long, default_value = "TRY")]
+    currency: Currency,
+    #[arg(long, default_value_t = 1)]
+    installment: u32,
+    /// Take the payments as pre-authorisations.
+    #[arg(long = "half2d")]
+    half_2d: bool,
+    /// Where the provider posts the result file.
+    #[arg(long)]
+    callback: Option<String>,
+    /// gzip, br or none [default: [submit] compress, else gzip].
+    #[arg(long)]
+    compress: Option<Codec>,
+    /// Compression level [default: the measured default of the codec].
+    #[arg(long)]
+    level: Option<u32>,
+    /// Compress only the File part (file.csv.gz) instead of the whole body.
+    #[arg(long)]
+    compress_file_part: bool,
+    /// Provider base URL [default: [provider] base_url or PAYDROP_BASE_URL].
+    #[arg(long)]
+    base: Option<String>,
+    /// Rows per submission [default: [submit] split_rows, else 150000].
+    #[arg(long)]
+    split_rows: Option<u64>,
+    /// Send content the ledger shows as accepted again, with new codes.
+    #[arg(long)]
+    force: bool,
+    /// Date against which card expiry is checked (default: today in Istanbul).
+    #[arg(long)]
+    as_of: Option<chrono::NaiveDate>,
+}
+
+#[derive(Args)]
+struct SandboxArgs {
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Share of payments (0–1) the result callback declines.
+    #[arg(long, default_value_t = 0.1)]
+    decline_rate: f64,
 }
 
 #[derive(Args)]
@@ -142,13 +231,281 @@ fn init_logging(json: bool) {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
-    let registry = || Registry::load(Some(&cli.patterns_dir)).map_err(anyhow::Error::from);
+    let config = Config::load(cli.config.as_deref())?;
+    let patterns_dir = cli
+        .patterns_dir
+        .clone()
+        .or_else(|| config.patterns_dir.clone())
+        .unwrap_or_else(|| PathBuf::from("patterns"));
+    let registry = || Registry::load(Some(&patterns_dir)).map_err(anyhow::Error::from);
     match &cli.command {
         Command::Validate(args) => validate_cmd(&registry()?, args),
-        Command::Patterns { command } => patterns_cmd(&cli.patterns_dir, command),
+        Command::Patterns { command } => patterns_cmd(&patterns_dir, command),
         Command::Gen(args) => gen_cmd(&registry()?, args),
+        Command::Submit(args) => runtime()?.block_on(submit_cmd(&registry()?, &config, args)),
+        Command::Status => status_cmd(&config),
+        Command::Ledger { command } => ledger_cmd(&config, command),
+        Command::Sandbox(args) => runtime()?.block_on(sandbox_cmd(registry()?, args)),
         Command::Demo { rows } => demo_cmd(&registry()?, *rows),
     }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Exit codes of `submit` beyond 0–2.
+pub const EXIT_ALREADY_SUBMITTED: u8 = 3;
+pub const EXIT_REJECTED: u8 = 4;
+pub const EXIT_UNKNOWN: u8 = 5;
+
+async fn submit_cmd(registry: &Registry, config: &Config, args: &SubmitArgs) -> Result<ExitCode> {
+    let pattern = registry.get(args.pattern)?;
+    let base = args
+        .base
+        .clone()
+        .or_else(|| config.provider.base_url.clone())
+        .context("no provider address: pass --base, set PAYDROP_BASE_URL, or [provider] base_url")?;
+    let credentials = Credentials {
+        api_key: config.provider.api_key.clone().with_context(|| {
+            format!("no API key: set {ENV_API_KEY} or [provider] api_key in paydrop.toml")
+        })?,
+        api_client: config.provider.api_client.clone().with_context(|| {
+            format!("no API client: set {ENV_API_CLIENT} or [provider] api_client in paydrop.toml")
+        })?,
+    };
+    let client = Client::new(
+        &base,
+        credentials,
+        Duration::from_secs(config.provider.timeout_secs),
+        Duration::from_secs(config.provider.connect_timeout_secs),
+    )?;
+    let codec = match args.compress {
+        Some(c) => c,
+        None => config.submit.compress.parse().map_err(anyhow::Error::msg)?,
+    };
+    let compression =
+        Compression::new(codec, args.level.or(config.submit.level)).map_err(anyhow::Error::msg)?;
+    let (max_attempts, base_delay, max_delay) = config.backoff();
+    let opts = SubmitOptions {
+        currency: args.currency,
+        currency_id: config.currency_id(args.currency)?,
+        installment: args.installment,
+        half_2d: args.half_2d,
+        callback_address: args.callback.clone(),
+        compression,
+        mode: if args.compress_file_part || config.submit.compress_file_part {
+            BodyMode::FilePart
+        } else {
+            BodyMode::WholeBody
+        },
+        split_rows: args.split_rows.unwrap_or(config.submit.split_rows),
+        force: args.force,
+        retry: RetryPolicy {
+            max_attempts,
+            base: base_delay,
+            max: max_delay,
+        },
+        now: chrono::Utc::now(),
+        as_of: args.as_of.unwrap_or_else(crate::provider_today),
+    };
+    let mut ledger = Ledger::open(&config.ledger.path)?;
+    let sent = Arc::new(AtomicU64::new(0));
+    let bar = progress_bar(&args.file);
+    let ticker = bar.clone().map(|bar| {
+        let sent = sent.clone();
+        tokio::spawn(async move {
+            loop {
+                bar.set_position(sent.load(Ordering::Relaxed));
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    });
+    let outcome = submit_file(&args.file, pattern, &mut ledger, &client, &opts, sent).await;
+    if let Some(t) = ticker {
+        t.abort();
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let mut out = io::stdout().lock();
+    match outcome {
+        Ok(done) => {
+            print_batch(&mut out, &done.batch)?;
+            for n in &done.notices {
+                writeln!(out, "  notice   {n}")?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(SubmitError::Invalid(report)) => {
+            print_report(&mut out, &report, pattern)?;
+            writeln!(out, "nothing was sent: fix the rows above and submit again")?;
+            Ok(ExitCode::from(EXIT_INVALID))
+        }
+        Err(e) => {
+            eprintln!("error: {}: {e}", args.file.display());
+            let code = match e {
+                SubmitError::AlreadySubmitted { .. } | SubmitError::Conflict { .. } => {
+                    EXIT_ALREADY_SUBMITTED
+                }
+                SubmitError::Rejected { .. } => EXIT_REJECTED,
+                SubmitError::Unknown { .. } => EXIT_UNKNOWN,
+                _ => EXIT_UNUSABLE,
+            };
+            Ok(ExitCode::from(code))
+        }
+    }
+}
+
+fn print_batch(out: &mut impl Write, b: &Batch) -> io::Result<()> {
+    writeln!(
+        out,
+        "batch {} — {} — pattern {}, {} rows, {} {}, {}{}",
+        b.id,
+        b.file,
+        b.pattern,
+        b.rows,
+        b.currency,
+        b.amount,
+        b.compression,
+        if b.generation > 0 {
+            format!(", forced resubmission #{}", b.generation)
+        } else {
+            String::new()
+        }
+    )?;
+    let parts = b.submissions.len();
+    for s in &b.submissions {
+        let outcome = match (s.state, s.bulk_payment_id) {
+            (State::Accepted, Some(id)) => format!("accepted, BulkPaymentId {id}"),
+            _ if s.outcome_unknown() => {
+                "OUTCOME UNKNOWN: submit the same file again to resend with the same code".into()
+            }
+            (state, _) => format!("{state}: {}", s.message.as_deref().unwrap_or("")),
+        };
+        writeln!(
+            out,
+            "  part {}/{parts}  {} rows  {} {}  {}  {outcome}  ({} attempt{})",
+            s.part,
+            s.rows,
+            b.currency,
+            s.amount,
+            s.merchant_unique_code,
+            s.attempts,
+            if s.attempts == 1 { "" } else { "s" }
+        )?;
+    }
+    Ok(())
+}
+
+fn status_cmd(config: &Config) -> Result<ExitCode> {
+    let ledger = Ledger::open(&config.ledger.path)?;
+    let open = ledger.open_submissions()?;
+    let mut out = io::stdout().lock();
+    writeln!(out, "ledger {}", config.ledger.path.display())?;
+    if open.is_empty() {
+        writeln!(out, "no submission is waiting or of unknown outcome")?;
+    } else {
+        writeln!(out, "submissions without a final answer:")?;
+        for s in &open {
+            let what = if s.outcome_unknown() {
+                "OUTCOME UNKNOWN (the provider may have it): rerun the same submit; it resends the same code"
+            } else {
+                "pending, not sent yet"
+            };
+            writeln!(
+                out,
+                "  batch {} part {}  {}  {} rows  {}  {what}",
+                s.batch_id, s.part, s.merchant_unique_code, s.rows, s.amount
+            )?;
+        }
+    }
+    let recent = ledger.recent_batches(5)?;
+    if !recent.is_empty() {
+        writeln!(out, "recent batches:")?;
+        for b in &recent {
+            print_batch(&mut out, b)?;
+        }
+    }
+    Ok(if open.iter().any(|s| s.outcome_unknown()) {
+        ExitCode::from(EXIT_UNKNOWN)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn ledger_cmd(config: &Config, command: &LedgerCommand) -> Result<ExitCode> {
+    let ledger = Ledger::open(&config.ledger.path)?;
+    let mut out = io::stdout().lock();
+    match command {
+        LedgerCommand::List { limit } => {
+            for b in ledger.recent_batches(*limit)? {
+                print_batch(&mut out, &b)?;
+            }
+        }
+        LedgerCommand::Show { id, json } => {
+            let b = ledger
+                .batch(*id)?
+                .with_context(|| format!("no batch {id} in {}", config.ledger.path.display()))?;
+            if *json {
+                let attempts: Vec<_> = b
+                    .submissions
+                    .iter()
+                    .map(|s| ledger.attempts(s.id))
+                    .collect::<Result<_, _>>()?;
+                serde_json::to_writer_pretty(
+                    &mut out,
+                    &serde_json::json!({ "batch": b, "attempts": attempts }),
+                )?;
+                writeln!(out)?;
+            } else {
+                print_batch(&mut out, &b)?;
+                writeln!(out, "  sha256 {}  created {}", b.sha256, b.created_at)?;
+                for s in &b.submissions {
+                    for a in ledger.attempts(s.id)? {
+                        writeln!(
+                            out,
+                            "    part {} attempt {}: {} → {} {} {}",
+                            s.part,
+                            a.id,
+                            a.started_at.format("%H:%M:%S%.3f"),
+                            a.finished_at
+                                .map(|t| t.format("%H:%M:%S%.3f").to_string())
+                                .unwrap_or_else(|| "never finished".into()),
+                            a.outcome.as_deref().unwrap_or("?"),
+                            a.message.as_deref().unwrap_or("")
+                        )?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn sandbox_cmd(registry: Registry, args: &SandboxArgs) -> Result<ExitCode> {
+    let mut config = SandboxConfig {
+        registry,
+        decline_rate: args.decline_rate,
+        ..SandboxConfig::default()
+    };
+    // The sandbox accepts the same keys the client sends, so one environment
+    // serves both; without them it uses its public test keys.
+    if let Ok(key) = std::env::var(ENV_API_KEY) {
+        config.api_key = key;
+    }
+    if let Ok(client) = std::env::var(ENV_API_CLIENT) {
+        config.api_client = client;
+    }
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], args.port));
+    eprintln!(
+        "sandbox provider on http://{addr}; it expects the keys in {ENV_API_KEY} / \
+         {ENV_API_CLIENT} (default: its test keys sandbox-key / sandbox-client); Ctrl-C stops it"
+    );
+    sandbox::serve(config, addr).await?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn validate_cmd(registry: &Registry, args: &ValidateArgs) -> Result<ExitCode> {

@@ -2,18 +2,25 @@
 //! submitted to the provider's `startdirect` endpoint without ever holding a
 //! file in memory.
 //!
-//! Data flows one way: [`read`] → [`validate`] → [`totals`] → compress →
-//! submit → record. Each module owns one stage; the binary (`src/main.rs`)
-//! is only the command line in [`cli`].
+//! Data flows one way: [`read`] → [`validate`] → [`totals`] → [`compress`] →
+//! [`upload`] → [`ledger`], orchestrated per file by [`submit`]. Each module
+//! owns one stage; the binary (`src/main.rs`) is only the command line in
+//! [`cli`].
 
 pub mod api;
 pub mod cli;
+pub mod compress;
+pub mod config;
 pub mod currency;
 pub mod generate;
+pub mod ledger;
 pub mod mask;
 pub mod pattern;
 pub mod read;
+pub mod sandbox;
+pub mod submit;
 pub mod totals;
+pub mod upload;
 pub mod validate;
 
 use chrono::NaiveDate;

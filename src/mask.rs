@@ -27,6 +27,37 @@ pub fn identity(value: &str) -> String {
     keep_ends(value, 2, 2, 8)
 }
 
+/// Masks, in free text, every run of 12 or more digits as a card number: a
+/// card pasted into the wrong column, or the lines swallowed by a quote left
+/// open, must not be printed whole either.
+///
+/// ```
+/// assert_eq!(
+///     paydrop::mask::card_numbers("Ayşe\n4506349116543218,12/30"),
+///     "Ayşe\n450634******3218,12/30"
+/// );
+/// assert_eq!(paydrop::mask::card_numbers("MUC-00000001"), "MUC-00000001");
+/// ```
+pub fn card_numbers(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find(|c: char| c.is_ascii_digit()) {
+        let len = rest[start..]
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len() - start);
+        let digits = &rest[start..start + len];
+        out.push_str(&rest[..start]);
+        if len >= 12 {
+            out.push_str(&card(digits));
+        } else {
+            out.push_str(digits);
+        }
+        rest = &rest[start + len..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Keeps `head` and `tail` characters when the value has at least `min_len`
 /// characters, otherwise masks every character.
 fn keep_ends(value: &str, head: usize, tail: usize, min_len: usize) -> String {

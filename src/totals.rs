@@ -60,10 +60,31 @@ impl Totals {
     /// ```
     pub fn add(&mut self, currency: Currency, amount: Decimal) -> Result<(), Overflow> {
         let new_total = self.check_add(currency, amount)?;
+        self.set(currency, new_total);
+        Ok(())
+    }
+
+    /// Adds one row's amount to two totals (a file's and one of its parts'),
+    /// or to neither when either would overflow (`first` is checked first).
+    pub fn add_to_both(
+        first: &mut Totals,
+        second: &mut Totals,
+        currency: Currency,
+        amount: Decimal,
+    ) -> Result<(), Overflow> {
+        let a = first.check_add(currency, amount)?;
+        let b = second.check_add(currency, amount)?;
+        first.set(currency, a);
+        second.set(currency, b);
+        Ok(())
+    }
+
+    /// Counts one more row of `currency` whose total is now `new_total`.
+    fn set(&mut self, currency: Currency, new_total: Decimal) {
         match self
             .by_currency
             .iter_mut()
-            .find(|t| t.currency == currency.code)
+            .find(|t| same_code(t.currency, currency.code))
         {
             Some(t) => {
                 t.amount = new_total;
@@ -75,14 +96,13 @@ impl Totals {
                 amount: new_total,
             }),
         }
-        Ok(())
     }
 
     /// The total for one currency (zero when none was added).
     pub fn amount(&self, currency: Currency) -> Decimal {
         self.by_currency
             .iter()
-            .find(|t| t.currency == currency.code)
+            .find(|t| same_code(t.currency, currency.code))
             .map_or(Decimal::ZERO, |t| t.amount)
     }
 
@@ -95,4 +115,10 @@ impl Totals {
     pub fn iter(&self) -> impl Iterator<Item = &CurrencyTotal> {
         self.by_currency.iter()
     }
+}
+
+/// Currency codes come from one static table, so equal codes are almost
+/// always the same pointer; compare the text only when they are not.
+fn same_code(a: &'static str, b: &'static str) -> bool {
+    std::ptr::eq(a, b) || a == b
 }

@@ -17,7 +17,7 @@ fn fail<T>(kind: ErrorKind, reason: impl Into<String>) -> Result<T, Fail> {
 /// Luhn check over ASCII digits.
 ///
 /// ```
-/// assert!(paydrop::validate::check::luhn(b"4506349116543210"));
+/// assert!(paydrop::validate::check::luhn(b"4506349116543218"));
 /// assert!(!paydrop::validate::check::luhn(b"4506349116543211"));
 /// ```
 pub fn luhn(digits: &[u8]) -> bool {
@@ -260,14 +260,15 @@ pub fn decimal(v: &[u8], sep: u8) -> Result<Decimal, Fail> {
     for &b in body {
         match b {
             b'0'..=b'9' => {
-                // 28 significant digits is what a Decimal holds exactly.
+                // A Decimal holds up to 29 significant digits exactly (a 96-bit
+                // mantissa); whether a 29-digit one fits is checked at the end.
                 if mantissa != 0 || b != b'0' {
                     digits += 1;
                 }
-                if digits > 28 {
+                if digits > 29 {
                     return fail(
                         ErrorKind::Decimal,
-                        "has more than 28 significant digits; no amount is that large",
+                        "has more than 29 significant digits; no amount is that large",
                     );
                 }
                 mantissa = mantissa * 10 + (b - b'0') as u128;

@@ -1,0 +1,261 @@
+//! Configuration: `paydrop.toml` plus environment variables.
+//!
+//! Secrets (the provider's `apikeypublic` / `apiclientpublic`) come from the
+//! environment or the config file, never from a command-line argument, where
+//! `ps` would show them. [`Secret`] keeps them out of every `Debug` and
+//! `Display`, so they cannot reach a log or an error by accident.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+use crate::currency::Currency;
+
+/// Environment variables that override the file.
+pub const ENV_API_KEY: &str = "PAYDROP_API_KEY";
+pub const ENV_API_CLIENT: &str = "PAYDROP_API_CLIENT";
+pub const ENV_BASE_URL: &str = "PAYDROP_BASE_URL";
+pub const ENV_LEDGER: &str = "PAYDROP_LEDGER";
+
+/// A credential. Prints as `***`.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    /// The value, for the one place that needs it: the request header.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// The whole configuration file.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub provider: ProviderConfig,
+    #[serde(default)]
+    pub ledger: LedgerConfig,
+    #[serde(default)]
+    pub submit: SubmitConfig,
+    /// Folder of custom pattern files.
+    pub patterns_dir: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// e.g. `https://api.provider.example` (no trailing path).
+    pub base_url: Option<String>,
+    pub api_key: Option<Secret>,
+    pub api_client: Option<Secret>,
+    /// Whole-request timeout; a 150,000-row upload on a slow link needs minutes.
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_secs: u64,
+}
+
+impl Default for ProviderConfig {
+    fn default() -> Self {
+        ProviderConfig {
+            base_url: None,
+            api_key: None,
+            api_client: None,
+            timeout_secs: default_timeout(),
+            connect_timeout_secs: default_connect_timeout(),
+        }
+    }
+}
+
+fn default_timeout() -> u64 {
+    600
+}
+fn default_connect_timeout() -> u64 {
+    10
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerConfig {
+    #[serde(default = "default_ledger")]
+    pub path: PathBuf,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        LedgerConfig {
+            path: default_ledger(),
+        }
+    }
+}
+
+fn default_ledger() -> PathBuf {
+    PathBuf::from("paydrop-ledger.db")
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitConfig {
+    /// `gzip`, `br` or `none`.
+    #[serde(default = "default_codec")]
+    pub compress: String,
+    pub level: Option<u32>,
+    /// Compress only the `File` part (`payments.csv.gz`) instead of the
+    /// whole request body.
+    #[serde(default)]
+    pub compress_file_part: bool,
+    #[serde(default = "default_split")]
+    pub split_rows: u64,
+    #[serde(default = "default_attempts")]
+    pub max_attempts: u32,
+    #[serde(default = "default_backoff_ms")]
+    pub backoff_ms: u64,
+    #[serde(default = "default_backoff_max_ms")]
+    pub backoff_max_ms: u64,
+    /// The provider's `CurrencyId` per ISO code; the built-in table is used
+    /// for codes not listed.
+    #[serde(default)]
+    pub currency_ids: BTreeMap<String, u32>,
+}
+
+impl Default for SubmitConfig {
+    fn default() -> Self {
+        SubmitConfig {
+            compress: default_codec(),
+            level: None,
+            compress_file_part: false,
+            split_rows: default_split(),
+            max_attempts: default_attempts(),
+            backoff_ms: default_backoff_ms(),
+            backoff_max_ms: default_backoff_max_ms(),
+            currency_ids: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_codec() -> String {
+    "gzip".into()
+}
+fn default_split() -> u64 {
+    crate::PROVIDER_MAX_ROWS
+}
+fn default_attempts() -> u32 {
+    8
+}
+fn default_backoff_ms() -> u64 {
+    500
+}
+fn default_backoff_max_ms() -> u64 {
+    60_000
+}
+
+impl Config {
+    /// Reads `path` (an explicit path must exist; the default `paydrop.toml`
+    /// may be absent), then applies the environment.
+    pub fn load(path: Option<&Path>) -> Result<Config> {
+        let (path, must_exist) = match path {
+            Some(p) => (p.to_path_buf(), true),
+            None => (PathBuf::from("paydrop.toml"), false),
+        };
+        let mut config = if path.exists() {
+            let src = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            toml::from_str(&src).map_err(|e| {
+                let line = e
+                    .span()
+                    .map(|s| src[..s.start].matches('\n').count() + 1)
+                    .unwrap_or(0);
+                anyhow::anyhow!("{}:{line}: {}", path.display(), e.message())
+            })?
+        } else if must_exist {
+            bail!("config file {} does not exist", path.display());
+        } else {
+            Config::default()
+        };
+        config.apply_env(|k| std::env::var(k).ok());
+        Ok(config)
+    }
+
+    fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) {
+        if let Some(v) = var(ENV_API_KEY) {
+            self.provider.api_key = Some(Secret(v));
+        }
+        if let Some(v) = var(ENV_API_CLIENT) {
+            self.provider.api_client = Some(Secret(v));
+        }
+        if let Some(v) = var(ENV_BASE_URL) {
+            self.provider.base_url = Some(v);
+        }
+        if let Some(v) = var(ENV_LEDGER) {
+            self.ledger.path = PathBuf::from(v);
+        }
+    }
+
+    /// The provider's `CurrencyId` for `currency`.
+    pub fn currency_id(&self, currency: Currency) -> Result<u32> {
+        if let Some(id) = self.submit.currency_ids.get(currency.code) {
+            return Ok(*id);
+        }
+        crate::api::currency_id(currency).with_context(|| {
+            format!(
+                "no CurrencyId known for {currency}: add it under [submit.currency_ids] in \
+                 paydrop.toml (ask the provider for its id)"
+            )
+        })
+    }
+
+    /// The retry policy of the `[submit]` section.
+    pub fn backoff(&self) -> (u32, Duration, Duration) {
+        (
+            self.submit.max_attempts.max(1),
+            Duration::from_millis(self.submit.backoff_ms),
+            Duration::from_millis(self.submit.backoff_max_ms),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret::new("topsecret");
+        assert_eq!(format!("{s} {s:?}"), "*** ***");
+        let mut c = Config::default();
+        c.apply_env(|k| (k == ENV_API_KEY).then(|| "topsecret".to_string()));
+        assert!(!format!("{c:?}").contains("topsecret"));
+        assert_eq!(c.provider.api_key.unwrap().expose(), "topsecret");
+    }
+
+    #[test]
+    fn file_errors_name_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("paydrop.toml");
+        std::fs::write(&p, "[submit]\ncompress = \"gzip\"\nretries = 3\n").unwrap();
+        let e = Config::load(Some(&p)).unwrap_err().to_string();
+        assert!(e.contains(":3:") && e.contains("retries"), "{e}");
+    }
+}

@@ -1,0 +1,580 @@
+//! The durable local ledger (SQLite, WAL, synchronous=FULL): what was sent,
+//! when, under which MerchantUniqueCode, and what the provider answered.
+//!
+//! Every submission is written *before* its HTTP call and every attempt is
+//! opened before and closed after it, so that after a crash the ledger tells
+//! exactly which submissions may have reached the provider. That record is
+//! what stops paydrop from ever paying the same file twice.
+
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+/// A ledger failure; the path is part of the message so that a user knows
+/// which file to look at.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("ledger error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("ledger {path} cannot be opened: {source}")]
+    Open {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("ledger holds an unreadable value: {0}")]
+    Corrupt(String),
+}
+
+type Result<T> = std::result::Result<T, LedgerError>;
+
+/// Where a submission stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Recorded; no answer from the provider yet. If an attempt was started
+    /// and the process died, the provider may or may not have the batch.
+    Pending,
+    /// The provider accepted it (it has a BulkPaymentId).
+    Accepted,
+    /// The provider refused it; nothing was paid.
+    Rejected,
+    /// Retries ran out without a definite answer: retry only with the same
+    /// MerchantUniqueCode.
+    Unknown,
+}
+
+impl State {
+    fn as_str(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::Accepted => "accepted",
+            State::Rejected => "rejected",
+            State::Unknown => "unknown",
+        }
+    }
+}
+
+impl FromStr for State {
+    type Err = LedgerError;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "pending" => State::Pending,
+            "accepted" => State::Accepted,
+            "rejected" => State::Rejected,
+            "unknown" => State::Unknown,
+            other => return Err(LedgerError::Corrupt(format!("state '{other}'"))),
+        })
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How one HTTP attempt ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    Accepted,
+    Rejected,
+    /// 429, 5xx, or a connection error: retried.
+    Retryable,
+}
+
+impl AttemptOutcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Accepted => "accepted",
+            AttemptOutcome::Rejected => "rejected",
+            AttemptOutcome::Retryable => "retryable",
+        }
+    }
+}
+
+/// What a new batch is: one file (or its parts) about to be submitted.
+#[derive(Clone, Debug)]
+pub struct NewBatch {
+    pub sha256: String,
+    pub file: String,
+    pub pattern: u16,
+    pub currency: String,
+    pub currency_id: u32,
+    pub installment: u32,
+    pub half_2d: bool,
+    pub compression: String,
+    pub rows: u64,
+    pub amount: Decimal,
+    /// 0 for the first submission of this content, n for the n-th forced one.
+    pub generation: u32,
+    pub parts: Vec<NewSubmission>,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewSubmission {
+    pub part: u32,
+    pub merchant_unique_code: String,
+    pub rows: u64,
+    pub amount: Decimal,
+}
+
+/// A file submitted (or being submitted) as one or more parts.
+#[derive(Clone, Debug, Serialize)]
+pub struct Batch {
+    pub id: i64,
+    pub sha256: String,
+    pub file: String,
+    pub pattern: u16,
+    pub currency: String,
+    pub currency_id: u32,
+    pub installment: u32,
+    pub half_2d: bool,
+    pub compression: String,
+    pub rows: u64,
+    pub amount: Decimal,
+    pub generation: u32,
+    pub created_at: DateTime<Utc>,
+    pub submissions: Vec<Submission>,
+}
+
+impl Batch {
+    /// True when every part was accepted.
+    pub fn is_accepted(&self) -> bool {
+        self.submissions.iter().all(|s| s.state == State::Accepted)
+    }
+}
+
+/// One part: one call to `startdirect`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Submission {
+    pub id: i64,
+    pub batch_id: i64,
+    pub part: u32,
+    pub merchant_unique_code: String,
+    pub rows: u64,
+    pub amount: Decimal,
+    pub state: State,
+    pub bulk_payment_id: Option<i64>,
+    pub message: Option<String>,
+    pub response: Option<String>,
+    pub attempts: u32,
+    /// An attempt was started and never finished: the process died mid-call.
+    pub interrupted: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Submission {
+    /// Whether the provider may hold this submission without our knowing.
+    pub fn outcome_unknown(&self) -> bool {
+        self.state == State::Unknown || (self.state == State::Pending && self.interrupted)
+    }
+}
+
+/// One HTTP attempt.
+#[derive(Clone, Debug, Serialize)]
+pub struct Attempt {
+    pub id: i64,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub outcome: Option<String>,
+    pub http_status: Option<u16>,
+    pub message: Option<String>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS batches (
+    id INTEGER PRIMARY KEY,
+    sha256 TEXT NOT NULL,
+    file TEXT NOT NULL,
+    pattern INTEGER NOT NULL,
+    currency TEXT NOT NULL,
+    currency_id INTEGER NOT NULL,
+    installment INTEGER NOT NULL,
+    half_2d INTEGER NOT NULL,
+    compression TEXT NOT NULL,
+    rows INTEGER NOT NULL,
+    amount TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    created_at TEXT NOT NULL,
+    UNIQUE (sha256, generation)
+);
+CREATE TABLE IF NOT EXISTS submissions (
+    id INTEGER PRIMARY KEY,
+    batch_id INTEGER NOT NULL REFERENCES batches(id),
+    part INTEGER NOT NULL,
+    merchant_unique_code TEXT NOT NULL UNIQUE,
+    rows INTEGER NOT NULL,
+    amount TEXT NOT NULL,
+    state TEXT NOT NULL,
+    bulk_payment_id INTEGER,
+    message TEXT,
+    response TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS attempts (
+    id INTEGER PRIMARY KEY,
+    submission_id INTEGER NOT NULL REFERENCES submissions(id),
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    outcome TEXT,
+    http_status INTEGER,
+    message TEXT
+);
+CREATE INDEX IF NOT EXISTS batches_sha ON batches(sha256);
+CREATE INDEX IF NOT EXISTS attempts_sub ON attempts(submission_id);
+";
+
+/// The ledger database.
+pub struct Ledger {
+    conn: Connection,
+}
+
+fn now() -> String {
+    Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn time(s: String) -> rusqlite::Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(&s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into()))
+}
+
+fn decimal(s: String) -> rusqlite::Result<Decimal> {
+    s.parse()
+        .map_err(|e: rust_decimal::Error| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into()))
+}
+
+impl Ledger {
+    /// Opens (creating if needed) the ledger at `path`.
+    pub fn open(path: &Path) -> Result<Ledger> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let conn = Connection::open(path).map_err(|source| LedgerError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
+        conn.busy_timeout(Duration::from_secs(30))?;
+        // WAL lets `status` read while a submit writes; FULL makes every
+        // commit durable before the HTTP call that depends on it.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Ledger { conn })
+    }
+
+    /// Records a batch and its parts (all `pending`) in one transaction.
+    pub fn create_batch(&mut self, b: &NewBatch) -> Result<Batch> {
+        let tx = self.conn.transaction()?;
+        let t = now();
+        tx.execute(
+            "INSERT INTO batches (sha256, file, pattern, currency, currency_id, installment, half_2d,
+                 compression, rows, amount, generation, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            params![
+                b.sha256,
+                b.file,
+                b.pattern,
+                b.currency,
+                b.currency_id,
+                b.installment,
+                b.half_2d,
+                b.compression,
+                b.rows as i64,
+                b.amount.to_string(),
+                b.generation,
+                t
+            ],
+        )?;
+        let batch_id = tx.last_insert_rowid();
+        for p in &b.parts {
+            tx.execute(
+                "INSERT INTO submissions (batch_id, part, merchant_unique_code, rows, amount, state,
+                     created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?6)",
+                params![
+                    batch_id,
+                    p.part,
+                    p.merchant_unique_code,
+                    p.rows as i64,
+                    p.amount.to_string(),
+                    t
+                ],
+            )?;
+        }
+        tx.commit()?;
+        self.batch(batch_id)?
+            .ok_or_else(|| LedgerError::Corrupt(format!("batch {batch_id} vanished")))
+    }
+
+    /// All batches of this content, oldest first.
+    pub fn batches_for(&self, sha256: &str) -> Result<Vec<Batch>> {
+        let ids: Vec<i64> = self
+            .conn
+            .prepare("SELECT id FROM batches WHERE sha256 = ?1 ORDER BY id")?
+            .query_map([sha256], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        ids.into_iter()
+            .filter_map(|id| self.batch(id).transpose())
+            .collect()
+    }
+
+    /// One batch with its submissions.
+    pub fn batch(&self, id: i64) -> Result<Option<Batch>> {
+        let batch = self
+            .conn
+            .query_row(
+                "SELECT id, sha256, file, pattern, currency, currency_id, installment, half_2d,
+                        compression, rows, amount, generation, created_at
+                 FROM batches WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok(Batch {
+                        id: r.get(0)?,
+                        sha256: r.get(1)?,
+                        file: r.get(2)?,
+                        pattern: r.get(3)?,
+                        currency: r.get(4)?,
+                        currency_id: r.get(5)?,
+                        installment: r.get(6)?,
+                        half_2d: r.get(7)?,
+                        compression: r.get(8)?,
+                        rows: r.get::<_, i64>(9)? as u64,
+                        amount: decimal(r.get(10)?)?,
+                        generation: r.get(11)?,
+                        created_at: time(r.get(12)?)?,
+                        submissions: Vec::new(),
+                    })
+                },
+            )
+            .optional()?;
+        let Some(mut batch) = batch else {
+            return Ok(None);
+        };
+        batch.submissions = self.submissions_where("s.batch_id = ?1", [id])?;
+        Ok(Some(batch))
+    }
+
+    fn submissions_where<P: rusqlite::Params>(&self, cond: &str, p: P) -> Result<Vec<Submission>> {
+        let sql = format!(
+            "SELECT s.id, s.batch_id, s.part, s.merchant_unique_code, s.rows, s.amount, s.state,
+                    s.bulk_payment_id, s.message, s.response, s.created_at, s.updated_at,
+                    (SELECT COUNT(*) FROM attempts a WHERE a.submission_id = s.id),
+                    (SELECT COUNT(*) FROM attempts a WHERE a.submission_id = s.id
+                         AND a.finished_at IS NULL)
+             FROM submissions s WHERE {cond} ORDER BY s.batch_id, s.part"
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map(p, submission_from_row)?;
+        let mut out = Vec::new();
+        for r in rows {
+            out.push(r?);
+        }
+        Ok(out)
+    }
+
+    /// Submissions that are not settled: pending or of unknown outcome.
+    pub fn open_submissions(&self) -> Result<Vec<Submission>> {
+        self.submissions_where("s.state IN ('pending', 'unknown')", [])
+    }
+
+    /// The submission with this MerchantUniqueCode.
+    pub fn submission_by_code(&self, code: &str) -> Result<Option<Submission>> {
+        Ok(self
+            .submissions_where("s.merchant_unique_code = ?1", [code])?
+            .into_iter()
+            .next())
+    }
+
+    /// The most recent batches, newest first.
+    pub fn recent_batches(&self, limit: usize) -> Result<Vec<Batch>> {
+        let ids: Vec<i64> = self
+            .conn
+            .prepare("SELECT id FROM batches ORDER BY id DESC LIMIT ?1")?
+            .query_map([limit as i64], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        ids.into_iter()
+            .filter_map(|id| self.batch(id).transpose())
+            .collect()
+    }
+
+    /// Opens an attempt; committed before the HTTP call starts.
+    pub fn begin_attempt(&self, submission_id: i64) -> Result<i64> {
+        self.conn.execute(
+            "INSERT INTO attempts (submission_id, started_at) VALUES (?1, ?2)",
+            params![submission_id, now()],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Closes an attempt with its outcome.
+    pub fn finish_attempt(
+        &self,
+        attempt_id: i64,
+        outcome: AttemptOutcome,
+        http_status: Option<u16>,
+        message: &str,
+    ) -> Result<()> {
+        self.conn.execute(
+            "UPDATE attempts SET finished_at = ?2, outcome = ?3, http_status = ?4, message = ?5
+             WHERE id = ?1",
+            params![attempt_id, now(), outcome.as_str(), http_status, message],
+        )?;
+        Ok(())
+    }
+
+    /// Attempts of a submission, oldest first.
+    pub fn attempts(&self, submission_id: i64) -> Result<Vec<Attempt>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, started_at, finished_at, outcome, http_status, message
+             FROM attempts WHERE submission_id = ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map([submission_id], |r| {
+            Ok(Attempt {
+                id: r.get(0)?,
+                started_at: time(r.get(1)?)?,
+                finished_at: r.get::<_, Option<String>>(2)?.map(time).transpose()?,
+                outcome: r.get(3)?,
+                http_status: r.get(4)?,
+                message: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Settles a submission: accepted (with its BulkPaymentId), rejected or
+    /// unknown. An accepted submission is never downgraded.
+    pub fn settle(
+        &self,
+        submission_id: i64,
+        state: State,
+        bulk_payment_id: Option<i64>,
+        message: &str,
+        response: Option<&str>,
+    ) -> Result<()> {
+        self.conn.execute(
+            "UPDATE submissions
+             SET state = ?2, bulk_payment_id = COALESCE(?3, bulk_payment_id), message = ?4,
+                 response = COALESCE(?5, response), updated_at = ?6
+             WHERE id = ?1 AND state != 'accepted'",
+            params![
+                submission_id,
+                state.as_str(),
+                bulk_payment_id,
+                message,
+                response,
+                now()
+            ],
+        )?;
+        Ok(())
+    }
+}
+
+fn submission_from_row(r: &Row<'_>) -> rusqlite::Result<Submission> {
+    let state: String = r.get(6)?;
+    Ok(Submission {
+        id: r.get(0)?,
+        batch_id: r.get(1)?,
+        part: r.get(2)?,
+        merchant_unique_code: r.get(3)?,
+        rows: r.get::<_, i64>(4)? as u64,
+        amount: decimal(r.get(5)?)?,
+        state: state.parse().map_err(|e: LedgerError| {
+            rusqlite::Error::FromSqlConversionFailure(6, rusqlite::types::Type::Text, e.into())
+        })?,
+        bulk_payment_id: r.get(7)?,
+        message: r.get(8)?,
+        response: r.get(9)?,
+        created_at: time(r.get(10)?)?,
+        updated_at: time(r.get(11)?)?,
+        attempts: r.get(12)?,
+        interrupted: r.get::<_, i64>(13)? > 0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_batch(sha: &str, generation: u32) -> NewBatch {
+        NewBatch {
+            sha256: sha.into(),
+            file: "payments.csv".into(),
+            pattern: 1,
+            currency: "TRY".into(),
+            currency_id: 1,
+            installment: 1,
+            half_2d: false,
+            compression: "gzip level 1".into(),
+            rows: 3,
+            amount: "30.00".parse().unwrap(),
+            generation,
+            parts: vec![
+                NewSubmission {
+                    part: 1,
+                    merchant_unique_code: format!("{sha}-{generation}-1"),
+                    rows: 2,
+                    amount: "20.00".parse().unwrap(),
+                },
+                NewSubmission {
+                    part: 2,
+                    merchant_unique_code: format!("{sha}-{generation}-2"),
+                    rows: 1,
+                    amount: "10.00".parse().unwrap(),
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn records_survive_reopening_and_accepted_is_final() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
+        let (sub, attempt) = {
+            let mut l = Ledger::open(&path).unwrap();
+            let b = l.create_batch(&new_batch("abc", 0)).unwrap();
+            assert_eq!(b.submissions.len(), 2);
+            let sub = b.submissions[0].id;
+            let attempt = l.begin_attempt(sub).unwrap();
+            (sub, attempt)
+        };
+        // A "crash" between begin and finish: the attempt stays open.
+        let l = Ledger::open(&path).unwrap();
+        let open = l.open_submissions().unwrap();
+        assert_eq!(open.len(), 2);
+        assert!(open[0].outcome_unknown() && !open[1].outcome_unknown());
+        l.finish_attempt(attempt, AttemptOutcome::Accepted, Some(200), "ok")
+            .unwrap();
+        l.settle(sub, State::Accepted, Some(3467), "ok", Some("{}"))
+            .unwrap();
+        l.settle(sub, State::Unknown, None, "late timeout", None)
+            .unwrap();
+        let s = l.submission_by_code("abc-0-1").unwrap().unwrap();
+        assert_eq!((s.state, s.bulk_payment_id), (State::Accepted, Some(3467)));
+        assert_eq!(s.amount.to_string(), "20.00");
+        let batches = l.batches_for("abc").unwrap();
+        assert_eq!(batches.len(), 1);
+        assert!(!batches[0].is_accepted());
+    }
+
+    #[test]
+    fn the_same_code_cannot_be_recorded_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut l = Ledger::open(&dir.path().join("l.db")).unwrap();
+        l.create_batch(&new_batch("abc", 0)).unwrap();
+        let mut again = new_batch("abc", 1);
+        again.parts[0].merchant_unique_code = "abc-0-1".into();
+        assert!(l.create_batch(&again).is_err());
+        assert_eq!(l.recent_batches(10).unwrap().len(), 1, "rolled back whole");
+    }
+}

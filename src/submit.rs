@@ -1,0 +1,427 @@
+//! Submitting a file: validate and total it, decide in the ledger whether it
+//! may be sent, then send each part with retries, recording every step.
+//!
+//! The order is what makes it safe: a file is validated completely before a
+//! byte is sent (an invalid file is never sent); the batch and its
+//! MerchantUniqueCodes are committed to the ledger before the first call; each
+//! attempt is opened before and closed after its call. A MerchantUniqueCode is
+//! derived from the content hash and the part number, so a retry, a rerun
+//! after a crash or a second machine all send the same code, which the
+//! provider deduplicates.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Timelike, Utc};
+use rand::Rng;
+
+use crate::compress::Compression;
+use crate::currency::Currency;
+use crate::ledger::{AttemptOutcome, Batch, Ledger, LedgerError, NewBatch, NewSubmission, State};
+use crate::pattern::Pattern;
+use crate::upload::{Answer, BodyMode, Client, PartRequest};
+use crate::validate::{validate_file, Fatal, Hooks, Options, Report};
+
+/// How to submit.
+#[derive(Clone, Debug)]
+pub struct SubmitOptions {
+    pub currency: Currency,
+    pub currency_id: u32,
+    pub installment: u32,
+    pub half_2d: bool,
+    pub callback_address: Option<String>,
+    pub compression: Compression,
+    pub mode: BodyMode,
+    /// Rows per part (the provider's limit is 150,000).
+    pub split_rows: u64,
+    /// Send again with new codes even though the ledger shows this content
+    /// as accepted.
+    pub force: bool,
+    pub retry: RetryPolicy,
+    /// The submission time, injectable for tests of the 23:00 window.
+    pub now: DateTime<Utc>,
+    /// Card expiry is checked against this date.
+    pub as_of: chrono::NaiveDate,
+}
+
+/// Exponential backoff with full jitter.
+#[derive(Clone, Copy, Debug)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub base: Duration,
+    pub max: Duration,
+}
+
+impl RetryPolicy {
+    /// Delay before attempt `n + 1` after `n` failed attempts; a Retry-After
+    /// from the provider is honoured as a minimum.
+    pub fn delay(&self, n: u32, retry_after: Option<Duration>) -> Duration {
+        let exp = self.base.saturating_mul(1u32 << n.min(16)).min(self.max);
+        let jittered = exp.mul_f64(rand::thread_rng().gen_range(0.5..=1.0));
+        retry_after.map_or(jittered, |r| r.max(jittered))
+    }
+}
+
+/// Why a submission did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("{0}")]
+    Unusable(#[from] Fatal),
+    #[error("the file has {} invalid rows; nothing was sent", .0.rows_invalid)]
+    Invalid(Box<Report>),
+    #[error(
+        "this content (sha256 {sha}) was already submitted: {earlier}; nothing was sent \
+         (use --force to send it again with new MerchantUniqueCodes)"
+    )]
+    AlreadySubmitted { sha: String, earlier: String },
+    #[error(
+        "an earlier, unfinished submission of this file (batch {batch}) differs: {what}; finish \
+         it with the same options, or use --force to start a new one"
+    )]
+    Conflict { batch: i64, what: String },
+    #[error("part {part} ({code}) was rejected by the provider: {message}")]
+    Rejected {
+        part: u32,
+        code: String,
+        message: String,
+    },
+    #[error(
+        "part {part} ({code}): no definite answer after {attempts} attempts ({message}); the \
+         provider may or may not have it. Run the same submit again later: it re-sends the same \
+         MerchantUniqueCode, which the provider deduplicates"
+    )]
+    Unknown {
+        part: u32,
+        code: String,
+        attempts: u32,
+        message: String,
+    },
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error("validation stopped unexpectedly: {0}")]
+    Join(String),
+}
+
+/// A completed submission.
+#[derive(Debug)]
+pub struct Submitted {
+    pub report: Report,
+    pub batch: Batch,
+    /// Things the user must know (the 23:00 window, a split, a resume).
+    pub notices: Vec<String>,
+}
+
+/// The MerchantUniqueCode of one part: stable for the same content, part and
+/// force generation.
+///
+/// ```
+/// let sha = "5b1ae2527031c1e36da389def4d06c0bbdf42aae889abe8397120d48c2a9f9bd";
+/// assert_eq!(paydrop::submit::merchant_unique_code(sha, 1, 2, 0), "pd-5b1ae2527031c1e36da389def4d06c0b-1of2");
+/// assert_eq!(paydrop::submit::merchant_unique_code(sha, 1, 2, 3), "pd-5b1ae2527031c1e36da389def4d06c0b-1of2-f3");
+/// ```
+pub fn merchant_unique_code(sha256: &str, part: u32, parts: usize, generation: u32) -> String {
+    let base = format!("pd-{}-{part}of{parts}", &sha256[..32.min(sha256.len())]);
+    if generation == 0 {
+        base
+    } else {
+        format!("{base}-f{generation}")
+    }
+}
+
+/// The notice for a submission made in the provider's 23:00–00:00 window.
+pub fn late_window_notice(now: DateTime<Utc>) -> Option<String> {
+    let local = now.with_timezone(&crate::PROVIDER_TZ);
+    (local.hour() == 23).then(|| {
+        let next = local.date_naive().succ_opt().unwrap_or(local.date_naive());
+        format!(
+            "submitted at {} Istanbul time: the provider processes files sent between 23:00 and \
+             00:00 only from 02:00 on {next}",
+            local.format("%H:%M")
+        )
+    })
+}
+
+/// Validates `path`, then submits it (all parts) unless the ledger forbids
+/// it. `progress` receives file bytes sent so far.
+pub async fn submit_file(
+    path: &Path,
+    pattern: &Pattern,
+    ledger: &mut Ledger,
+    client: &Client,
+    opts: &SubmitOptions,
+    sent: Arc<AtomicU64>,
+) -> Result<Submitted, SubmitError> {
+    let report = validate(path, pattern, opts).await?;
+    if !report.is_valid() {
+        return Err(SubmitError::Invalid(Box::new(report)));
+    }
+    let mut notices = Vec::new();
+    let batch = choose_batch(path, pattern, &report, ledger, opts, &mut notices)?;
+    if report.parts.len() > 1 {
+        notices.push(format!(
+            "{} rows sent as {} parts of at most {} rows",
+            report.rows_read,
+            report.parts.len(),
+            report.split_rows
+        ));
+    }
+    notices.extend(late_window_notice(opts.now));
+
+    for (sub, part) in batch.submissions.iter().zip(&report.parts) {
+        if sub.state == State::Accepted {
+            continue;
+        }
+        let request = PartRequest {
+            path: path.to_path_buf(),
+            file_name: file_name(path),
+            header: 0..report.header_bytes,
+            rows: part.byte_start..part.byte_end,
+            file_pattern: pattern.id,
+            file_format: pattern.file_format,
+            currency_id: opts.currency_id,
+            installment: opts.installment,
+            callback_address: opts.callback_address.clone(),
+            half_2d: opts.half_2d,
+            amount: sub.amount,
+            merchant_unique_code: sub.merchant_unique_code.clone(),
+            compression: opts.compression,
+            mode: opts.mode,
+        };
+        send_with_retries(ledger, client, sub.id, sub.part, &request, opts.retry, &sent).await?;
+    }
+    let batch = ledger.batch(batch.id)?.expect("the batch was just written");
+    Ok(Submitted {
+        report,
+        batch,
+        notices,
+    })
+}
+
+async fn validate(
+    path: &Path,
+    pattern: &Pattern,
+    opts: &SubmitOptions,
+) -> Result<Report, SubmitError> {
+    let path: PathBuf = path.to_path_buf();
+    let pattern = pattern.clone();
+    let vopts = Options {
+        as_of: opts.as_of,
+        currency: opts.currency,
+        split_rows: opts.split_rows,
+        ..Options::default()
+    };
+    // csv on a blocking thread measured faster than csv-async (README).
+    tokio::task::spawn_blocking(move || {
+        validate_file(&path, &pattern, &vopts, Hooks::default())
+    })
+    .await
+    .map_err(|e| SubmitError::Join(e.to_string()))?
+    .map_err(SubmitError::from)
+}
+
+/// Finds the batch to (re)send, or records a new one, or refuses.
+fn choose_batch(
+    path: &Path,
+    pattern: &Pattern,
+    report: &Report,
+    ledger: &mut Ledger,
+    opts: &SubmitOptions,
+    notices: &mut Vec<String>,
+) -> Result<Batch, SubmitError> {
+    let earlier = ledger.batches_for(&report.sha256)?;
+    if !opts.force {
+        if let Some(done) = earlier.iter().rev().find(|b| b.is_accepted()) {
+            return Err(SubmitError::AlreadySubmitted {
+                sha: report.sha256.clone(),
+                earlier: describe_batch(done),
+            });
+        }
+        if let Some(open) = earlier.last() {
+            let what = if open.submissions.len() != report.parts.len() {
+                Some(format!(
+                    "it was split into {} parts, now it would be {}",
+                    open.submissions.len(),
+                    report.parts.len()
+                ))
+            } else if open.currency != opts.currency.code || open.pattern != pattern.id {
+                Some(format!(
+                    "it was pattern {} in {}, now pattern {} in {}",
+                    open.pattern, open.currency, pattern.id, opts.currency
+                ))
+            } else {
+                None
+            };
+            if let Some(what) = what {
+                return Err(SubmitError::Conflict {
+                    batch: open.id,
+                    what,
+                });
+            }
+            notices.push(format!(
+                "resuming batch {} from {}: parts not yet accepted are sent again with their \
+                 original MerchantUniqueCodes",
+                open.id,
+                open.created_at.format("%Y-%m-%d %H:%M:%S UTC")
+            ));
+            return Ok(open.clone());
+        }
+    }
+    let generation = earlier.iter().map(|b| b.generation + 1).max().unwrap_or(0);
+    if generation > 0 {
+        notices.push(format!(
+            "--force: sending content already submitted {} time(s) again, with new codes",
+            generation
+        ));
+    }
+    let parts = report.parts.len();
+    let amount_of = |t: &crate::totals::Totals| t.amount(opts.currency);
+    let new = NewBatch {
+        sha256: report.sha256.clone(),
+        file: path.display().to_string(),
+        pattern: pattern.id,
+        currency: opts.currency.code.into(),
+        currency_id: opts.currency_id,
+        installment: opts.installment,
+        half_2d: opts.half_2d,
+        compression: opts.compression.to_string(),
+        rows: report.rows_read,
+        amount: amount_of(&report.totals),
+        generation,
+        parts: report
+            .parts
+            .iter()
+            .map(|p| NewSubmission {
+                part: p.index,
+                merchant_unique_code: merchant_unique_code(
+                    &report.sha256,
+                    p.index,
+                    parts,
+                    generation,
+                ),
+                rows: p.rows,
+                amount: amount_of(&p.totals),
+            })
+            .collect(),
+    };
+    Ok(ledger.create_batch(&new)?)
+}
+
+/// "BulkPaymentId 3467 on 2026-11-25 19:30:00 UTC (batch 4)".
+pub fn describe_batch(b: &Batch) -> String {
+    let ids: Vec<String> = b
+        .submissions
+        .iter()
+        .filter_map(|s| s.bulk_payment_id.map(|id| id.to_string()))
+        .collect();
+    format!(
+        "BulkPaymentId {} on {} (batch {})",
+        ids.join(", "),
+        b.submissions
+            .iter()
+            .map(|s| s.updated_at)
+            .max()
+            .unwrap_or(b.created_at)
+            .format("%Y-%m-%d %H:%M:%S UTC"),
+        b.id
+    )
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "payments.csv".into())
+}
+
+async fn send_with_retries(
+    ledger: &Ledger,
+    client: &Client,
+    submission_id: i64,
+    part: u32,
+    request: &PartRequest,
+    policy: RetryPolicy,
+    sent: &Arc<AtomicU64>,
+) -> Result<(), SubmitError> {
+    let code = &request.merchant_unique_code;
+    let mut last = String::new();
+    for n in 0..policy.max_attempts {
+        let attempt = ledger.begin_attempt(submission_id)?;
+        tracing::info!(part, code = %code, attempt = n + 1, "sending");
+        match client.start_direct(request, sent.clone()).await {
+            Answer::Accepted { body, raw } => {
+                let msg = format!("accepted as BulkPaymentId {}", body.bulk_payment_id);
+                ledger.finish_attempt(attempt, AttemptOutcome::Accepted, Some(200), &msg)?;
+                ledger.settle(
+                    submission_id,
+                    State::Accepted,
+                    Some(body.bulk_payment_id),
+                    &msg,
+                    Some(&raw),
+                )?;
+                tracing::info!(part, code = %code, bulk_payment_id = body.bulk_payment_id, "accepted");
+                return Ok(());
+            }
+            Answer::Rejected { status, message } => {
+                ledger.finish_attempt(attempt, AttemptOutcome::Rejected, Some(status), &message)?;
+                ledger.settle(submission_id, State::Rejected, None, &message, None)?;
+                return Err(SubmitError::Rejected {
+                    part,
+                    code: code.clone(),
+                    message,
+                });
+            }
+            Answer::Retry {
+                status,
+                message,
+                retry_after,
+            } => {
+                ledger.finish_attempt(attempt, AttemptOutcome::Retryable, status, &message)?;
+                last = message;
+                if n + 1 < policy.max_attempts {
+                    let delay = policy.delay(n, retry_after);
+                    tracing::warn!(part, code = %code, error = %last, retry_in = ?delay, "retrying");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+    ledger.settle(submission_id, State::Unknown, None, &last, None)?;
+    Err(SubmitError::Unknown {
+        part,
+        code: code.clone(),
+        attempts: policy.max_attempts,
+        message: last,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn the_late_window_is_istanbul_time() {
+        // 20:30 UTC is 23:30 in Istanbul (UTC+3).
+        let late = Utc.with_ymd_and_hms(2026, 11, 25, 20, 30, 0).unwrap();
+        let notice = late_window_notice(late).unwrap();
+        assert!(notice.contains("23:30") && notice.contains("2026-11-26"), "{notice}");
+        let fine = Utc.with_ymd_and_hms(2026, 11, 25, 21, 0, 0).unwrap(); // 00:00 local
+        assert!(late_window_notice(fine).is_none());
+        let evening = Utc.with_ymd_and_hms(2026, 11, 25, 19, 59, 0).unwrap(); // 22:59
+        assert!(late_window_notice(evening).is_none());
+    }
+
+    #[test]
+    fn backoff_grows_caps_and_honours_retry_after() {
+        let p = RetryPolicy {
+            max_attempts: 5,
+            base: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+        };
+        assert!(p.delay(0, None) <= Duration::from_millis(100));
+        assert!(p.delay(10, None) <= Duration::from_secs(1));
+        assert!(p.delay(10, None) >= Duration::from_millis(500));
+        assert!(p.delay(0, Some(Duration::from_secs(3))) >= Duration::from_secs(3));
+    }
+}
