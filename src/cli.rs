@@ -522,6 +522,7 @@ fn validate_cmd(registry: &Registry, args: &ValidateArgs) -> Result<ExitCode> {
         currency: args.currency,
         split_rows: args.split_rows,
         max_line_bytes: args.max_line_bytes,
+        ..Options::default()
     };
     let mut tsv = match &args.errors_tsv {
         Some(path) => Some(errors_tsv(path)?),

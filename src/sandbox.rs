@@ -671,7 +671,10 @@ async fn startdirect(
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
+    // Early answers read the body first: a client still sending would
+    // otherwise see the connection reset instead of the answer.
     if Faults::take(&faults.too_many) {
+        drain(body).await;
         let secs = faults.retry_after_secs.load(Ordering::SeqCst);
         let mut answer =
             Refusal::http(StatusCode::TOO_MANY_REQUESTS, "too many requests; retry later")
@@ -682,6 +685,7 @@ async fn startdirect(
         return answer;
     }
     if Faults::take(&faults.server_errors) {
+        drain(body).await;
         return Refusal::http(StatusCode::INTERNAL_SERVER_ERROR, "internal server error")
             .into_response();
     }
@@ -692,25 +696,54 @@ async fn startdirect(
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     }
     let crash = Faults::take(&faults.accept_then_crash);
-    let answer = match authorize(&shared.config, &headers) {
-        Ok(()) => match accept(&shared, &headers, body).await {
-            Ok(start) => Json(Envelope::ok(
-                "File-based bulk payment created and enqueued",
-                start,
-            ))
-            .into_response(),
-            Err(refusal) => {
-                info!(code = refusal.code, message = %refusal.message, "sandbox refused a file");
-                refusal.into_response()
-            }
-        },
-        Err(refusal) => refusal.into_response(),
+    let answer = match handle(&shared, &headers, body).await {
+        Ok(start) => Json(Envelope::ok(
+            "File-based bulk payment created and enqueued",
+            start,
+        ))
+        .into_response(),
+        Err(refusal) => {
+            info!(code = refusal.code, message = %refusal.message, "sandbox: request refused");
+            refusal.into_response()
+        }
     };
     if crash {
         kill.fire();
         warn!("sandbox fault: request processed, connection dropped before the answer");
     }
     answer
+}
+
+/// Reads and discards the rest of a body.
+async fn drain(body: Body) {
+    let mut data = body.into_data_stream();
+    while let Some(Ok(_)) = data.next().await {}
+}
+
+/// Checks what the headers say, then reads the body.
+async fn handle(
+    shared: &Arc<Shared>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<BulkStart, Refusal> {
+    let prelude = authorize(&shared.config, headers)
+        .and_then(|()| Ok((body_codec(headers)?, boundary(headers)?)));
+    match prelude {
+        Ok((codec, boundary)) => accept(shared, codec, boundary, body).await,
+        Err(refusal) => {
+            drain(body).await;
+            Err(refusal)
+        }
+    }
+}
+
+fn boundary(headers: &HeaderMap) -> Result<String, Refusal> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    multer::parse_boundary(content_type)
+        .map_err(|e| Refusal::bad_request(format!("the body must be multipart/form-data: {e}")))
 }
 
 fn authorize(config: &SandboxConfig, headers: &HeaderMap) -> Result<(), Refusal> {
@@ -822,23 +855,31 @@ async fn read_form(
         multer::Constraints::new().size_limit(limits),
     );
     let mut form = Form::default();
-    let garbled = |e: multer::Error| Refusal::bad_request(format!("bad multipart body: {}", chain(&e)));
+    let garbled =
+        |e: multer::Error| Refusal::bad_request(format!("bad multipart body: {}", chain(&e)));
+    // After the first refusal the remaining parts are only skipped, so that
+    // the whole body is read before the answer.
+    let mut refusal = None;
     while let Some(part) = multipart.next_field().await.map_err(garbled)? {
+        if refusal.is_some() {
+            continue;
+        }
         let name = part.name().unwrap_or_default().to_string();
         let twice = || Refusal::bad_request(format!("field {name} is given more than once"));
         if name == field::FILE {
-            if form.file.is_some() {
-                return Err(twice());
+            match store_file(dir, part).await {
+                Ok(_) if form.file.is_some() => refusal = Some(twice()),
+                Ok(upload) => form.file = Some(upload),
+                Err(e) => refusal = Some(e),
             }
-            form.file = Some(store_file(dir, part).await?);
         } else {
             let value = part.text().await.map_err(garbled)?;
             if form.text.insert(name.clone(), value).is_some() {
-                return Err(twice());
+                refusal = Some(twice());
             }
         }
     }
-    Ok(form)
+    refusal.map_or(Ok(form), Err)
 }
 
 /// Streams the `File` part to a temporary file, decoding it when it is
@@ -1014,20 +1055,13 @@ fn garbled(name: &str, value: &str, expected: &str) -> Refusal {
     Refusal::bad_request(format!("field {name} must be {expected}, not '{shown}'"))
 }
 
-/// Everything after authentication: decode, parse, check, record.
+/// Everything after the headers: decode, parse, check, record.
 async fn accept(
     shared: &Arc<Shared>,
-    headers: &HeaderMap,
+    codec: Option<Codec>,
+    boundary: String,
     body: Body,
 ) -> Result<BulkStart, Refusal> {
-    let codec = body_codec(headers)?;
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let boundary = multer::parse_boundary(content_type).map_err(|e| {
-        Refusal::bad_request(format!("the body must be multipart/form-data: {e}"))
-    })?;
     let raw = StreamReader::new(body.into_data_stream().map_err(io::Error::other));
     let decoded = ReaderStream::with_capacity(Codec::decode(codec, raw), 64 * 1024).boxed();
     let form = read_form(shared.dir.path(), decoded, boundary).await?;
@@ -1062,6 +1096,8 @@ async fn accept(
         currency,
         as_of: config.as_of.unwrap_or_else(crate::provider_today),
         max_errors: 1,
+        // A part of a split file starts at its own line number.
+        first_line_number: None,
         ..Options::default()
     };
     let path = request.file.path.to_path_buf();

@@ -143,6 +143,10 @@ pub struct Options {
     pub split_rows: u64,
     /// Longest line accepted, in bytes.
     pub max_line_bytes: usize,
+    /// What the `line_number` column of the first row must be; `None` takes
+    /// the first row's value (a provider receiving one part of a split file
+    /// sees it start at 150,001).
+    pub first_line_number: Option<i64>,
 }
 
 impl Default for Options {
@@ -153,6 +157,7 @@ impl Default for Options {
             currency: Currency::lookup("TRY").expect("TRY is in the table"),
             split_rows: PROVIDER_MAX_ROWS,
             max_line_bytes: 1 << 20,
+            first_line_number: Some(1),
         }
     }
 }
@@ -389,6 +394,8 @@ struct Validator<'a, 'h> {
     uniques: Vec<(usize, FingerprintSet)>,
     duplicates: Vec<Duplicate>,
     part_open: bool,
+    /// The first row's line number, once known.
+    line_base: Option<i64>,
 }
 
 impl<'a, 'h> Validator<'a, 'h> {
@@ -428,6 +435,7 @@ impl<'a, 'h> Validator<'a, 'h> {
             uniques,
             duplicates: Vec::new(),
             part_open: false,
+            line_base: opts.first_line_number,
         }
     }
 
@@ -610,7 +618,13 @@ impl<'a, 'h> Validator<'a, 'h> {
             let reason = if f.contains(&0) {
                 "contains a NUL byte (0x00): the file is damaged or not text".to_string()
             } else {
-                let lines = f.iter().filter(|&&b| b == b'\n').count();
+                // Line breaks (`\n`, `\r\n`, lone `\r`) followed by more of the
+                // field: each starts a line that the open quote swallowed.
+                let breaks = (0..f.len())
+                    .filter(|&i| f[i] == b'\r' || (f[i] == b'\n' && (i == 0 || f[i - 1] != b'\r')))
+                    .count();
+                let trailing = usize::from(f.ends_with(b"\n") || f.ends_with(b"\r"));
+                let lines = breaks.saturating_sub(trailing);
                 format!(
                     "contains a line break: a quote opened here is probably not closed \
                      (it swallowed {lines} following line(s))"
@@ -645,18 +659,25 @@ impl<'a, 'h> Validator<'a, 'h> {
             match self.check(column, f) {
                 Ok(Value::Amount(d)) => amount = Some(d),
                 Ok(Value::Currency(c)) => currency = Some(c),
-                Ok(Value::Integer(n)) if column.line_number && n != row as i64 => {
-                    self.cell_error(
-                        rec,
-                        line,
-                        row,
-                        i,
-                        ErrorKind::LineNumber,
-                        format!(
-                            "is {n} but this is data row {row}; {} must count the rows 1, 2, 3, …",
-                            column.name
-                        ),
-                    );
+                Ok(Value::Integer(n)) if column.line_number => {
+                    let base = *self.line_base.get_or_insert(n - (row as i64 - 1));
+                    let expected = base + (row as i64 - 1);
+                    if n != expected {
+                        self.cell_error(
+                            rec,
+                            line,
+                            row,
+                            i,
+                            ErrorKind::LineNumber,
+                            format!(
+                                "is {n} but this is data row {row}, so it must be {expected}; {} \
+                                 counts the rows {base}, {}, {}, …",
+                                column.name,
+                                base + 1,
+                                base + 2
+                            ),
+                        );
+                    }
                 }
                 Ok(_) => {}
                 Err((kind, reason)) => {
