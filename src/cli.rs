@@ -19,11 +19,12 @@ use crate::config::{Config, ENV_API_CLIENT, ENV_API_KEY};
 use crate::currency::Currency;
 use crate::generate::{generate, GenOptions};
 use crate::ledger::{Batch, Ledger, State};
+use crate::pattern::{Pattern, Registry};
 use crate::sandbox::{self, SandboxConfig};
 use crate::submit::{submit_file, RetryPolicy, SubmitError, SubmitOptions};
 use crate::upload::{BodyMode, Client, Credentials};
-use crate::pattern::{Pattern, Registry};
 use crate::validate::{validate_file, Fatal, Hooks, Options, Report, RowError};
+use crate::watch::{self, WatchHooks};
 
 /// Exit code for a file whose rows have errors.
 pub const EXIT_INVALID: u8 = 1;
@@ -31,7 +32,11 @@ pub const EXIT_INVALID: u8 = 1;
 pub const EXIT_UNUSABLE: u8 = 2;
 
 #[derive(Parser)]
-#[command(name = "paydrop", version, about = "Check, total and submit bulk card-payment files")]
+#[command(
+    name = "paydrop",
+    version,
+    about = "Check, total and submit bulk card-payment files"
+)]
 struct Cli {
     /// Folder with custom pattern files (*.toml) [default: patterns_dir of
     /// the config, else ./patterns].
@@ -67,6 +72,8 @@ enum Command {
         #[command(subcommand)]
         command: LedgerCommand,
     },
+    /// Watch the configured inboxes and submit every file dropped there.
+    Watch,
     /// Run the embedded sandbox provider on 127.0.0.1.
     Sandbox(SandboxArgs),
     /// Run the whole job on generated files with built-in defaults.
@@ -244,9 +251,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Gen(args) => gen_cmd(&registry()?, args),
         Command::Submit(args) => runtime()?.block_on(submit_cmd(&registry()?, &config, args)),
         Command::Status => status_cmd(&config),
+        Command::Watch => runtime()?.block_on(watch_cmd(registry()?, config.clone())),
         Command::Ledger { command } => ledger_cmd(&config, command),
         Command::Sandbox(args) => runtime()?.block_on(sandbox_cmd(registry()?, args)),
-        Command::Demo { rows } => demo_cmd(&registry()?, *rows),
+        Command::Demo { rows } => runtime()?.block_on(demo_cmd(registry()?, *rows)),
     }
 }
 
@@ -263,25 +271,7 @@ pub const EXIT_UNKNOWN: u8 = 5;
 
 async fn submit_cmd(registry: &Registry, config: &Config, args: &SubmitArgs) -> Result<ExitCode> {
     let pattern = registry.get(args.pattern)?;
-    let base = args
-        .base
-        .clone()
-        .or_else(|| config.provider.base_url.clone())
-        .context("no provider address: pass --base, set PAYDROP_BASE_URL, or [provider] base_url")?;
-    let credentials = Credentials {
-        api_key: config.provider.api_key.clone().with_context(|| {
-            format!("no API key: set {ENV_API_KEY} or [provider] api_key in paydrop.toml")
-        })?,
-        api_client: config.provider.api_client.clone().with_context(|| {
-            format!("no API client: set {ENV_API_CLIENT} or [provider] api_client in paydrop.toml")
-        })?,
-    };
-    let client = Client::new(
-        &base,
-        credentials,
-        Duration::from_secs(config.provider.timeout_secs),
-        Duration::from_secs(config.provider.connect_timeout_secs),
-    )?;
+    let client = client_from(config, args.base.as_deref())?;
     let codec = match args.compress {
         Some(c) => c,
         None => config.submit.compress.parse().map_err(anyhow::Error::msg)?,
@@ -400,11 +390,95 @@ fn print_batch(out: &mut impl Write, b: &Batch) -> io::Result<()> {
     Ok(())
 }
 
+/// The provider client from the configuration (and an optional override).
+fn client_from(config: &Config, base: Option<&str>) -> Result<Client> {
+    let base = base
+        .map(str::to_string)
+        .or_else(|| config.provider.base_url.clone())
+        .context(
+            "no provider address: pass --base, set PAYDROP_BASE_URL, or [provider] base_url",
+        )?;
+    let credentials = Credentials {
+        api_key: config.provider.api_key.clone().with_context(|| {
+            format!("no API key: set {ENV_API_KEY} or [provider] api_key in paydrop.toml")
+        })?,
+        api_client: config.provider.api_client.clone().with_context(|| {
+            format!("no API client: set {ENV_API_CLIENT} or [provider] api_client in paydrop.toml")
+        })?,
+    };
+    Client::new(
+        &base,
+        credentials,
+        Duration::from_secs(config.provider.timeout_secs),
+        Duration::from_secs(config.provider.connect_timeout_secs),
+    )
+}
+
+async fn watch_cmd(registry: Registry, config: Config) -> Result<ExitCode> {
+    let client = client_from(&config, None)?;
+    watch::run(
+        config,
+        registry,
+        client,
+        WatchHooks::default(),
+        None,
+        stop_signal(),
+    )
+    .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn stop_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let term = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
 fn status_cmd(config: &Config) -> Result<ExitCode> {
     let ledger = Ledger::open(&config.ledger.path)?;
     let open = ledger.open_submissions()?;
     let mut out = io::stdout().lock();
     writeln!(out, "ledger {}", config.ledger.path.display())?;
+    for inbox in &config.watch.inboxes {
+        let counts: Vec<String> = watch::inbox_counts(&inbox.path)
+            .iter()
+            .map(|(state, n)| format!("{n} {state}"))
+            .collect();
+        writeln!(out, "inbox {}: {}", inbox.path.display(), counts.join(", "))?;
+    }
+    let awaiting = ledger.awaiting_results()?;
+    if !awaiting.is_empty() {
+        writeln!(out, "accepted, awaiting the provider's result file:")?;
+        for s in &awaiting {
+            writeln!(
+                out,
+                "  batch {} part {}  BulkPaymentId {}  {}  {} rows",
+                s.batch_id,
+                s.part,
+                s.bulk_payment_id.unwrap_or_default(),
+                s.merchant_unique_code,
+                s.rows
+            )?;
+        }
+    }
     if open.is_empty() {
         writeln!(out, "no submission is waiting or of unknown outcome")?;
     } else {
@@ -587,9 +661,8 @@ fn validate_cmd(registry: &Registry, args: &ValidateArgs) -> Result<ExitCode> {
 }
 
 fn errors_tsv(path: &Path) -> Result<BufWriter<File>> {
-    let mut w = BufWriter::new(
-        File::create(path).with_context(|| format!("creating {}", path.display()))?,
-    );
+    let mut w =
+        BufWriter::new(File::create(path).with_context(|| format!("creating {}", path.display()))?);
     writeln!(w, "line\trow\tcolumn\tvalue\tkind\treason")?;
     Ok(w)
 }
@@ -665,7 +738,11 @@ fn print_report(out: &mut impl Write, r: &Report, pattern: &Pattern) -> io::Resu
         r.rows_read,
         r.rows_valid,
         r.rows_invalid,
-        if r.header_row { " (plus a header row)" } else { "" }
+        if r.header_row {
+            " (plus a header row)"
+        } else {
+            ""
+        }
     )?;
     writeln!(out, "  bytes    {}  sha256 {}", r.bytes, r.sha256)?;
     writeln!(out, "  totals   {} (valid rows)", totals_line(r))?;
@@ -767,26 +844,7 @@ fn gen_cmd(registry: &Registry, args: &GenArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn demo_cmd(registry: &Registry, rows: u64) -> Result<ExitCode> {
-    let dir = tempfile::Builder::new().prefix("paydrop-demo-").tempdir()?;
-    let pattern = registry.get(1)?;
-    println!("paydrop demo: generating and validating pattern-1 files in {}", dir.path().display());
-    for (name, error_rate) in [("payments.csv", 0.0), ("payments-with-errors.csv", 0.001)] {
-        let path = dir.path().join(name);
-        let opts = GenOptions {
-            rows,
-            error_rate,
-            seed: 2026,
-            ..GenOptions::default()
-        };
-        let g = generate(File::create(&path)?, pattern, &opts)?;
-        println!("\n{name}: {} rows generated, {} with planted errors", g.rows, g.planted.len());
-        let report = validate_file(&path, pattern, &Options::default(), Hooks::default())?;
-        print_report(&mut io::stdout().lock(), &report, pattern)?;
-        anyhow::ensure!(
-            report.totals == g.totals,
-            "validator totals differ from the generator's: this is a bug"
-        );
-    }
+async fn demo_cmd(registry: Registry, rows: u64) -> Result<ExitCode> {
+    crate::demo::run(registry, rows, &mut io::stdout()).await?;
     Ok(ExitCode::SUCCESS)
 }

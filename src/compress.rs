@@ -73,7 +73,9 @@ impl FromStr for Codec {
             "none" | "identity" => Ok(Codec::None),
             "gzip" | "gz" => Ok(Codec::Gzip),
             "br" | "brotli" => Ok(Codec::Brotli),
-            other => Err(format!("unknown compression '{other}': use gzip, br or none")),
+            other => Err(format!(
+                "unknown compression '{other}': use gzip, br or none"
+            )),
         }
     }
 }
@@ -156,7 +158,10 @@ where
     S: Stream<Item = Result<Bytes, E>> + Send + Unpin + 'static,
     E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
 {
-    compress_reader(StreamReader::new(stream.map_err(io::Error::other)), compression)
+    compress_reader(
+        StreamReader::new(stream.map_err(io::Error::other)),
+        compression,
+    )
 }
 
 #[cfg(test)]
@@ -167,9 +172,11 @@ mod tests {
     use tokio::io::AsyncReadExt;
 
     async fn roundtrip(codec: Codec) {
-        let data: Vec<u8> = (0..400_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+        let data: Vec<u8> = (0..400_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
         let c = Compression::new(codec, None).unwrap();
-        let compressed: Vec<u8> = compress_reader(&data[..], c)
+        let compressed: Vec<u8> = compress_reader(std::io::Cursor::new(data.clone()), c)
             .map(|b| b.unwrap().to_vec())
             .concat()
             .await;
@@ -205,8 +212,7 @@ mod tests {
     async fn output_flows_before_input_ends() {
         for codec in [Codec::Gzip, Codec::Brotli] {
             let (mut tx, rx) = tokio::io::duplex(64 * 1024);
-            let mut stream =
-                Box::pin(compress_reader(rx, Compression::new(codec, None).unwrap()));
+            let mut stream = Box::pin(compress_reader(rx, Compression::new(codec, None).unwrap()));
             let writer = tokio::spawn(async move {
                 use tokio::io::AsyncWriteExt;
                 // Incompressible-ish data so the encoder must emit output.
@@ -222,10 +228,8 @@ mod tests {
                         .collect();
                     tx.write_all(&chunk).await.unwrap();
                 }
-                tx
+                // Dropping `tx` ends the input.
             });
-            // The first compressed chunk arrives while the writer still holds
-            // the input open (it is only dropped after being returned).
             // A deadlock guard, not a timing assertion: an encoder that holds
             // output until EOF never yields while the writer is blocked.
             let first = tokio::time::timeout(std::time::Duration::from_secs(30), stream.next())
@@ -234,12 +238,17 @@ mod tests {
                 .unwrap()
                 .unwrap();
             assert!(!first.is_empty(), "{codec}");
-            let tx = writer.await.unwrap();
-            drop(tx);
+            // 1 MiB cannot fit in the 64 KiB pipe and the reader's buffer:
+            // output flowed while the input was still being written.
+            assert!(
+                !writer.is_finished(),
+                "{codec}: the whole input was consumed first"
+            );
             let mut rest = 0;
             while let Some(chunk) = stream.next().await {
                 rest += chunk.unwrap().len();
             }
+            writer.await.unwrap();
             assert!(rest > 0, "{codec}: trailer written");
         }
     }

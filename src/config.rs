@@ -59,6 +59,8 @@ pub struct Config {
     pub ledger: LedgerConfig,
     #[serde(default)]
     pub submit: SubmitConfig,
+    #[serde(default)]
+    pub watch: WatchConfig,
     /// Folder of custom pattern files.
     pub patterns_dir: Option<PathBuf>,
 }
@@ -169,6 +171,91 @@ fn default_backoff_ms() -> u64 {
 }
 fn default_backoff_max_ms() -> u64 {
     60_000
+}
+
+/// The drop-folder daemon (`paydrop watch`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchConfig {
+    #[serde(default, rename = "inbox")]
+    pub inboxes: Vec<InboxConfig>,
+    /// A file is taken once its size and mtime have not changed for this long.
+    #[serde(default = "default_quiet_ms")]
+    pub quiet_ms: u64,
+    /// Full rescan of every inbox, for events that never arrive.
+    #[serde(default = "default_rescan_ms")]
+    pub rescan_ms: u64,
+    /// Files processed at once.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// On SIGTERM / Ctrl-C, how long work in flight may take to finish.
+    #[serde(default = "default_shutdown_secs")]
+    pub shutdown_secs: u64,
+    /// Address the result-callback server listens on.
+    #[serde(default = "default_callback_bind")]
+    pub callback_bind: String,
+    /// URL the provider is told to post results to; default
+    /// `http://{callback_bind}/callback/{secret}`.
+    pub callback_url: Option<String>,
+    /// Shared secret in the callback path; without it anyone who can reach
+    /// the port could post fake results.
+    pub callback_secret: Option<Secret>,
+}
+
+impl Default for WatchConfig {
+    fn default() -> Self {
+        WatchConfig {
+            inboxes: Vec::new(),
+            quiet_ms: default_quiet_ms(),
+            rescan_ms: default_rescan_ms(),
+            concurrency: default_concurrency(),
+            shutdown_secs: default_shutdown_secs(),
+            callback_bind: default_callback_bind(),
+            callback_url: None,
+            callback_secret: None,
+        }
+    }
+}
+
+fn default_quiet_ms() -> u64 {
+    2000
+}
+fn default_rescan_ms() -> u64 {
+    5000
+}
+fn default_concurrency() -> usize {
+    2
+}
+fn default_shutdown_secs() -> u64 {
+    120
+}
+fn default_callback_bind() -> String {
+    "127.0.0.1:8081".into()
+}
+
+/// One watched folder and how its files are submitted.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InboxConfig {
+    pub path: PathBuf,
+    pub pattern: u16,
+    #[serde(default = "default_currency")]
+    pub currency: String,
+    #[serde(default = "default_installment")]
+    pub installment: u32,
+    #[serde(default)]
+    pub half_2d: bool,
+    /// Overrides `[submit] compress` / `level` / `compress_file_part`.
+    pub compress: Option<String>,
+    pub level: Option<u32>,
+    pub compress_file_part: Option<bool>,
+}
+
+fn default_currency() -> String {
+    "TRY".into()
+}
+fn default_installment() -> u32 {
+    1
 }
 
 impl Config {

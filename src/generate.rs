@@ -75,8 +75,8 @@ const FIRST: &[&str] = &[
     "Özlem", "Ümit", "Hüseyin", "Elif", "Barış", "Doğan", "Işıl", "Can",
 ];
 const LAST: &[&str] = &[
-    "Yılmaz", "Kaya", "Demir", "Şahin", "Çelik", "Yıldız", "Öztürk", "Aydın", "Özdemir",
-    "Arslan", "Doğan", "Kılıç", "Aslan", "Çetin", "Koç", "Kurt", "Güneş", "Erdoğan",
+    "Yılmaz", "Kaya", "Demir", "Şahin", "Çelik", "Yıldız", "Öztürk", "Aydın", "Özdemir", "Arslan",
+    "Doğan", "Kılıç", "Aslan", "Çetin", "Koç", "Kurt", "Güneş", "Erdoğan",
 ];
 
 /// Writes a file of `opts.rows` data rows in `pattern`'s layout.
@@ -96,9 +96,7 @@ pub fn generate<W: Write>(out: W, pattern: &Pattern, opts: &GenOptions) -> io::R
         .delimiter(pattern.delimiter)
         .flexible(true)
         .from_writer(io::BufWriter::with_capacity(64 * 1024, out));
-    let header = opts
-        .header
-        .unwrap_or(pattern.header == Header::Present);
+    let header = opts.header.unwrap_or(pattern.header == Header::Present);
     let mut line = 0u64;
     if header {
         line += 1;
@@ -117,7 +115,7 @@ pub fn generate<W: Write>(out: W, pattern: &Pattern, opts: &GenOptions) -> io::R
     };
     // Spread the broken rows evenly, then pick their kind at random, so that
     // the count is exact and reproducible.
-    let stride = if errors == 0 { u64::MAX } else { opts.rows / errors };
+    let stride = opts.rows.checked_div(errors).unwrap_or(u64::MAX);
     let mut fields: Vec<Vec<u8>> = Vec::with_capacity(pattern.columns.len());
     for row in 1..=opts.rows {
         line += 1;
@@ -196,7 +194,9 @@ impl<'a> Generator<'a> {
                 match &c.kind {
                     _ if c.unique => self.unique_code(row),
                     _ if c.line_number => row.to_string(),
-                    _ if Some(i) == currency_col => currency.map(|c| c.code).unwrap_or("TRY").into(),
+                    _ if Some(i) == currency_col => {
+                        currency.map(|c| c.code).unwrap_or("TRY").into()
+                    }
                     ColumnType::Decimal { .. } => {
                         let d = self.amount(minor, c.amount);
                         if c.amount {
@@ -218,14 +218,22 @@ impl<'a> Generator<'a> {
                         self.rng.gen_range(lo..=hi).to_string()
                     }
                     ColumnType::Boolean => ["true", "false"][self.rng.gen_range(0..2)].into(),
-                    ColumnType::Enum { values } => values.choose(&mut self.rng).cloned().unwrap_or_default(),
+                    ColumnType::Enum { values } => {
+                        values.choose(&mut self.rng).cloned().unwrap_or_default()
+                    }
                     ColumnType::Currency => "TRY".into(),
                     ColumnType::Email => format!("musteri{row}@example.com.tr"),
                     ColumnType::Date { format } => self.opts.as_of.format(format).to_string(),
-                    ColumnType::DateTime { format } => {
-                        self.opts.as_of.and_hms_opt(12, 0, 0).expect("noon").format(format).to_string()
-                    }
-                    ColumnType::String { min_len, max_len, .. } => {
+                    ColumnType::DateTime { format } => self
+                        .opts
+                        .as_of
+                        .and_hms_opt(12, 0, 0)
+                        .expect("noon")
+                        .format(format)
+                        .to_string(),
+                    ColumnType::String {
+                        min_len, max_len, ..
+                    } => {
                         let name = format!(
                             "{} {}",
                             FIRST.choose(&mut self.rng).expect("names"),
@@ -328,9 +336,9 @@ impl<'a> Generator<'a> {
                 && matches!(&c.kind, ColumnType::String { regex: None, max_len, .. } if max_len.is_some())
         });
         let boolean = find(&|k| matches!(k, ColumnType::Boolean));
-        let integer = cols.iter().position(|c| {
-            !c.line_number && matches!(c.kind, ColumnType::Integer { .. })
-        });
+        let integer = cols
+            .iter()
+            .position(|c| !c.line_number && matches!(c.kind, ColumnType::Integer { .. }));
         let sep = self.pattern.decimal_separator as char;
         let other = if sep == '.' { ',' } else { '.' };
 
@@ -349,10 +357,18 @@ impl<'a> Generator<'a> {
         if let Some(c) = identity {
             let mut v = fields[c].clone();
             v[10] = b'0' + (v[10] - b'0' + 1) % 10;
-            options.push((ErrorKind::TrIdentity, c, String::from_utf8(v).expect("digits")));
+            options.push((
+                ErrorKind::TrIdentity,
+                c,
+                String::from_utf8(v).expect("digits"),
+            ));
         }
         if let Some(c) = amount {
-            for bad in ["1e5".to_string(), "NaN".into(), format!("1{other}234{sep}56")] {
+            for bad in [
+                "1e5".to_string(),
+                "NaN".into(),
+                format!("1{other}234{sep}56"),
+            ] {
                 options.push((ErrorKind::Decimal, c, bad));
             }
             options.push((ErrorKind::Scale, c, format!("12{sep}345")));
@@ -361,7 +377,10 @@ impl<'a> Generator<'a> {
         if let Some(c) = text {
             options.push((ErrorKind::Required, c, String::new()));
             options.push((ErrorKind::ControlChar, c, "Ay\0şe".into()));
-            if let ColumnType::String { max_len: Some(m), .. } = cols[c].kind {
+            if let ColumnType::String {
+                max_len: Some(m), ..
+            } = cols[c].kind
+            {
                 options.push((ErrorKind::Length, c, "ş".repeat(m + 1)));
             }
         }

@@ -16,6 +16,8 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use rust_decimal::Decimal;
 use serde::Serialize;
 
+use crate::results::ResultLine;
+
 /// A ledger failure; the path is part of the message so that a user knows
 /// which file to look at.
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +101,18 @@ impl AttemptOutcome {
     }
 }
 
+/// What recording a result file did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Recorded {
+    Stored {
+        lines: u64,
+    },
+    /// These results were recorded before; nothing changed.
+    AlreadyRecorded,
+    /// The file does not match the submission; nothing was stored.
+    Refused(String),
+}
+
 /// What a new batch is: one file (or its parts) about to be submitted.
 #[derive(Clone, Debug)]
 pub struct NewBatch {
@@ -120,6 +134,8 @@ pub struct NewBatch {
 #[derive(Clone, Debug)]
 pub struct NewSubmission {
     pub part: u32,
+    /// First data row of the part (1-based) in the whole file.
+    pub first_row: u64,
     pub merchant_unique_code: String,
     pub rows: u64,
     pub amount: Decimal,
@@ -157,10 +173,13 @@ pub struct Submission {
     pub id: i64,
     pub batch_id: i64,
     pub part: u32,
+    pub first_row: u64,
     pub merchant_unique_code: String,
     pub rows: u64,
     pub amount: Decimal,
     pub state: State,
+    /// When the provider's result file for this part was recorded.
+    pub results_at: Option<DateTime<Utc>>,
     pub bulk_payment_id: Option<i64>,
     pub message: Option<String>,
     pub response: Option<String>,
@@ -189,7 +208,9 @@ pub struct Attempt {
     pub message: Option<String>,
 }
 
-const SCHEMA: &str = "
+/// Schema migrations, applied in order; `PRAGMA user_version` is how many ran.
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE IF NOT EXISTS batches (
     id INTEGER PRIMARY KEY,
     sha256 TEXT NOT NULL,
@@ -231,7 +252,22 @@ CREATE TABLE IF NOT EXISTS attempts (
 );
 CREATE INDEX IF NOT EXISTS batches_sha ON batches(sha256);
 CREATE INDEX IF NOT EXISTS attempts_sub ON attempts(submission_id);
-";
+",
+    "
+ALTER TABLE submissions ADD COLUMN first_row INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE submissions ADD COLUMN results_at TEXT;
+CREATE TABLE results (
+    submission_id INTEGER NOT NULL REFERENCES submissions(id),
+    line_number INTEGER NOT NULL,
+    row_code TEXT NOT NULL,
+    approved INTEGER NOT NULL,
+    error_code TEXT NOT NULL,
+    error_message TEXT NOT NULL,
+    amount TEXT NOT NULL,
+    PRIMARY KEY (submission_id, line_number)
+);
+",
+];
 
 /// The ledger database.
 pub struct Ledger {
@@ -245,12 +281,15 @@ fn now() -> String {
 fn time(s: String) -> rusqlite::Result<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(&s)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into()))
+        .map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into())
+        })
 }
 
 fn decimal(s: String) -> rusqlite::Result<Decimal> {
-    s.parse()
-        .map_err(|e: rust_decimal::Error| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into()))
+    s.parse().map_err(|e: rust_decimal::Error| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into())
+    })
 }
 
 impl Ledger {
@@ -266,10 +305,34 @@ impl Ledger {
         conn.busy_timeout(Duration::from_secs(30))?;
         // WAL lets `status` read while a submit writes; FULL makes every
         // commit durable before the HTTP call that depends on it.
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // Switching a new file to WAL takes a lock SQLite does not wait for
+        // (busy_timeout does not apply): retry while another process that
+        // opens the same new ledger does the same.
+        let mut tries = 0;
+        while let Err(e) = conn.pragma_update(None, "journal_mode", "WAL") {
+            match e.sqlite_error_code() {
+                Some(rusqlite::ErrorCode::DatabaseBusy) if tries < 500 => tries += 1,
+                _ => return Err(e.into()),
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.execute_batch(SCHEMA)?;
+        let mut conn = conn;
+        let version = |c: &Connection| -> rusqlite::Result<usize> {
+            c.pragma_query_value(None, "user_version", |r| r.get(0))
+        };
+        if version(&conn)? < MIGRATIONS.len() {
+            // IMMEDIATE, and the version read again inside: two processes
+            // opening a new or old ledger at once (a submit and a status)
+            // must not both run a migration ("duplicate column name").
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            for (i, sql) in MIGRATIONS.iter().enumerate().skip(version(&tx)?) {
+                tx.execute_batch(sql)?;
+                tx.pragma_update(None, "user_version", i + 1)?;
+            }
+            tx.commit()?;
+        }
         Ok(Ledger { conn })
     }
 
@@ -300,15 +363,16 @@ impl Ledger {
         for p in &b.parts {
             tx.execute(
                 "INSERT INTO submissions (batch_id, part, merchant_unique_code, rows, amount, state,
-                     created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?6)",
+                     created_at, updated_at, first_row)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?6, ?7)",
                 params![
                     batch_id,
                     p.part,
                     p.merchant_unique_code,
                     p.rows as i64,
                     p.amount.to_string(),
-                    t
+                    t,
+                    p.first_row as i64
                 ],
             )?;
         }
@@ -371,7 +435,8 @@ impl Ledger {
                     s.bulk_payment_id, s.message, s.response, s.created_at, s.updated_at,
                     (SELECT COUNT(*) FROM attempts a WHERE a.submission_id = s.id),
                     (SELECT COUNT(*) FROM attempts a WHERE a.submission_id = s.id
-                         AND a.finished_at IS NULL)
+                         AND a.finished_at IS NULL),
+                    s.first_row, s.results_at
              FROM submissions s WHERE {cond} ORDER BY s.batch_id, s.part"
         );
         let mut stmt = self.conn.prepare(&sql)?;
@@ -386,6 +451,11 @@ impl Ledger {
     /// Submissions that are not settled: pending or of unknown outcome.
     pub fn open_submissions(&self) -> Result<Vec<Submission>> {
         self.submissions_where("s.state IN ('pending', 'unknown')", [])
+    }
+
+    /// Accepted submissions whose result file has not arrived yet.
+    pub fn awaiting_results(&self) -> Result<Vec<Submission>> {
+        self.submissions_where("s.state = 'accepted' AND s.results_at IS NULL", [])
     }
 
     /// The submission with this MerchantUniqueCode.
@@ -452,6 +522,102 @@ impl Ledger {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// Records where a batch's file now is (after a move to `done/`).
+    pub fn set_batch_file(&self, batch_id: i64, file: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE batches SET file = ?2 WHERE id = ?1",
+            params![batch_id, file],
+        )?;
+        Ok(())
+    }
+
+    /// The submission an accepted BulkPaymentId belongs to.
+    pub fn submission_by_bulk_id(&self, bulk_payment_id: i64) -> Result<Option<Submission>> {
+        Ok(self
+            .submissions_where("s.bulk_payment_id = ?1", [bulk_payment_id])?
+            .into_iter()
+            .next())
+    }
+
+    /// Records the result lines of one submission in one transaction. Every
+    /// line must fall in the submission's rows and appear once; a second
+    /// delivery of the same results is recognised and changes nothing.
+    pub fn record_results<I>(&mut self, submission: &Submission, lines: I) -> Result<Recorded>
+    where
+        I: IntoIterator<Item = std::result::Result<ResultLine, crate::results::ResultError>>,
+    {
+        if submission.results_at.is_some() {
+            return Ok(Recorded::AlreadyRecorded);
+        }
+        let tx = self.conn.transaction()?;
+        let first = submission.first_row as i64;
+        let last = first + submission.rows as i64 - 1;
+        let mut count = 0u64;
+        {
+            let mut insert = tx.prepare(
+                "INSERT OR IGNORE INTO results (submission_id, line_number, row_code, approved,
+                     error_code, error_message, amount)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for line in lines {
+                let line = match line {
+                    Ok(l) => l,
+                    Err(e) => return Ok(Recorded::Refused(e.to_string())),
+                };
+                if !(first..=last).contains(&line.line_number) {
+                    return Ok(Recorded::Refused(format!(
+                        "result file line {}: lineNumber {} is not one of this submission's \
+                         rows ({first}–{last})",
+                        line.file_line, line.line_number
+                    )));
+                }
+                let added = insert.execute(params![
+                    submission.id,
+                    line.line_number,
+                    line.merchant_unique_code,
+                    line.approved,
+                    line.error_code,
+                    line.error_message,
+                    line.amount.to_string()
+                ])?;
+                if added == 0 {
+                    return Ok(Recorded::Refused(format!(
+                        "result file line {}: lineNumber {} appears twice",
+                        line.file_line, line.line_number
+                    )));
+                }
+                count += 1;
+            }
+        }
+        tx.execute(
+            "UPDATE submissions SET results_at = ?2 WHERE id = ?1",
+            params![submission.id, now()],
+        )?;
+        tx.commit()?;
+        Ok(Recorded::Stored { lines: count })
+    }
+
+    /// The stored result lines of a batch, in line order.
+    pub fn results_of_batch(&self, batch_id: i64) -> Result<Vec<ResultLine>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT r.line_number, r.row_code, r.approved, r.error_code, r.error_message, r.amount
+             FROM results r JOIN submissions s ON s.id = r.submission_id
+             WHERE s.batch_id = ?1 ORDER BY r.line_number",
+        )?;
+        let rows = stmt.query_map([batch_id], |r| {
+            Ok(ResultLine {
+                file_line: 0,
+                line_number: r.get(0)?,
+                merchant_unique_code: r.get(1)?,
+                approved: r.get(2)?,
+                error_code: r.get(3)?,
+                error_message: r.get(4)?,
+                amount: decimal(r.get(5)?)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// Settles a submission: accepted (with its BulkPaymentId), rejected or
     /// unknown. An accepted submission is never downgraded.
     pub fn settle(
@@ -499,6 +665,8 @@ fn submission_from_row(r: &Row<'_>) -> rusqlite::Result<Submission> {
         updated_at: time(r.get(11)?)?,
         attempts: r.get(12)?,
         interrupted: r.get::<_, i64>(13)? > 0,
+        first_row: r.get::<_, i64>(14)? as u64,
+        results_at: r.get::<_, Option<String>>(15)?.map(time).transpose()?,
     })
 }
 
@@ -522,12 +690,14 @@ mod tests {
             parts: vec![
                 NewSubmission {
                     part: 1,
+                    first_row: 1,
                     merchant_unique_code: format!("{sha}-{generation}-1"),
                     rows: 2,
                     amount: "20.00".parse().unwrap(),
                 },
                 NewSubmission {
                     part: 2,
+                    first_row: 3,
                     merchant_unique_code: format!("{sha}-{generation}-2"),
                     rows: 1,
                     amount: "10.00".parse().unwrap(),

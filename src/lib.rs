@@ -12,16 +12,19 @@ pub mod cli;
 pub mod compress;
 pub mod config;
 pub mod currency;
+pub mod demo;
 pub mod generate;
 pub mod ledger;
 pub mod mask;
 pub mod pattern;
 pub mod read;
+pub mod results;
 pub mod sandbox;
 pub mod submit;
 pub mod totals;
 pub mod upload;
 pub mod validate;
+pub mod watch;
 
 use chrono::NaiveDate;
 

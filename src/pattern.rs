@@ -327,7 +327,11 @@ fn default_decimal() -> Spanned<String> {
 impl RawPattern {
     fn check(self, src: &str, origin: &str) -> Result<Pattern, PatternError> {
         let err = |span: std::ops::Range<usize>, key: &str, msg: String| {
-            PatternError::at(origin, Some(line_of(src, span.start)), format!("`{key}`: {msg}"))
+            PatternError::at(
+                origin,
+                Some(line_of(src, span.start)),
+                format!("`{key}`: {msg}"),
+            )
         };
 
         let file_format = *self.file_format.get_ref();
@@ -414,7 +418,8 @@ impl RawPattern {
             let column = raw.to_column().map_err(|(key, msg)| col_err(key, msg))?;
             columns.push(column);
         }
-        let flags: [(fn(&Column) -> bool, &str); 3] = [
+        type Flag = fn(&Column) -> bool;
+        let flags: [(Flag, &str); 3] = [
             (|c| c.amount, "amount"),
             (|c| c.currency, "currency"),
             (|c| c.line_number, "line_number"),
@@ -529,7 +534,10 @@ impl RawColumn {
                 if chrono::format::StrftimeItems::new(&format)
                     .any(|i| matches!(i, chrono::format::Item::Error))
                 {
-                    return Err(("format", format!("'{format}' is not a valid strftime format")));
+                    return Err((
+                        "format",
+                        format!("'{format}' is not a valid strftime format"),
+                    ));
                 }
                 if self.kind == "date" {
                     ColumnType::Date { format }
@@ -571,13 +579,22 @@ impl RawColumn {
             return Err(("amount", "only a decimal column can be the amount".into()));
         }
         if self.currency && !matches!(kind, ColumnType::Currency) {
-            return Err(("currency", "only a currency column can set the currency".into()));
+            return Err((
+                "currency",
+                "only a currency column can set the currency".into(),
+            ));
         }
         if self.line_number && !matches!(kind, ColumnType::Integer { .. }) {
-            return Err(("line_number", "only an integer column can number lines".into()));
+            return Err((
+                "line_number",
+                "only an integer column can number lines".into(),
+            ));
         }
         if self.unique && !matches!(kind, ColumnType::String { .. } | ColumnType::Integer { .. }) {
-            return Err(("unique", "only string and integer columns can be unique".into()));
+            return Err((
+                "unique",
+                "only string and integer columns can be unique".into(),
+            ));
         }
         let mask = self.mask || matches!(kind, ColumnType::CardNumber | ColumnType::TrIdentity);
         Ok(Column {
@@ -847,7 +864,8 @@ mod tests {
         assert_eq!(e.line, Some(3));
         assert!(e.message.contains("`delimiter`"), "{e}");
 
-        let src = "id = 9\nname = \"x\"\n[[columns]]\nname = \"a\"\ntype = \"string\"\nrequried = true\n";
+        let src =
+            "id = 9\nname = \"x\"\n[[columns]]\nname = \"a\"\ntype = \"string\"\nrequried = true\n";
         let e = Pattern::from_toml(src, "p.toml").unwrap_err();
         assert!(e.message.contains("requried"), "{e}");
         assert!(e.line.is_some());

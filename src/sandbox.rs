@@ -444,7 +444,9 @@ async fn start(config: SandboxConfig, addr: SocketAddr) -> io::Result<Sandbox> {
         next_id: AtomicI64::new(FIRST_BULK_PAYMENT_ID),
         requests: AtomicU64::new(0),
         callbacks_delivered: AtomicU64::new(0),
-        dir: tempfile::Builder::new().prefix("paydrop-sandbox-").tempdir()?,
+        dir: tempfile::Builder::new()
+            .prefix("paydrop-sandbox-")
+            .tempdir()?,
         cancel: CancellationToken::new(),
         http,
     });
@@ -494,10 +496,10 @@ impl Shared {
         self.store.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn existing(&self, merchant_unique_code: &str) -> Option<BulkStart> {
+    fn existing(&self, merchant_unique_code: &str) -> Option<BatchRecord> {
         let store = self.store();
         let i = *store.by_code.get(merchant_unique_code)?;
-        Some(bulk_start(&store.batches[i]))
+        Some(store.batches[i].clone())
     }
 
     /// Records a batch, unless its code is already known: then the earlier
@@ -655,7 +657,11 @@ impl Refusal {
 
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
-        (self.status, Json(Envelope::<()>::error(self.code, self.message))).into_response()
+        (
+            self.status,
+            Json(Envelope::<()>::error(self.code, self.message)),
+        )
+            .into_response()
     }
 }
 
@@ -676,9 +682,11 @@ async fn startdirect(
     if Faults::take(&faults.too_many) {
         drain(body).await;
         let secs = faults.retry_after_secs.load(Ordering::SeqCst);
-        let mut answer =
-            Refusal::http(StatusCode::TOO_MANY_REQUESTS, "too many requests; retry later")
-                .into_response();
+        let mut answer = Refusal::http(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many requests; retry later",
+        )
+        .into_response();
         answer
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));
@@ -886,7 +894,11 @@ async fn read_form(
 /// compressed, and hashes the decoded bytes on the way.
 async fn store_file(dir: &Path, mut part: multer::Field<'static>) -> Result<Upload, Refusal> {
     let file_error = |e: &(dyn std::error::Error + 'static)| {
-        Refusal::bad_request(format!("field {} could not be read: {}", field::FILE, chain(e)))
+        Refusal::bad_request(format!(
+            "field {} could not be read: {}",
+            field::FILE,
+            chain(e)
+        ))
     };
     // The first bytes tell gzip apart even without a name or type.
     let mut head = BytesMut::new();
@@ -986,10 +998,7 @@ struct Request {
 
 impl Request {
     fn from_form(mut form: Form) -> Result<Request, Refusal> {
-        let file = form
-            .file
-            .take()
-            .ok_or_else(|| missing(field::FILE))?;
+        let file = form.file.take().ok_or_else(|| missing(field::FILE))?;
         let callback_address = form.required(field::CALLBACK_ADDRESS)?.trim().to_string();
         if !callback_address.is_empty() && reqwest::Url::parse(&callback_address).is_err() {
             return Err(Refusal::bad_request(format!(
@@ -1028,7 +1037,10 @@ impl Request {
 
 impl Form {
     fn required(&self, name: &str) -> Result<&str, Refusal> {
-        self.text.get(name).map(String::as_str).ok_or_else(|| missing(name))
+        self.text
+            .get(name)
+            .map(String::as_str)
+            .ok_or_else(|| missing(name))
     }
 
     /// A field that may be absent; empty counts as absent.
@@ -1068,11 +1080,19 @@ async fn accept(
     let request = Request::from_form(form)?;
 
     if let Some(earlier) = shared.existing(&request.merchant_unique_code) {
-        info!(
-            bulk_payment_id = earlier.bulk_payment_id,
-            "sandbox: MerchantUniqueCode seen before; answering with the earlier batch"
-        );
-        return Ok(earlier);
+        if earlier.sha256 == request.file.sha256 {
+            info!(
+                bulk_payment_id = earlier.bulk_payment_id,
+                "sandbox: MerchantUniqueCode seen before; answering with the earlier batch"
+            );
+        } else {
+            warn!(
+                bulk_payment_id = earlier.bulk_payment_id,
+                "sandbox: MerchantUniqueCode seen before with a different file; \
+                 answering with the earlier batch and ignoring this file"
+            );
+        }
+        return Ok(bulk_start(&earlier));
     }
     let config = &shared.config;
     if request.file_format != FILE_FORMAT_TXT {
@@ -1215,12 +1235,15 @@ async fn deliver(shared: Arc<Shared>, job: CallbackJob) {
     let id = job.batch.bulk_payment_id;
     let dir = shared.dir.path().to_path_buf();
     let (seed, rate) = (config.seed, config.decline_rate);
-    let written =
-        tokio::task::spawn_blocking(move || write_results(&job, &dir, seed, rate).map(|r| (job, r)))
-            .await;
+    let written = tokio::task::spawn_blocking(move || {
+        write_results(&job, &dir, seed, rate).map(|r| (job, r))
+    })
+    .await;
     let (job, results) = match written {
         Ok(Ok(done)) => done,
-        Ok(Err(e)) => return warn!(bulk_payment_id = id, error = %e, "cannot write the result file"),
+        Ok(Err(e)) => {
+            return warn!(bulk_payment_id = id, error = %e, "cannot write the result file")
+        }
         Err(e) => return warn!(bulk_payment_id = id, error = %e, "result writer failed"),
     };
     // The upload is no longer needed once its results are written.
@@ -1245,7 +1268,10 @@ async fn deliver(shared: Arc<Shared>, job: CallbackJob) {
         }
         backoff = backoff.saturating_mul(2);
     }
-    warn!(bulk_payment_id = id, "sandbox: giving up on the result callback");
+    warn!(
+        bulk_payment_id = id,
+        "sandbox: giving up on the result callback"
+    );
 }
 
 /// Sleeps; false when the sandbox stopped meanwhile.
@@ -1273,12 +1299,14 @@ async fn post_results(
         .text("BulkPaymentId", batch.bulk_payment_id.to_string())
         .text("MerchantUniqueCode", batch.merchant_unique_code.clone())
         .part(field::FILE, part);
+    // The callback URL may carry the merchant's secret: errors drop it.
     http.post(&batch.callback_address)
         .multipart(form)
         .timeout(Duration::from_secs(60))
         .send()
-        .await?
-        .error_for_status()?;
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(reqwest::Error::without_url)?;
     Ok(())
 }
 
@@ -1349,7 +1377,10 @@ fn write_results(job: &CallbackJob, dir: &Path, seed: u64, rate: f64) -> io::Res
         callback::ACTIVITY_SALE
     };
     let text = |rec: &csv::ByteRecord, col: Option<usize>| -> String {
-        let cell = col.and_then(|c| rec.get(c)).unwrap_or_default().trim_ascii();
+        let cell = col
+            .and_then(|c| rec.get(c))
+            .unwrap_or_default()
+            .trim_ascii();
         match pattern.encoding {
             Encoding::Utf8 => String::from_utf8_lossy(cell).into_owned(),
             Encoding::Windows1254 => encoding_rs::WINDOWS_1254
@@ -1361,7 +1392,10 @@ fn write_results(job: &CallbackJob, dir: &Path, seed: u64, rate: f64) -> io::Res
     let mut rec = csv::ByteRecord::new();
     let mut skip_header = job.header_row;
     let mut row = 0u64;
-    while reader.read_byte_record(&mut rec).map_err(io::Error::other)? {
+    while reader
+        .read_byte_record(&mut rec)
+        .map_err(io::Error::other)?
+    {
         if std::mem::take(&mut skip_header) {
             continue;
         }
@@ -1390,8 +1424,7 @@ fn write_results(job: &CallbackJob, dir: &Path, seed: u64, rate: f64) -> io::Res
             None => (callback::PAYWALL_OK, callback::STATUS_SUCCESS),
             Some(_) => (callback::PAYWALL_DECLINED, callback::STATUS_FAILED),
         };
-        let (provider_code, provider_message) =
-            decline.map_or(("", ""), |d| (d.code, d.message));
+        let (provider_code, provider_message) = decline.map_or(("", ""), |d| (d.code, d.message));
         let (bank_code, bank_message) =
             decline.map_or(callback::BANK_APPROVED, |d| (d.code, d.message));
         let record: [String; CALLBACK_COLUMNS.len()] = [

@@ -189,7 +189,10 @@ pub async fn submit_file(
             compression: opts.compression,
             mode: opts.mode,
         };
-        send_with_retries(ledger, client, sub.id, sub.part, &request, opts.retry, &sent).await?;
+        send_with_retries(
+            ledger, client, sub.id, sub.part, &request, opts.retry, &sent,
+        )
+        .await?;
     }
     let batch = ledger.batch(batch.id)?.expect("the batch was just written");
     Ok(Submitted {
@@ -213,12 +216,10 @@ async fn validate(
         ..Options::default()
     };
     // csv on a blocking thread measured faster than csv-async (README).
-    tokio::task::spawn_blocking(move || {
-        validate_file(&path, &pattern, &vopts, Hooks::default())
-    })
-    .await
-    .map_err(|e| SubmitError::Join(e.to_string()))?
-    .map_err(SubmitError::from)
+    tokio::task::spawn_blocking(move || validate_file(&path, &pattern, &vopts, Hooks::default()))
+        .await
+        .map_err(|e| SubmitError::Join(e.to_string()))?
+        .map_err(SubmitError::from)
 }
 
 /// Finds the batch to (re)send, or records a new one, or refuses.
@@ -231,6 +232,35 @@ fn choose_batch(
     notices: &mut Vec<String>,
 ) -> Result<Batch, SubmitError> {
     let earlier = ledger.batches_for(&report.sha256)?;
+    // An unfinished latest batch (perhaps a forced one) may already be at the
+    // provider: it is finished with its own codes, with or without --force,
+    // unless it no longer matches (then --force starts a new one).
+    let open = earlier.last().filter(|b| !b.is_accepted());
+    let difference = open.and_then(|open| {
+        if open.submissions.len() != report.parts.len() {
+            Some(format!(
+                "it was split into {} parts, now it would be {}",
+                open.submissions.len(),
+                report.parts.len()
+            ))
+        } else if open.currency != opts.currency.code || open.pattern != pattern.id {
+            Some(format!(
+                "it was pattern {} in {}, now pattern {} in {}",
+                open.pattern, open.currency, pattern.id, opts.currency
+            ))
+        } else {
+            None
+        }
+    });
+    if let (Some(open), None) = (open, &difference) {
+        notices.push(format!(
+            "resuming batch {} from {}: parts not yet accepted are sent again with their \
+             original MerchantUniqueCodes",
+            open.id,
+            open.created_at.format("%Y-%m-%d %H:%M:%S UTC")
+        ));
+        return Ok(open.clone());
+    }
     if !opts.force {
         if let Some(done) = earlier.iter().rev().find(|b| b.is_accepted()) {
             return Err(SubmitError::AlreadySubmitted {
@@ -238,34 +268,11 @@ fn choose_batch(
                 earlier: describe_batch(done),
             });
         }
-        if let Some(open) = earlier.last() {
-            let what = if open.submissions.len() != report.parts.len() {
-                Some(format!(
-                    "it was split into {} parts, now it would be {}",
-                    open.submissions.len(),
-                    report.parts.len()
-                ))
-            } else if open.currency != opts.currency.code || open.pattern != pattern.id {
-                Some(format!(
-                    "it was pattern {} in {}, now pattern {} in {}",
-                    open.pattern, open.currency, pattern.id, opts.currency
-                ))
-            } else {
-                None
-            };
-            if let Some(what) = what {
-                return Err(SubmitError::Conflict {
-                    batch: open.id,
-                    what,
-                });
-            }
-            notices.push(format!(
-                "resuming batch {} from {}: parts not yet accepted are sent again with their \
-                 original MerchantUniqueCodes",
-                open.id,
-                open.created_at.format("%Y-%m-%d %H:%M:%S UTC")
-            ));
-            return Ok(open.clone());
+        if let (Some(open), Some(what)) = (open, difference) {
+            return Err(SubmitError::Conflict {
+                batch: open.id,
+                what,
+            });
         }
     }
     let generation = earlier.iter().map(|b| b.generation + 1).max().unwrap_or(0);
@@ -294,6 +301,7 @@ fn choose_batch(
             .iter()
             .map(|p| NewSubmission {
                 part: p.index,
+                first_row: p.first_row,
                 merchant_unique_code: merchant_unique_code(
                     &report.sha256,
                     p.index,
@@ -335,7 +343,9 @@ fn file_name(path: &Path) -> String {
 }
 
 async fn send_with_retries(
-    ledger: &Ledger,
+    // `&mut`: a shared `&Ledger` held across awaits would make the future
+    // !Send, as a SQLite connection is not Sync.
+    ledger: &mut Ledger,
     client: &Client,
     submission_id: i64,
     part: u32,
@@ -405,7 +415,10 @@ mod tests {
         // 20:30 UTC is 23:30 in Istanbul (UTC+3).
         let late = Utc.with_ymd_and_hms(2026, 11, 25, 20, 30, 0).unwrap();
         let notice = late_window_notice(late).unwrap();
-        assert!(notice.contains("23:30") && notice.contains("2026-11-26"), "{notice}");
+        assert!(
+            notice.contains("23:30") && notice.contains("2026-11-26"),
+            "{notice}"
+        );
         let fine = Utc.with_ymd_and_hms(2026, 11, 25, 21, 0, 0).unwrap(); // 00:00 local
         assert!(late_window_notice(fine).is_none());
         let evening = Utc.with_ymd_and_hms(2026, 11, 25, 19, 59, 0).unwrap(); // 22:59

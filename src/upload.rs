@@ -116,8 +116,9 @@ impl Client {
             (HEADER_API_KEY, &self.credentials.api_key),
             (HEADER_API_CLIENT, &self.credentials.api_client),
         ] {
-            let mut v = HeaderValue::from_str(secret.expose())
-                .map_err(|_| anyhow::anyhow!("{name} contains characters not allowed in a header"))?;
+            let mut v = HeaderValue::from_str(secret.expose()).map_err(|_| {
+                anyhow::anyhow!("{name} contains characters not allowed in a header")
+            })?;
             // Keeps the value out of reqwest's and hyper's debug output.
             v.set_sensitive(true);
             h.insert(name, v);
@@ -186,7 +187,10 @@ impl Client {
                 let body = compress_stream(Box::pin(form.into_stream()), part.compression);
                 request = request
                     .header(CONTENT_TYPE, content_type)
-                    .header(CONTENT_ENCODING, codec.content_encoding().unwrap_or("identity"))
+                    .header(
+                        CONTENT_ENCODING,
+                        codec.content_encoding().unwrap_or("identity"),
+                    )
                     .body(Body::wrap_stream(body));
             }
         }
@@ -216,7 +220,10 @@ impl PartRequest {
             ),
             (field::HALF_2D, self.half_2d.to_string()),
             (field::AMOUNT, self.amount.to_string()),
-            (field::MERCHANT_UNIQUE_CODE, self.merchant_unique_code.clone()),
+            (
+                field::MERCHANT_UNIQUE_CODE,
+                self.merchant_unique_code.clone(),
+            ),
         ]
     }
 

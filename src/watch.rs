@@ -1,0 +1,1017 @@
+//! The drop-folder daemon: watches inboxes, takes each completely written
+//! file, submits it, and files it under `done/` or `failed/` with a report;
+//! serves the result callback and `/metrics`.
+//!
+//! A file's way: `inbox/x.csv` → (stable for the quiet period) → atomic rename
+//! to `processing/<time>-<n>-x.csv` → submit → `done/` or `failed/` beside a
+//! `.report.json`. The rename is the claim: a file in `processing/` is ours,
+//! and after a crash the restart submits it again, which the ledger turns into
+//! "finish the bookkeeping" (already accepted), "resume with the same codes"
+//! (outcome unknown) or "start" (never sent). Nothing is moved or deleted
+//! before its outcome is in the ledger.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result};
+use axum::extract::{Multipart, Path as UrlPath, State as AxumState};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Router;
+use chrono::Utc;
+use futures::TryStreamExt;
+use rust_decimal::Decimal;
+use serde::Serialize;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{mpsc, Mutex};
+use tokio::task::JoinSet;
+
+use crate::compress::{Codec, Compression};
+use crate::config::{Config, InboxConfig};
+use crate::currency::Currency;
+use crate::ledger::{Batch, Ledger, Recorded};
+use crate::pattern::{Pattern, Registry};
+use crate::results::{self, Summary};
+use crate::submit::{submit_file, RetryPolicy, SubmitError, SubmitOptions, Submitted};
+use crate::upload::{BodyMode, Client};
+use crate::validate::Report;
+
+/// Sub-folders of every inbox.
+pub const PROCESSING: &str = "processing";
+pub const DONE: &str = "done";
+pub const FAILED: &str = "failed";
+
+/// A watched folder, resolved.
+pub struct Inbox {
+    pub dir: PathBuf,
+    pub pattern: Pattern,
+    pub currency: Currency,
+    pub currency_id: u32,
+    pub installment: u32,
+    pub half_2d: bool,
+    pub compression: Compression,
+    pub mode: BodyMode,
+}
+
+impl Inbox {
+    fn resolve(cfg: &InboxConfig, config: &Config, registry: &Registry) -> Result<Inbox> {
+        let currency: Currency = cfg.currency.parse().map_err(anyhow::Error::msg)?;
+        let codec: Codec = cfg
+            .compress
+            .as_deref()
+            .unwrap_or(&config.submit.compress)
+            .parse()
+            .map_err(anyhow::Error::msg)?;
+        Ok(Inbox {
+            dir: cfg.path.clone(),
+            pattern: registry.get(cfg.pattern)?.clone(),
+            currency,
+            currency_id: config.currency_id(currency)?,
+            installment: cfg.installment,
+            half_2d: cfg.half_2d,
+            compression: Compression::new(codec, cfg.level.or(config.submit.level))
+                .map_err(anyhow::Error::msg)?,
+            mode: if cfg
+                .compress_file_part
+                .unwrap_or(config.submit.compress_file_part)
+            {
+                BodyMode::FilePart
+            } else {
+                BodyMode::WholeBody
+            },
+        })
+    }
+
+    fn sub(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn ensure_dirs(&self) -> std::io::Result<()> {
+        for d in [PROCESSING, DONE, FAILED] {
+            std::fs::create_dir_all(self.sub(d))?;
+        }
+        Ok(())
+    }
+}
+
+/// Counters for `/metrics` (Prometheus text format).
+#[derive(Default)]
+pub struct Metrics {
+    pub files_claimed: AtomicU64,
+    pub files_done: AtomicU64,
+    pub files_failed: AtomicU64,
+    pub files_deferred: AtomicU64,
+    pub rows_submitted: AtomicU64,
+    pub upload_bytes: AtomicU64,
+    pub submit_millis: AtomicU64,
+    pub callbacks_recorded: AtomicU64,
+    pub callbacks_refused: AtomicU64,
+    pub rows_paid: AtomicU64,
+    pub rows_declined: AtomicU64,
+    /// Exact, printed as a decimal literal (never through a float).
+    pub amount_submitted: std::sync::Mutex<Decimal>,
+}
+
+impl Metrics {
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut out = String::new();
+        for (name, help, v) in [
+            (
+                "paydrop_files_claimed_total",
+                "Files taken from an inbox",
+                c(&self.files_claimed),
+            ),
+            (
+                "paydrop_files_done_total",
+                "Files submitted and moved to done/",
+                c(&self.files_done),
+            ),
+            (
+                "paydrop_files_failed_total",
+                "Files moved to failed/",
+                c(&self.files_failed),
+            ),
+            (
+                "paydrop_files_deferred_total",
+                "Files left in processing/ to retry later",
+                c(&self.files_deferred),
+            ),
+            (
+                "paydrop_rows_submitted_total",
+                "Payment rows accepted by the provider",
+                c(&self.rows_submitted),
+            ),
+            (
+                "paydrop_upload_bytes_total",
+                "File bytes streamed into uploads",
+                c(&self.upload_bytes),
+            ),
+            (
+                "paydrop_submit_milliseconds_total",
+                "Time spent validating and submitting",
+                c(&self.submit_millis),
+            ),
+            (
+                "paydrop_callbacks_recorded_total",
+                "Result files recorded",
+                c(&self.callbacks_recorded),
+            ),
+            (
+                "paydrop_callbacks_refused_total",
+                "Result callbacks refused",
+                c(&self.callbacks_refused),
+            ),
+            (
+                "paydrop_rows_paid_total",
+                "Payments reported paid",
+                c(&self.rows_paid),
+            ),
+            (
+                "paydrop_rows_declined_total",
+                "Payments reported declined",
+                c(&self.rows_declined),
+            ),
+        ] {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
+            ));
+        }
+        let amount = *self.amount_submitted.lock().expect("metrics lock");
+        out.push_str(&format!(
+            "# HELP paydrop_amount_submitted_total Sum of accepted amounts, all currencies\n\
+             # TYPE paydrop_amount_submitted_total counter\npaydrop_amount_submitted_total {amount}\n"
+        ));
+        out
+    }
+}
+
+/// Settings of the daemon not in the config file (tests set them).
+#[derive(Clone, Default)]
+pub struct WatchHooks {
+    /// Makes the next N moves to `done/`/`failed/` fail, as a full disk would.
+    pub fail_moves: Arc<AtomicU32>,
+}
+
+/// Everything the workers share.
+struct Shared {
+    config: Config,
+    registry: Registry,
+    inboxes: Vec<Arc<Inbox>>,
+    client: Client,
+    callback_url: String,
+    metrics: Arc<Metrics>,
+    hooks: WatchHooks,
+    /// Serialises writes of results / retry files per batch.
+    outputs: Mutex<()>,
+}
+
+/// A claimed file waiting for, or in, processing.
+#[derive(Clone, Debug)]
+struct Claimed {
+    inbox: usize,
+    path: PathBuf,
+    original: String,
+}
+
+/// What happened to one file.
+enum Fate {
+    Done,
+    Failed,
+    /// Stays in `processing/`; retried after the provider comes back.
+    Deferred,
+}
+
+/// Runs the daemon until `shutdown` resolves. Returns the address of the
+/// callback server through `ready` once it listens.
+pub async fn run(
+    config: Config,
+    registry: Registry,
+    client: Client,
+    hooks: WatchHooks,
+    ready: Option<tokio::sync::oneshot::Sender<std::net::SocketAddr>>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<()> {
+    anyhow::ensure!(
+        !config.watch.inboxes.is_empty(),
+        "no inbox configured: add a [[watch.inbox]] with path and pattern to paydrop.toml"
+    );
+    let inboxes = config
+        .watch
+        .inboxes
+        .iter()
+        .map(|i| Inbox::resolve(i, &config, &registry).map(Arc::new))
+        .collect::<Result<Vec<_>>>()?;
+    for inbox in &inboxes {
+        inbox
+            .ensure_dirs()
+            .with_context(|| format!("preparing {}", inbox.dir.display()))?;
+    }
+    let listener = tokio::net::TcpListener::bind(&config.watch.callback_bind)
+        .await
+        .with_context(|| {
+            format!(
+                "binding the callback server to {}",
+                config.watch.callback_bind
+            )
+        })?;
+    let addr = listener.local_addr()?;
+    let callback_url = match (&config.watch.callback_url, &config.watch.callback_secret) {
+        (Some(url), _) => url.clone(),
+        (None, Some(secret)) => format!("http://{addr}/callback/{}", secret.expose()),
+        (None, None) => format!("http://{addr}/callback"),
+    };
+    let metrics = Arc::new(Metrics::default());
+    let shared = Arc::new(Shared {
+        config,
+        registry,
+        inboxes,
+        client,
+        callback_url,
+        metrics,
+        hooks,
+        outputs: Mutex::new(()),
+    });
+    let server = tokio::spawn(serve_callbacks(listener, shared.clone()));
+    if let Some(ready) = ready {
+        let _ = ready.send(addr);
+    }
+    tracing::info!(callback = %addr, inboxes = shared.inboxes.len(), "watching");
+    let result = watch_loop(shared.clone(), shutdown).await;
+    server.abort();
+    result
+}
+
+async fn watch_loop(
+    shared: Arc<Shared>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<()> {
+    let (wake_tx, mut wake_rx) = mpsc::channel::<()>(16);
+    let mut watchers = HashMap::new();
+    let cfg = &shared.config.watch;
+    let quiet = Duration::from_millis(cfg.quiet_ms);
+    let tick = Duration::from_millis(cfg.rescan_ms.min(cfg.quiet_ms / 2).max(50));
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seen: HashMap<PathBuf, (u64, SystemTime, Instant)> = HashMap::new();
+    let mut queue: VecDeque<Claimed> = recover(&shared);
+    let mut running: JoinSet<(Claimed, Fate)> = JoinSet::new();
+    let mut paused_until: Option<Instant> = None;
+    let mut counter = 0u64;
+    tokio::pin!(shutdown);
+
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = wake_rx.recv() => {}
+            _ = interval.tick() => {}
+            Some(done) = running.join_next() => {
+                if let Ok((claimed, Fate::Deferred)) = done {
+                    // Keep arrival order: the deferred file goes first again,
+                    // after a pause that lets the provider come back.
+                    queue.push_front(claimed);
+                    paused_until = Some(Instant::now() + Duration::from_millis(shared.config.submit.backoff_max_ms.min(30_000)));
+                }
+            }
+        }
+        for (i, inbox) in shared.inboxes.iter().enumerate() {
+            keep_watching(&mut watchers, i, inbox, &wake_tx);
+            for path in stable_files(inbox, &mut seen, quiet) {
+                counter += 1;
+                match claim(inbox, &path, counter) {
+                    Ok(claimed_path) => {
+                        shared.metrics.files_claimed.fetch_add(1, Ordering::Relaxed);
+                        queue.push_back(Claimed {
+                            inbox: i,
+                            original: file_name(&path),
+                            path: claimed_path,
+                        });
+                    }
+                    Err(e) => tracing::warn!(file = %path.display(), error = %e, "cannot claim"),
+                }
+            }
+        }
+        if paused_until.is_some_and(|t| Instant::now() < t) {
+            continue;
+        }
+        paused_until = None;
+        while running.len() < shared.config.watch.concurrency.max(1) {
+            let Some(claimed) = queue.pop_front() else {
+                break;
+            };
+            let shared = shared.clone();
+            running.spawn(async move {
+                let fate = process(&shared, &claimed).await;
+                (claimed, fate)
+            });
+        }
+    }
+
+    tracing::info!(
+        in_flight = running.len(),
+        "stopping: no new files are taken"
+    );
+    let grace = Duration::from_secs(shared.config.watch.shutdown_secs);
+    let drained = tokio::time::timeout(grace, async {
+        while running.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            "work in flight did not finish in time; it stays in processing/ and resumes on restart"
+        );
+        running.abort_all();
+    }
+    Ok(())
+}
+
+/// Files left in `processing/` by an earlier run, in claim order.
+fn recover(shared: &Shared) -> VecDeque<Claimed> {
+    let mut out = Vec::new();
+    for (i, inbox) in shared.inboxes.iter().enumerate() {
+        let Ok(entries) = std::fs::read_dir(inbox.sub(PROCESSING)) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.is_file() {
+                let name = file_name(&path);
+                let original = name.splitn(3, '-').nth(2).unwrap_or(&name).to_string();
+                out.push(Claimed {
+                    inbox: i,
+                    path,
+                    original,
+                });
+            }
+        }
+    }
+    out.sort_by(|a, b| a.path.file_name().cmp(&b.path.file_name()));
+    if !out.is_empty() {
+        tracing::info!(files = out.len(), "resuming files left in processing/");
+    }
+    out.into()
+}
+
+/// (Re-)establishes the notify watcher of an inbox; the folder may have been
+/// deleted and recreated, which silently ends a watch.
+fn keep_watching(
+    watchers: &mut HashMap<usize, notify::RecommendedWatcher>,
+    i: usize,
+    inbox: &Inbox,
+    wake: &mpsc::Sender<()>,
+) {
+    use notify::Watcher;
+    if !inbox.dir.is_dir() {
+        watchers.remove(&i);
+        return;
+    }
+    if !inbox.sub(PROCESSING).is_dir() {
+        // Recreated inbox: recreate its folders and its watch.
+        let _ = inbox.ensure_dirs();
+        watchers.remove(&i);
+    }
+    if watchers.contains_key(&i) {
+        return;
+    }
+    let wake = wake.clone();
+    let made = notify::recommended_watcher(move |_event: notify::Result<notify::Event>| {
+        // Any event just triggers a scan; a full queue means one is pending.
+        let _ = wake.try_send(());
+    })
+    .and_then(|mut w| {
+        w.watch(&inbox.dir, notify::RecursiveMode::NonRecursive)?;
+        Ok(w)
+    });
+    match made {
+        Ok(w) => {
+            watchers.insert(i, w);
+        }
+        Err(e) => {
+            tracing::warn!(dir = %inbox.dir.display(), error = %e, "no file events; relying on rescans")
+        }
+    }
+}
+
+/// Whether a name is one the inbox ignores until it is renamed.
+pub fn ignored(name: &str) -> bool {
+    name.starts_with('.') || name.ends_with(".part") || name.ends_with(".tmp")
+}
+
+/// Files paydrop writes beside a filed payment file.
+fn is_sidecar(name: &str) -> bool {
+    [".report.json", ".results.json", ".retry.csv"]
+        .iter()
+        .any(|s| name.ends_with(s))
+}
+
+/// Files of the inbox whose size and mtime have not changed for `quiet`.
+fn stable_files(
+    inbox: &Inbox,
+    seen: &mut HashMap<PathBuf, (u64, SystemTime, Instant)>,
+    quiet: Duration,
+) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(&inbox.dir) else {
+        return Vec::new();
+    };
+    let now = Instant::now();
+    let mut ready = Vec::new();
+    for e in entries.flatten() {
+        let path = e.path();
+        let Ok(meta) = e.metadata() else { continue };
+        if !meta.is_file() || ignored(&file_name(&path)) {
+            continue;
+        }
+        let size = meta.len();
+        let mtime = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+        match seen.get(&path) {
+            Some(&(s, m, since)) if s == size && m == mtime => {
+                if now.duration_since(since) >= quiet {
+                    seen.remove(&path);
+                    ready.push((mtime, path));
+                }
+            }
+            _ => {
+                seen.insert(path, (size, mtime, now));
+            }
+        }
+    }
+    seen.retain(|p, _| p.exists());
+    // Arrival order: oldest first.
+    ready.sort();
+    ready.into_iter().map(|(_, p)| p).collect()
+}
+
+/// Moves a file into `processing/` under a name that never collides.
+fn claim(inbox: &Inbox, path: &Path, counter: u64) -> std::io::Result<PathBuf> {
+    let name = format!(
+        "{}-{counter:06}-{}",
+        Utc::now().format("%Y%m%dT%H%M%S%3fZ"),
+        file_name(path)
+    );
+    let to = inbox.sub(PROCESSING).join(name);
+    std::fs::rename(path, &to)?;
+    tracing::info!(file = %path.display(), claimed = %to.display(), "claimed");
+    Ok(to)
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The report written beside a file in `done/` or `failed/`.
+#[derive(Serialize)]
+struct FileReport<'a> {
+    file: &'a str,
+    claimed_as: String,
+    state: &'static str,
+    at: chrono::DateTime<Utc>,
+    reason: Option<String>,
+    validation: Option<&'a Report>,
+    batch: Option<&'a Batch>,
+    notices: &'a [String],
+}
+
+async fn process(shared: &Shared, claimed: &Claimed) -> Fate {
+    let inbox = &shared.inboxes[claimed.inbox];
+    let started = Instant::now();
+    let mut ledger = match Ledger::open(&shared.config.ledger.path) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "ledger unavailable; file waits in processing/");
+            return Fate::Deferred;
+        }
+    };
+    let (max_attempts, base, max) = shared.config.backoff();
+    let opts = SubmitOptions {
+        currency: inbox.currency,
+        currency_id: inbox.currency_id,
+        installment: inbox.installment,
+        half_2d: inbox.half_2d,
+        callback_address: Some(shared.callback_url.clone()),
+        compression: inbox.compression,
+        mode: inbox.mode,
+        split_rows: shared.config.submit.split_rows,
+        force: false,
+        retry: RetryPolicy {
+            max_attempts,
+            base,
+            max,
+        },
+        now: Utc::now(),
+        as_of: crate::provider_today(),
+    };
+    let sent = Arc::new(AtomicU64::new(0));
+    let outcome = submit_file(
+        &claimed.path,
+        &inbox.pattern,
+        &mut ledger,
+        &shared.client,
+        &opts,
+        sent.clone(),
+    )
+    .await;
+    let m = &shared.metrics;
+    m.upload_bytes
+        .fetch_add(sent.load(Ordering::Relaxed), Ordering::Relaxed);
+    m.submit_millis
+        .fetch_add(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    let claimed_path = claimed.path.display().to_string();
+    let (fate, reason, report, batch, notices) = match outcome {
+        Ok(Submitted {
+            report,
+            batch,
+            notices,
+        }) => {
+            m.rows_submitted.fetch_add(batch.rows, Ordering::Relaxed);
+            *m.amount_submitted.lock().expect("metrics lock") += batch.amount;
+            (Fate::Done, None, Some(report), Some(batch), notices)
+        }
+        Err(SubmitError::AlreadySubmitted { sha, earlier }) => {
+            // Ours from before a crash (accepted, not yet moved), or a
+            // duplicate someone dropped.
+            let own = ledger.batches_for(&sha).ok().and_then(|bs| {
+                bs.into_iter()
+                    .find(|b| b.is_accepted() && b.file == claimed_path)
+            });
+            match own {
+                Some(b) => (
+                    Fate::Done,
+                    None,
+                    None,
+                    Some(b),
+                    vec!["accepted before a restart".into()],
+                ),
+                None => (
+                    Fate::Failed,
+                    Some(format!(
+                        "duplicate: this content was already submitted: {earlier}"
+                    )),
+                    None,
+                    None,
+                    Vec::new(),
+                ),
+            }
+        }
+        Err(SubmitError::Invalid(report)) => (
+            Fate::Failed,
+            Some(format!(
+                "{} of {} rows are invalid; nothing was sent",
+                report.rows_invalid, report.rows_read
+            )),
+            Some(*report),
+            None,
+            Vec::new(),
+        ),
+        Err(
+            e @ (SubmitError::Unusable(_)
+            | SubmitError::Rejected { .. }
+            | SubmitError::Conflict { .. }),
+        ) => {
+            if let SubmitError::Unusable(crate::validate::Fatal::Open { .. }) = e {
+                // Deleted while we worked: nothing left to file.
+                tracing::error!(file = %claimed_path, error = %e, "file disappeared");
+                m.files_failed.fetch_add(1, Ordering::Relaxed);
+                return Fate::Failed;
+            }
+            (Fate::Failed, Some(e.to_string()), None, None, Vec::new())
+        }
+        Err(e @ (SubmitError::Unknown { .. } | SubmitError::Ledger(_) | SubmitError::Join(_))) => {
+            tracing::warn!(file = %claimed_path, error = %e, "no definite outcome; the file stays in processing/ and is retried");
+            m.files_deferred.fetch_add(1, Ordering::Relaxed);
+            return Fate::Deferred;
+        }
+    };
+    let state = if matches!(fate, Fate::Done) {
+        DONE
+    } else {
+        FAILED
+    };
+    let file_report = FileReport {
+        file: &claimed.original,
+        claimed_as: claimed_path.clone(),
+        state,
+        at: Utc::now(),
+        reason,
+        validation: report.as_ref(),
+        batch: batch.as_ref(),
+        notices: &notices,
+    };
+    match file_away(shared, inbox, claimed, state, &file_report) {
+        Ok(dest) => {
+            if let Some(b) = &batch {
+                if let Err(e) = ledger.set_batch_file(b.id, &dest.display().to_string()) {
+                    tracing::error!(error = %e, "cannot record the new place of the file");
+                }
+            }
+            let counter = if state == DONE {
+                &m.files_done
+            } else {
+                &m.files_failed
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(file = %claimed.original, to = %dest.display(), reason = file_report.reason.as_deref().unwrap_or(""), "filed");
+            if let Some(b) = &batch {
+                write_outputs(shared, b.id).await;
+            }
+            fate
+        }
+        Err(e) => {
+            tracing::error!(file = %claimed_path, error = %e, "cannot move the file; it stays in processing/ and is retried");
+            m.files_deferred.fetch_add(1, Ordering::Relaxed);
+            Fate::Deferred
+        }
+    }
+}
+
+/// Writes the report, then moves the file beside it. The file moves last, so
+/// a failure leaves it in `processing/`, to be handled again.
+fn file_away(
+    shared: &Shared,
+    inbox: &Inbox,
+    claimed: &Claimed,
+    state: &str,
+    report: &FileReport<'_>,
+) -> std::io::Result<PathBuf> {
+    let dest = inbox.sub(state).join(file_name(&claimed.path));
+    let report_path = sibling(&dest, "report.json");
+    if shared
+        .hooks
+        .fail_moves
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+    {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::StorageFull,
+            "injected: no space left on device",
+        ));
+    }
+    write_json(&report_path, report)?;
+    std::fs::rename(&claimed.path, &dest)?;
+    Ok(dest)
+}
+
+/// `done/x.csv` → `done/x.csv.{suffix}`.
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".");
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// Writes JSON to a temporary name, then renames: a reader never sees half.
+fn write_json<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
+    let tmp = sibling(path, "tmp");
+    let f = std::fs::File::create(&tmp)?;
+    let mut w = std::io::BufWriter::new(f);
+    serde_json::to_writer_pretty(&mut w, value)?;
+    use std::io::Write;
+    w.flush()?;
+    w.get_ref().sync_all()?;
+    drop(w);
+    std::fs::rename(&tmp, path)
+}
+
+#[derive(Serialize)]
+struct ResultsReport<'a> {
+    batch: i64,
+    file: &'a str,
+    bulk_payment_ids: Vec<i64>,
+    summary: &'a Summary,
+    retry_file: Option<String>,
+    retry: Option<results::Tally>,
+}
+
+/// Once every part of a batch has its results and the file is in `done/`,
+/// writes `x.csv.results.json` and `x.csv.retry.csv`. Safe to call any number
+/// of times.
+async fn write_outputs(shared: &Shared, batch_id: i64) {
+    let _guard = shared.outputs.lock().await;
+    let config = shared.config.clone();
+    let registry = shared.registry.clone();
+    let written = tokio::task::spawn_blocking(move || -> Result<Option<(u64, u64)>> {
+        let ledger = Ledger::open(&config.ledger.path)?;
+        let Some(batch) = ledger.batch(batch_id)? else {
+            return Ok(None);
+        };
+        let file = PathBuf::from(&batch.file);
+        let in_done = file
+            .parent()
+            .and_then(|p| p.file_name())
+            .is_some_and(|n| n == DONE);
+        if !in_done || batch.submissions.iter().any(|s| s.results_at.is_none()) {
+            return Ok(None);
+        }
+        let lines = ledger.results_of_batch(batch_id)?;
+        let mut summary = Summary::default();
+        lines.iter().for_each(|l| summary.add(l));
+        let retry: std::collections::HashSet<i64> = lines
+            .iter()
+            .filter(|l| !l.approved && results::is_retryable(&l.error_code))
+            .map(|l| l.line_number)
+            .collect();
+        let pattern = registry.get(batch.pattern)?;
+        let (retry_file, retry_tally) = if retry.is_empty() {
+            (None, None)
+        } else {
+            let out = sibling(&file, "retry.csv");
+            let t = results::write_retry_file(&file, pattern, &retry, batch.generation + 1, &out)?;
+            (Some(out.display().to_string()), Some(t))
+        };
+        write_json(
+            &sibling(&file, "results.json"),
+            &ResultsReport {
+                batch: batch.id,
+                file: &batch.file,
+                bulk_payment_ids: batch
+                    .submissions
+                    .iter()
+                    .filter_map(|s| s.bulk_payment_id)
+                    .collect(),
+                summary: &summary,
+                retry_file,
+                retry: retry_tally,
+            },
+        )?;
+        Ok(Some((summary.paid.rows, summary.declined.rows)))
+    })
+    .await;
+    match written {
+        Ok(Ok(Some((paid, declined)))) => {
+            shared.metrics.rows_paid.fetch_add(paid, Ordering::Relaxed);
+            shared
+                .metrics
+                .rows_declined
+                .fetch_add(declined, Ordering::Relaxed);
+            tracing::info!(batch = batch_id, paid, declined, "results written");
+        }
+        Ok(Ok(None)) => {}
+        Ok(Err(e)) => tracing::error!(batch = batch_id, error = %e, "cannot write the results"),
+        Err(e) => tracing::error!(batch = batch_id, error = %e, "results writer stopped"),
+    }
+}
+
+async fn serve_callbacks(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
+    let app = Router::new()
+        .route("/callback", post(callback_open))
+        .route("/callback/{secret}", post(callback_with_secret))
+        .route("/metrics", get(metrics))
+        .route("/health", get(|| async { "ok" }))
+        // Result files are streamed to disk; axum's 2 MB default would refuse
+        // any real one (150,000 lines are ~25 MB).
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .with_state(shared);
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!(error = %e, "callback server stopped");
+    }
+}
+
+async fn metrics(AxumState(shared): AxumState<Arc<Shared>>) -> String {
+    shared.metrics.render()
+}
+
+async fn callback_open(
+    AxumState(shared): AxumState<Arc<Shared>>,
+    form: Multipart,
+) -> (StatusCode, String) {
+    if shared.config.watch.callback_secret.is_some() {
+        shared
+            .metrics
+            .callbacks_refused
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::warn!("result callback without the secret refused");
+        return (StatusCode::UNAUTHORIZED, "a secret is required".into());
+    }
+    callback(shared, form).await
+}
+
+async fn callback_with_secret(
+    AxumState(shared): AxumState<Arc<Shared>>,
+    UrlPath(secret): UrlPath<String>,
+    form: Multipart,
+) -> (StatusCode, String) {
+    let expected = shared
+        .config
+        .watch
+        .callback_secret
+        .as_ref()
+        .map(|s| s.expose().as_bytes());
+    let ok = expected.is_some_and(|e| constant_time_eq(e, secret.as_bytes()));
+    if !ok {
+        shared
+            .metrics
+            .callbacks_refused
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::warn!("result callback with a wrong secret refused");
+        return (StatusCode::UNAUTHORIZED, "wrong secret".into());
+    }
+    callback(shared, form).await
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Receives one result file: streamed to a temporary file, then recorded
+/// in the ledger in one transaction.
+async fn callback(shared: Arc<Shared>, mut form: Multipart) -> (StatusCode, String) {
+    let refuse = |status: StatusCode, msg: String| {
+        shared
+            .metrics
+            .callbacks_refused
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(status = status.as_u16(), reason = %msg, "result callback refused");
+        (status, msg)
+    };
+    let spool_dir = shared
+        .config
+        .ledger
+        .path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let mut code = None;
+    let mut bulk_id = None;
+    let mut spool = None;
+    loop {
+        let field = match form.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("malformed form: {e}")),
+        };
+        match field.name().unwrap_or("") {
+            "MerchantUniqueCode" => code = field.text().await.ok(),
+            "BulkPaymentId" => {
+                bulk_id = field
+                    .text()
+                    .await
+                    .ok()
+                    .and_then(|t| t.trim().parse::<i64>().ok())
+            }
+            "File" => {
+                let tmp = match tempfile::NamedTempFile::new_in(&spool_dir) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        return refuse(StatusCode::INTERNAL_SERVER_ERROR, format!("spool: {e}"))
+                    }
+                };
+                let mut out = match tokio::fs::File::create(tmp.path()).await {
+                    Ok(f) => f,
+                    Err(e) => {
+                        return refuse(StatusCode::INTERNAL_SERVER_ERROR, format!("spool: {e}"))
+                    }
+                };
+                let mut stream = field.map_err(std::io::Error::other);
+                loop {
+                    match stream.try_next().await {
+                        Ok(Some(chunk)) => {
+                            if let Err(e) = out.write_all(&chunk).await {
+                                return refuse(
+                                    StatusCode::INTERNAL_SERVER_ERROR,
+                                    format!("spool: {e}"),
+                                );
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            return refuse(
+                                StatusCode::BAD_REQUEST,
+                                format!("upload broke off: {e}"),
+                            )
+                        }
+                    }
+                }
+                if let Err(e) = out.flush().await {
+                    return refuse(StatusCode::INTERNAL_SERVER_ERROR, format!("spool: {e}"));
+                }
+                spool = Some(tmp);
+            }
+            _ => {}
+        }
+    }
+    let Some(spool) = spool else {
+        return refuse(StatusCode::BAD_REQUEST, "no File part".into());
+    };
+    let config = shared.config.clone();
+    let recorded =
+        tokio::task::spawn_blocking(move || -> Result<(i64, Recorded), (StatusCode, String)> {
+            let internal =
+                |e: crate::ledger::LedgerError| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+            let mut ledger = Ledger::open(&config.ledger.path).map_err(internal)?;
+            let sub = match (&code, bulk_id) {
+                (Some(c), _) => ledger.submission_by_code(c.trim()).map_err(internal)?,
+                (None, Some(id)) => ledger.submission_by_bulk_id(id).map_err(internal)?,
+                (None, None) => None,
+            };
+            let Some(sub) = sub else {
+                return Err((
+                    StatusCode::NOT_FOUND,
+                    format!(
+                        "no submission {} / BulkPaymentId {:?} is known here",
+                        code.unwrap_or_default(),
+                        bulk_id
+                    ),
+                ));
+            };
+            if bulk_id.is_some() && sub.bulk_payment_id != bulk_id {
+                return Err((
+                    StatusCode::CONFLICT,
+                    format!(
+                        "BulkPaymentId {:?} does not belong to {} (it has {:?})",
+                        bulk_id, sub.merchant_unique_code, sub.bulk_payment_id
+                    ),
+                ));
+            }
+            let file = std::fs::File::open(spool.path())
+                .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            let outcome = ledger
+                .record_results(&sub, results::parse(std::io::BufReader::new(file)))
+                .map_err(internal)?;
+            Ok((sub.batch_id, outcome))
+        })
+        .await;
+    match recorded {
+        Ok(Ok((batch, Recorded::Stored { lines }))) => {
+            shared
+                .metrics
+                .callbacks_recorded
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::info!(batch, lines, "result file recorded");
+            write_outputs(&shared, batch).await;
+            (StatusCode::OK, format!("recorded {lines} results"))
+        }
+        Ok(Ok((_, Recorded::AlreadyRecorded))) => (StatusCode::OK, "already recorded".into()),
+        Ok(Ok((_, Recorded::Refused(why)))) => refuse(StatusCode::UNPROCESSABLE_ENTITY, why),
+        Ok(Err((status, why))) => refuse(status, why),
+        Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// Files in each state of an inbox, for `paydrop status`.
+pub fn inbox_counts(dir: &Path) -> [(String, usize); 4] {
+    let count = |d: &Path, reports: bool| {
+        std::fs::read_dir(d)
+            .map(|es| {
+                es.flatten()
+                    .filter(|e| e.path().is_file())
+                    .filter(|e| {
+                        let n = e.file_name().to_string_lossy().into_owned();
+                        !(ignored(&n) || (reports && is_sidecar(&n)))
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    [
+        ("waiting".into(), count(dir, false)),
+        (PROCESSING.into(), count(&dir.join(PROCESSING), false)),
+        (DONE.into(), count(&dir.join(DONE), true)),
+        (FAILED.into(), count(&dir.join(FAILED), true)),
+    ]
+}
