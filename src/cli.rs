@@ -207,6 +207,9 @@ struct GenArgs {
     /// Write the list of deliberate errors (line, kind) as JSON here.
     #[arg(long)]
     manifest: Option<PathBuf>,
+    /// Card expiry dates are generated after this date (default: today).
+    #[arg(long)]
+    as_of: Option<chrono::NaiveDate>,
     #[arg(short, long)]
     output: PathBuf,
 }
@@ -827,6 +830,7 @@ fn gen_cmd(registry: &Registry, args: &GenArgs) -> Result<ExitCode> {
         error_rate: args.error_rate,
         seed: args.seed,
         header: args.header.then_some(true),
+        as_of: args.as_of.unwrap_or_else(crate::provider_today),
         ..GenOptions::default()
     };
     let out = File::create(&args.output)

@@ -746,7 +746,11 @@ impl Registry {
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(|e| PatternError::at(&origin, None, format!("cannot list folder: {e}")))?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .filter(|p| {
+                let name = p.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+                // `*.example.toml` documents a layout without activating it.
+                name.ends_with(".toml") && !name.ends_with(".example.toml")
+            })
             .collect();
         files.sort();
         for path in files {
