@@ -747,7 +747,10 @@ impl Registry {
             .map_err(|e| PatternError::at(&origin, None, format!("cannot list folder: {e}")))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| {
-                let name = p.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+                let name = p
+                    .file_name()
+                    .map(|n| n.to_string_lossy())
+                    .unwrap_or_default();
                 // `*.example.toml` documents a layout without activating it.
                 name.ends_with(".toml") && !name.ends_with(".example.toml")
             })

@@ -98,6 +98,11 @@ pub enum SubmitError {
         attempts: u32,
         message: String,
     },
+    #[error(
+        "the file's rows are in {found}, but one submission carries one currency ({expected}): \
+         split the file by currency and submit each with its --currency; nothing was sent"
+    )]
+    Currency { found: String, expected: String },
     #[error(transparent)]
     Ledger(#[from] LedgerError),
     #[error("validation stopped unexpectedly: {0}")]
@@ -156,6 +161,13 @@ pub async fn submit_file(
     let report = validate(path, pattern, opts).await?;
     if !report.is_valid() {
         return Err(SubmitError::Invalid(Box::new(report)));
+    }
+    let currencies: Vec<&str> = report.totals.iter().map(|t| t.currency).collect();
+    if currencies.iter().any(|c| *c != opts.currency.code) {
+        return Err(SubmitError::Currency {
+            found: currencies.join(", "),
+            expected: opts.currency.code.to_string(),
+        });
     }
     let mut notices = Vec::new();
     let batch = choose_batch(path, pattern, &report, ledger, opts, &mut notices)?;

@@ -611,7 +611,8 @@ async fn process(shared: &Shared, claimed: &Claimed) -> Fate {
         Err(
             e @ (SubmitError::Unusable(_)
             | SubmitError::Rejected { .. }
-            | SubmitError::Conflict { .. }),
+            | SubmitError::Conflict { .. }
+            | SubmitError::Currency { .. }),
         ) => {
             if let SubmitError::Unusable(crate::validate::Fatal::Open { .. }) = e {
                 // Deleted while we worked: nothing left to file.

@@ -1,0 +1,212 @@
+//! What the provider decodes is byte for byte what the file holds: for every
+//! codec, compressing the whole body or only the `File` part, and for parts
+//! of a split file with a header row (each part carries the header).
+
+mod common_submit;
+
+use std::sync::atomic::Ordering;
+
+use common_submit::{expected_parts, options, sha256_hex, Spec, World};
+use paydrop::compress::Codec;
+use paydrop::ledger::State;
+use paydrop::upload::BodyMode;
+
+/// How the sandbox must have seen the request.
+fn expected_encodings(
+    codec: Codec,
+    mode: BodyMode,
+) -> (Option<&'static str>, Option<&'static str>) {
+    match mode {
+        BodyMode::WholeBody => (codec.content_encoding(), None),
+        BodyMode::FilePart => (None, codec.content_encoding()),
+    }
+}
+
+/// Submits a file of `rows` rows with `codec`/`mode`, `split_rows` per part,
+/// and checks that every part arrived as exactly its bytes.
+async fn delivers_exact_bytes(codec: Codec, mode: BodyMode, spec: Spec, split_rows: u64) {
+    let world = World::start().await;
+    let (path, _) = world.generate("payments.csv", spec);
+    let bytes = std::fs::read(&path).unwrap();
+    let parts = expected_parts(&bytes, spec.header, split_rows as usize);
+    let mut opts = options(codec, mode);
+    opts.split_rows = split_rows;
+
+    let done = world.submit(&path, &opts).await.expect("submitted");
+
+    assert_eq!(done.report.header_row, spec.header);
+    assert_eq!(done.report.parts.len(), parts.len());
+    assert_eq!(done.batch.compression, opts.compression.to_string());
+    let got = world.sandbox.batches();
+    assert_eq!(got.len(), parts.len(), "{got:#?}");
+    assert_eq!(
+        world.sandbox.requests(),
+        parts.len() as u64,
+        "no retries needed"
+    );
+    let (content_encoding, file_part_encoding) = expected_encodings(codec, mode);
+    let file_name = match mode {
+        BodyMode::FilePart => format!("payments.csv{}", codec.suffix()),
+        BodyMode::WholeBody => "payments.csv".to_string(),
+    };
+    for (i, ((b, s), part)) in got
+        .iter()
+        .zip(&done.batch.submissions)
+        .zip(&parts)
+        .enumerate()
+    {
+        let what = format!("{codec} {mode:?} part {}", i + 1);
+        assert_eq!(
+            b.sha256,
+            sha256_hex(part),
+            "{what}: decoded content differs"
+        );
+        assert_eq!(b.bytes, part.len() as u64, "{what}");
+        let data_rows = part.split(|&c| c == b'\n').count() as u64 - 1 - u64::from(spec.header);
+        assert_eq!((b.rows, s.rows), (data_rows, data_rows), "{what}");
+        assert_eq!(b.content_encoding.as_deref(), content_encoding, "{what}");
+        assert_eq!(
+            b.file_part_encoding.as_deref(),
+            file_part_encoding,
+            "{what}"
+        );
+        assert_eq!(b.file_name.as_deref(), Some(file_name.as_str()), "{what}");
+        assert_eq!(b.merchant_unique_code, s.merchant_unique_code, "{what}");
+        assert_eq!(
+            (s.state, s.bulk_payment_id),
+            (State::Accepted, Some(b.bulk_payment_id))
+        );
+    }
+    let part_bytes: usize = parts.iter().map(Vec::len).sum();
+    assert_eq!(
+        world.sent.load(Ordering::SeqCst),
+        part_bytes as u64,
+        "progress counts each part's bytes once"
+    );
+    if parts.len() == 1 {
+        assert_eq!(parts[0], bytes, "a single part is the whole file");
+        assert_eq!(got[0].sha256, done.report.sha256);
+    }
+}
+
+/// A single-part file of 1,500 rows without a header.
+async fn whole_file(codec: Codec, mode: BodyMode) {
+    delivers_exact_bytes(codec, mode, Spec::valid(1_500, 11), 150_000).await;
+}
+
+/// 2,500 rows after a header row, sent as 1,000 + 1,000 + 500.
+async fn split_with_header(codec: Codec, mode: BodyMode) {
+    let spec = Spec {
+        header: true,
+        ..Spec::valid(2_500, 12)
+    };
+    delivers_exact_bytes(codec, mode, spec, 1_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gzip_whole_body_is_byte_identical() {
+    whole_file(Codec::Gzip, BodyMode::WholeBody).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn brotli_whole_body_is_byte_identical() {
+    whole_file(Codec::Brotli, BodyMode::WholeBody).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uncompressed_whole_body_is_byte_identical() {
+    whole_file(Codec::None, BodyMode::WholeBody).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gzip_file_part_is_byte_identical() {
+    whole_file(Codec::Gzip, BodyMode::FilePart).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn brotli_file_part_is_byte_identical() {
+    whole_file(Codec::Brotli, BodyMode::FilePart).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uncompressed_file_part_is_byte_identical() {
+    whole_file(Codec::None, BodyMode::FilePart).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_parts_carry_the_header_gzip_whole_body() {
+    split_with_header(Codec::Gzip, BodyMode::WholeBody).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_parts_carry_the_header_brotli_file_part() {
+    split_with_header(Codec::Brotli, BodyMode::FilePart).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_parts_carry_the_header_uncompressed() {
+    split_with_header(Codec::None, BodyMode::WholeBody).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bom_crlf_file_without_final_newline_is_split_byte_exactly() {
+    let world = World::start().await;
+    let spec = Spec {
+        header: true,
+        ..Spec::valid(2_500, 13)
+    };
+    let (path, _) = world.generate("windows.csv", spec);
+    let lf = std::fs::read(&path).unwrap();
+    let mut bytes = b"\xef\xbb\xbf".to_vec();
+    for &b in &lf[..lf.len() - 1] {
+        if b == b'\n' {
+            bytes.push(b'\r');
+        }
+        bytes.push(b);
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let parts = expected_parts(&bytes, true, 1_000);
+    assert!(parts
+        .iter()
+        .all(|p| p.starts_with(b"\xef\xbb\xbfcardNumber,")));
+    assert!(!parts[2].ends_with(b"\n"));
+    let mut opts = options(Codec::Gzip, BodyMode::WholeBody);
+    opts.split_rows = 1_000;
+
+    let done = world.submit(&path, &opts).await.expect("submitted");
+
+    assert_eq!(done.report.sha256, sha256_hex(&bytes));
+    let got = world.sandbox.batches();
+    assert_eq!(got.len(), 3, "{got:#?}");
+    for (b, part) in got.iter().zip(&parts) {
+        assert_eq!(b.sha256, sha256_hex(part), "{}", b.merchant_unique_code);
+    }
+    assert_eq!(
+        got.iter().map(|b| b.rows).collect::<Vec<_>>(),
+        [1_000, 1_000, 500]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bom_file_without_header_arrives_whole() {
+    let world = World::start().await;
+    let (path, _) = world.generate("bom.csv", Spec::valid(300, 14));
+    let mut bytes = b"\xef\xbb\xbf".to_vec();
+    bytes.extend(std::fs::read(&path).unwrap());
+    std::fs::write(&path, &bytes).unwrap();
+
+    let done = world
+        .submit(&path, &options(Codec::Brotli, BodyMode::FilePart))
+        .await
+        .expect("submitted");
+
+    assert!(!done.report.header_row);
+    let got = world.sandbox.batches();
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert_eq!(
+        got[0].sha256,
+        sha256_hex(&bytes),
+        "the whole file, BOM included"
+    );
+    assert_eq!(got[0].rows, 300);
+}
