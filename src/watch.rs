@@ -216,6 +216,15 @@ struct Claimed {
     inbox: usize,
     path: PathBuf,
     original: String,
+    /// At least [`BIG_FILE`] bytes: big files never take the last free slot.
+    big: bool,
+}
+
+/// Files of this size or more count as big for scheduling.
+pub const BIG_FILE: u64 = 16 << 20;
+
+fn is_big(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.len() >= BIG_FILE)
 }
 
 /// What happened to one file.
@@ -300,6 +309,9 @@ async fn watch_loop(
     let mut seen: HashMap<PathBuf, (u64, SystemTime, Instant)> = HashMap::new();
     let mut queue: VecDeque<Claimed> = recover(&shared);
     let mut running: JoinSet<(Claimed, Fate)> = JoinSet::new();
+    // Which running tasks are big files (by task id, so that a task that
+    // panicked is still accounted for).
+    let mut big_tasks: HashMap<tokio::task::Id, bool> = HashMap::new();
     let mut paused_until: Option<Instant> = None;
     let mut counter = 0u64;
     tokio::pin!(shutdown);
@@ -309,8 +321,13 @@ async fn watch_loop(
             _ = &mut shutdown => break,
             _ = wake_rx.recv() => {}
             _ = interval.tick() => {}
-            Some(done) = running.join_next() => {
-                if let Ok((claimed, Fate::Deferred)) = done {
+            Some(done) = running.join_next_with_id() => {
+                let id = match &done {
+                    Ok((id, _)) => *id,
+                    Err(e) => e.id(),
+                };
+                big_tasks.remove(&id);
+                if let Ok((_, (claimed, Fate::Deferred))) = done {
                     // Keep arrival order: the deferred file goes first again,
                     // after a pause that lets the provider come back.
                     queue.push_front(claimed);
@@ -328,6 +345,7 @@ async fn watch_loop(
                         queue.push_back(Claimed {
                             inbox: i,
                             original: file_name(&path),
+                            big: is_big(&claimed_path),
                             path: claimed_path,
                         });
                     }
@@ -339,15 +357,27 @@ async fn watch_loop(
             continue;
         }
         paused_until = None;
-        while running.len() < shared.config.watch.concurrency.max(1) {
-            let Some(claimed) = queue.pop_front() else {
+        // Big files may use all slots but one, so a small file dropped behind
+        // fifty big ones still goes through; within each kind, arrival order.
+        let limit = shared.config.watch.concurrency.max(1);
+        let big_limit = limit.saturating_sub(1).max(1);
+        while running.len() < limit {
+            let big_running = big_tasks.values().filter(|b| **b).count();
+            let next = if big_running < big_limit {
+                (!queue.is_empty()).then_some(0)
+            } else {
+                queue.iter().position(|c| !c.big)
+            };
+            let Some(claimed) = next.and_then(|i| queue.remove(i)) else {
                 break;
             };
+            let big = claimed.big;
             let shared = shared.clone();
-            running.spawn(async move {
+            let handle = running.spawn(async move {
                 let fate = process(&shared, &claimed).await;
                 (claimed, fate)
             });
+            big_tasks.insert(handle.id(), big);
         }
     }
 
@@ -383,6 +413,7 @@ fn recover(shared: &Shared) -> VecDeque<Claimed> {
                 let original = name.splitn(3, '-').nth(2).unwrap_or(&name).to_string();
                 out.push(Claimed {
                     inbox: i,
+                    big: is_big(&path),
                     path,
                     original,
                 });
