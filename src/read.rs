@@ -30,6 +30,11 @@ pub enum InputError {
          (or raise --max-line-bytes)"
     )]
     LineTooLong { line: u64, limit: usize },
+    #[error(
+        "the quote opened on line {line} is not closed within {limit} bytes: close it (a quote \
+         inside a quoted value is written twice, \"\")"
+    )]
+    OpenQuote { line: u64, limit: usize },
 }
 
 /// Counters shared between an [`Input`] and whoever reports on it.
@@ -62,6 +67,9 @@ pub struct Input<R> {
     /// Bytes since the last newline.
     run: usize,
     max_line: usize,
+    /// Inside a quoted value: since which line, and how many bytes so far.
+    /// An unclosed quote would make the parser buffer the rest of the file.
+    quote: Option<(u64, usize)>,
 }
 
 impl<R: Read> Input<R> {
@@ -75,6 +83,7 @@ impl<R: Read> Input<R> {
             lines: 0,
             run: 0,
             max_line: max_line_bytes,
+            quote: None,
         };
         (input, tally)
     }
@@ -97,28 +106,30 @@ impl<R: Read> Input<R> {
                 return Err(InputError::Utf16);
             }
         }
+        self.track_quotes(chunk)?;
         // A line longer than the limit must cross a chunk end unless the chunk
         // itself is longer than the limit; only then is every gap measured.
+        // `\r` ends a line too (old Mac exports); lines are counted by `\n`.
         let mut start = 0;
         if chunk.len() > self.max_line {
-            for nl in memchr::memchr_iter(b'\n', chunk) {
+            for nl in memchr::memchr2_iter(b'\n', b'\r', chunk) {
                 if self.run + (nl - start) > self.max_line {
                     return Err(self.too_long());
                 }
-                self.lines += 1;
+                self.lines += u64::from(chunk[nl] == b'\n');
                 self.run = 0;
                 start = nl + 1;
             }
             self.run += chunk.len() - start;
         } else {
-            match memchr::memchr(b'\n', chunk) {
+            match memchr::memchr2(b'\n', b'\r', chunk) {
                 None => self.run += chunk.len(),
                 Some(first) => {
                     if self.run + first > self.max_line {
                         return Err(self.too_long());
                     }
                     self.lines += memchr::memchr_iter(b'\n', chunk).count() as u64;
-                    let last = memchr::memrchr(b'\n', chunk).unwrap_or(first);
+                    let last = memchr::memrchr2(b'\n', b'\r', chunk).unwrap_or(first);
                     self.run = chunk.len() - last - 1;
                 }
             }
@@ -127,6 +138,40 @@ impl<R: Read> Input<R> {
             return Err(self.too_long());
         }
         Ok(())
+    }
+
+    /// Follows quote state (a doubled quote toggles twice, so it nets out)
+    /// and refuses a quoted value longer than the line limit.
+    fn track_quotes(&mut self, chunk: &[u8]) -> Result<(), InputError> {
+        let mut last = 0;
+        let mut line = self.lines + 1;
+        for q in memchr::memchr_iter(b'"', chunk) {
+            let segment = &chunk[last..q];
+            line += memchr::memchr_iter(b'\n', segment).count() as u64;
+            match self.quote.take() {
+                Some((opened, len)) if len + segment.len() > self.max_line => {
+                    return Err(self.open_quote(opened));
+                }
+                Some(_) => {}
+                None => self.quote = Some((line, 0)),
+            }
+            last = q;
+        }
+        if let Some((opened, len)) = self.quote.as_mut() {
+            *len += chunk.len() - last;
+            if *len > self.max_line {
+                let opened = *opened;
+                return Err(self.open_quote(opened));
+            }
+        }
+        Ok(())
+    }
+
+    fn open_quote(&self, line: u64) -> InputError {
+        InputError::OpenQuote {
+            line,
+            limit: self.max_line,
+        }
     }
 
     fn too_long(&self) -> InputError {
@@ -312,6 +357,23 @@ mod tests {
             read_all(&[0xff, 0xfe, b'a', 0], 10).unwrap_err(),
             InputError::Utf16
         );
+    }
+
+    #[test]
+    fn an_unclosed_quote_cannot_swallow_the_file() {
+        let mut file = b"a,b\nc,\"never closed\n".to_vec();
+        file.extend(std::iter::repeat_n(b"x,y\n".as_slice(), 10).flatten());
+        assert_eq!(
+            read_all(&file, 20).unwrap_err(),
+            InputError::OpenQuote { line: 2, limit: 20 }
+        );
+        // Closed quotes, doubled quotes and quoted line breaks are fine.
+        assert!(read_all(b"a,\"q \"\"x\"\" \n z\",b\nc,d\n", 20).is_ok());
+    }
+
+    #[test]
+    fn a_carriage_return_ends_a_line() {
+        assert!(read_all(&b"0123456789\r".repeat(10), 10).is_ok());
     }
 
     #[test]
