@@ -8,6 +8,8 @@ use crate::currency::Currency;
 
 /// Path of the bulk payment by file endpoint.
 pub const STARTDIRECT_PATH: &str = "/api/paywall/payment/bulk/file/startdirect";
+/// Path of the marketplace payout trigger (`../shared/SPEC.md` §2).
+pub const PAYOUT_TRIGGER_PATH: &str = "/api/paywall/marketplace/manual/trigger/start";
 /// Header carrying the merchant's public key (a secret: never logged).
 pub const HEADER_API_KEY: &str = "apikeypublic";
 /// Header carrying the merchant's public client (a secret: never logged).
@@ -78,6 +80,37 @@ pub struct BulkStart {
     pub is_enqueued: bool,
     #[serde(default)]
     pub message: Option<String>,
+}
+
+/// JSON body of the marketplace payout trigger. Dates travel as `yyyy-MM-dd`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PayoutTrigger {
+    pub currency_id: u32,
+    #[serde(with = "ymd")]
+    pub date_from: chrono::NaiveDate,
+    #[serde(with = "ymd")]
+    pub date_to: chrono::NaiveDate,
+    #[serde(default)]
+    pub test_mode: bool,
+    #[serde(default)]
+    pub skip_exists_control: bool,
+}
+
+/// `yyyy-MM-dd`, exactly (the provider's format for payout dates).
+mod ymd {
+    use chrono::NaiveDate;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &NaiveDate, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&d.format("%Y-%m-%d"))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<NaiveDate, D::Error> {
+        let text = String::deserialize(d)?;
+        NaiveDate::parse_from_str(&text, "%Y-%m-%d")
+            .map_err(|_| serde::de::Error::custom(format!("'{text}' is not a yyyy-MM-dd date")))
+    }
 }
 
 /// Columns of the result file the provider posts to `CallbackAddress`

@@ -15,16 +15,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::compress::{Codec, Compression};
-use crate::config::{Config, ENV_API_CLIENT, ENV_API_KEY};
+use crate::config::{Config, ENV_API_CLIENT, ENV_API_KEY, ENV_EXPORT_TOKEN, ENV_REPORT_TOKEN};
 use crate::currency::Currency;
+use crate::export;
 use crate::generate::{generate, GenOptions};
 use crate::ledger::{Batch, Ledger, State};
 use crate::pattern::{Pattern, Registry};
+use crate::payout;
 use crate::sandbox::{self, SandboxConfig};
 use crate::submit::{submit_file, RetryPolicy, SubmitError, SubmitOptions};
 use crate::upload::{BodyMode, Client, Credentials};
 use crate::validate::{validate_file, Fatal, Hooks, Options, Report, RowError};
 use crate::watch::{self, WatchHooks};
+
+mod reports;
 
 /// Exit code for a file whose rows have errors.
 pub const EXIT_INVALID: u8 = 1;
@@ -76,6 +80,25 @@ enum Command {
     Watch,
     /// Run the embedded sandbox provider on 127.0.0.1.
     Sandbox(SandboxArgs),
+    /// Marketplace payouts: order payment of the settlements in the pool.
+    Payout {
+        #[command(subcommand)]
+        command: PayoutCommand,
+    },
+    /// Payout exports: queue one, wait for it, and stream its rows or totals.
+    Export {
+        #[command(subcommand)]
+        command: ExportCommand,
+    },
+    /// Read the provider's reports: a payment's breakdown, the payment report.
+    Report {
+        #[command(subcommand)]
+        command: reports::ReportCommand,
+    },
+    /// Match what was sent with what the provider reports, and write the
+    /// matched, missing, unknown and amount-mismatch sets (exit 1 when
+    /// anything is unmatched).
+    Reconcile(reports::ReconcileArgs),
     /// Run the whole job on generated files with built-in defaults.
     Demo {
         /// Rows in the generated files.
@@ -92,6 +115,102 @@ enum PatternsCommand {
     Show { id: u16 },
     /// Check a pattern file and report its mistakes.
     Check { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum PayoutCommand {
+    /// Order the payout of a date range (checked against the provider's
+    /// rules and the orders in the ledger first).
+    Trigger(TriggerArgs),
+    /// Recent payout orders in the ledger, newest first.
+    List {
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+}
+
+#[derive(Args)]
+struct TriggerArgs {
+    /// ISO 4217 currency of the settlements (mapped to the provider's CurrencyId).
+    #[arg(long)]
+    currency: Currency,
+    /// First day (DateFrom), yyyy-mm-dd.
+    #[arg(long)]
+    from: chrono::NaiveDate,
+    /// Last day (DateTo), yyyy-mm-dd: yesterday at the latest (Istanbul) unless --test-mode.
+    #[arg(long)]
+    to: chrono::NaiveDate,
+    /// TestMode: DateTo may be today or later.
+    #[arg(long)]
+    test_mode: bool,
+    /// SkipExistsControl: order even dates already ordered. The merchant
+    /// carries the risk of paying twice.
+    #[arg(long)]
+    skip_exists_control: bool,
+    /// Provider base URL [default: [provider] base_url or PAYDROP_BASE_URL].
+    #[arg(long)]
+    base: Option<String>,
+    /// The provider's today (default: today in Istanbul).
+    #[arg(long)]
+    as_of: Option<chrono::NaiveDate>,
+}
+
+#[derive(Subcommand)]
+enum ExportCommand {
+    /// Export payouts: rows to stdout or -o FILE, or totals with --summary.
+    Payments(ExportArgs),
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    /// A raw OData $filter, e.g. "paymentDate ge 2023-03-01 and (programName eq 'CSP Direct Bill Partner')".
+    #[arg(long, conflicts_with_all = ["from", "to", "program", "order_type", "payment_id", "participant"])]
+    filter: Option<String>,
+    /// paymentDate on or after this day.
+    #[arg(long)]
+    from: Option<chrono::NaiveDate>,
+    /// paymentDate on or before this day.
+    #[arg(long)]
+    to: Option<chrono::NaiveDate>,
+    /// programName, e.g. "CSP Indirect Provider".
+    #[arg(long)]
+    program: Option<String>,
+    /// payoutOrderType, e.g. REBATE.
+    #[arg(long)]
+    order_type: Option<String>,
+    #[arg(long)]
+    payment_id: Option<String>,
+    /// enrollmentParticipantId.
+    #[arg(long)]
+    participant: Option<String>,
+    /// File format requested from the provider.
+    #[arg(long, value_enum, default_value_t = crate::export::Format::Csv)]
+    format: crate::export::Format,
+    /// Write the rows here (replaced only once the whole export is read).
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Format of the rows written.
+    #[arg(long, value_enum, default_value_t = OutFormat::Csv)]
+    out_format: OutFormat,
+    /// Print count and exact sum per status, program, currency and month
+    /// (without -o, no rows are written).
+    #[arg(long)]
+    summary: bool,
+    /// Wait for (and download) an export queued before instead of a new one.
+    #[arg(long, conflicts_with_all = ["filter", "from", "to", "program", "order_type", "payment_id", "participant"])]
+    request_id: Option<String>,
+    /// Export API base URL [default: [export] base_url or PAYDROP_EXPORT_BASE_URL].
+    #[arg(long)]
+    base: Option<String>,
+    /// Seconds to wait for the export [default: [export] poll_timeout_secs].
+    #[arg(long)]
+    poll_timeout: Option<u64>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OutFormat {
+    Csv,
+    Jsonl,
 }
 
 #[derive(Subcommand)]
@@ -156,6 +275,19 @@ struct SandboxArgs {
     /// Share of payments (0–1) the result callback declines.
     #[arg(long, default_value_t = 0.1)]
     decline_rate: f64,
+    /// Rows in every payout export file (generated as it is downloaded).
+    #[arg(long, default_value_t = 1000)]
+    export_rows: u64,
+    /// Serve payout export files gzipped.
+    #[arg(long)]
+    export_gzip: bool,
+    /// Transactions in the payment report (generated as it is sent).
+    #[arg(long, default_value_t = 1000)]
+    report_rows: u64,
+    /// Write the payment report's decimals as JSON numbers (`1234.56`)
+    /// instead of the published sample's `1.234,56`.
+    #[arg(long)]
+    report_plain_numbers: bool,
 }
 
 #[derive(Args)]
@@ -257,6 +389,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Watch => runtime()?.block_on(watch_cmd(registry()?, config.clone())),
         Command::Ledger { command } => ledger_cmd(&config, command),
         Command::Sandbox(args) => runtime()?.block_on(sandbox_cmd(registry()?, args)),
+        Command::Payout { command } => runtime()?.block_on(payout_cmd(&config, command)),
+        Command::Export {
+            command: ExportCommand::Payments(args),
+        } => runtime()?.block_on(export_cmd(&config, args)),
+        Command::Report { command } => runtime()?.block_on(reports::report_cmd(&config, command)),
+        Command::Reconcile(args) => reports::reconcile_cmd(&config, &registry()?, args),
         Command::Demo { rows } => runtime()?.block_on(demo_cmd(registry()?, *rows)),
     }
 }
@@ -417,6 +555,238 @@ fn client_from(config: &Config, base: Option<&str>) -> Result<Client> {
     )
 }
 
+/// The `[submit]` retry policy, which the payout and export calls share.
+fn retry_policy(config: &Config) -> RetryPolicy {
+    let (max_attempts, base, max) = config.backoff();
+    RetryPolicy {
+        max_attempts,
+        base,
+        max,
+    }
+}
+
+async fn payout_cmd(config: &Config, command: &PayoutCommand) -> Result<ExitCode> {
+    let args = match command {
+        PayoutCommand::Trigger(args) => args,
+        PayoutCommand::List { limit } => {
+            let ledger = Ledger::open(&config.ledger.path)?;
+            let mut out = io::stdout().lock();
+            for order in ledger.recent_payout_orders(*limit)? {
+                writeln!(out, "{order}: {}", order.message.as_deref().unwrap_or(""))?;
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    let client = client_from(config, args.base.as_deref())?;
+    let order = payout::Order {
+        currency: args.currency,
+        currency_id: config.currency_id(args.currency)?,
+        date_from: args.from,
+        date_to: args.to,
+        test_mode: args.test_mode,
+        skip_exists_control: args.skip_exists_control,
+    };
+    let opts = payout::TriggerOptions {
+        today: args.as_of.unwrap_or_else(crate::provider_today),
+        retry: retry_policy(config),
+    };
+    let mut ledger = Ledger::open(&config.ledger.path)?;
+    let warn = |w: &str| eprintln!("warning: {w}");
+    match payout::trigger(&mut ledger, &client, &order, &opts, warn).await {
+        Ok(done) => {
+            println!("{}: {}", done.order, done.message);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(match e {
+                payout::PayoutError::Rule(payout::RuleError::AlreadyOrdered { .. }) => {
+                    EXIT_ALREADY_SUBMITTED
+                }
+                payout::PayoutError::Rule(_) => EXIT_INVALID,
+                payout::PayoutError::Refused { .. } => EXIT_REJECTED,
+                payout::PayoutError::Unknown { .. } => EXIT_UNKNOWN,
+                payout::PayoutError::Ledger(_) => EXIT_UNUSABLE,
+            }))
+        }
+    }
+}
+
+/// The `$filter` of `paydrop export payments`.
+fn export_filter(args: &ExportArgs) -> Result<Option<export::Filter>, export::FilterError> {
+    use export::{Field, Filter};
+    if let Some(raw) = &args.filter {
+        return Filter::parse(raw).map(Some);
+    }
+    let mut parts = Vec::new();
+    parts.extend(args.from.map(|d| Filter::ge(Field::PaymentDate, d)));
+    parts.extend(args.to.map(|d| Filter::le(Field::PaymentDate, d)));
+    for (field, value) in [
+        (Field::ProgramName, &args.program),
+        (Field::PayoutOrderType, &args.order_type),
+        (Field::PaymentId, &args.payment_id),
+        (Field::EnrollmentParticipantId, &args.participant),
+    ] {
+        parts.extend(value.as_deref().map(|v| Filter::eq(field, v)));
+    }
+    Ok(Filter::all_of(parts))
+}
+
+async fn export_cmd(config: &Config, args: &ExportArgs) -> Result<ExitCode> {
+    // The filter is checked before anything else, the network included.
+    let filter = export_filter(args).map_err(export::ExportError::from)?;
+    let base = args
+        .base
+        .clone()
+        .or_else(|| config.export.base_url.clone())
+        .context(
+            "no export API address: pass --base, set PAYDROP_EXPORT_BASE_URL, or [export] base_url",
+        )?;
+    let token = config.export.token.clone().with_context(|| {
+        format!("no export API token: set {ENV_EXPORT_TOKEN} or [export] token in paydrop.toml")
+    })?;
+    let client = export::ExportClient::new(
+        &base,
+        token,
+        retry_policy(config),
+        Duration::from_secs(config.provider.timeout_secs),
+        Duration::from_secs(config.provider.connect_timeout_secs),
+    )?;
+    let poll = export::PollPolicy {
+        first: Duration::from_millis(config.export.poll_ms),
+        max: Duration::from_millis(config.export.poll_max_ms),
+        timeout: Duration::from_secs(args.poll_timeout.unwrap_or(config.export.poll_timeout_secs)),
+    };
+    let (mut sink, target) = export_sink(args)?;
+    let spinner = io::stderr().is_terminal().then(|| {
+        let s = ProgressBar::new_spinner();
+        s.enable_steady_tick(Duration::from_millis(120));
+        s
+    });
+    let outcome = async {
+        let request = match &args.request_id {
+            Some(id) => client.status(id).await?,
+            None => client.queue(filter.as_ref(), args.format).await?,
+        };
+        tracing::info!(request_id = %request.request_id, "export request");
+        let done = client
+            .wait(request, poll, |r| {
+                if let Some(s) = &spinner {
+                    s.set_message(format!("export {}: {:?}", r.request_id, r.status));
+                }
+            })
+            .await?;
+        if let Some(s) = &spinner {
+            s.set_message(format!("export {}: downloading", done.request_id));
+        }
+        let (info, summary) = client.download(&done, args.format, &mut sink).await?;
+        Ok::<_, export::ExportError>((done, info, summary))
+    }
+    .await;
+    if let Some(s) = spinner {
+        s.finish_and_clear();
+    }
+    let (request, info, summary) = match outcome {
+        Ok(done) => done,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(match e {
+                export::ExportError::Failed { .. } => EXIT_REJECTED,
+                export::ExportError::Timeout { .. } => EXIT_UNKNOWN,
+                _ => EXIT_UNUSABLE,
+            }));
+        }
+    };
+    if let Some(t) = target {
+        let path = args.output.as_ref().expect("a target only for -o");
+        t.persist(path)
+            .with_context(|| format!("moving the rows into {}", path.display()))?;
+    }
+    let mut out = io::stdout().lock();
+    let to_stdout = args.output.is_none() && !args.summary;
+    let mut report: Box<dyn Write> = if to_stdout {
+        Box::new(io::stderr().lock())
+    } else {
+        Box::new(&mut out)
+    };
+    print_export(&mut report, &request, &info, &summary, args.summary)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Where `export payments` writes rows: the sink, and the temporary file
+/// that becomes `-o` once everything was read.
+fn export_sink(args: &ExportArgs) -> Result<(export::Sink, Option<tempfile::TempPath>)> {
+    let (writer, target): (Box<dyn tokio::io::AsyncWrite + Send + Unpin>, _) =
+        match (&args.output, args.summary) {
+            (Some(path), _) => {
+                let dir = path
+                    .parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."));
+                let tmp = tempfile::Builder::new()
+                    .prefix(".paydrop-export-")
+                    .tempfile_in(dir)
+                    .with_context(|| format!("creating a file in {}", dir.display()))?;
+                let (file, temp_path) = tmp.into_parts();
+                (Box::new(tokio::fs::File::from_std(file)), Some(temp_path))
+            }
+            (None, true) => return Ok((export::Sink::Discard, None)),
+            (None, false) => (Box::new(tokio::io::stdout()), None),
+        };
+    let sink = match args.out_format {
+        OutFormat::Csv => export::Sink::csv(writer),
+        OutFormat::Jsonl => export::Sink::jsonl(writer),
+    };
+    Ok((sink, target))
+}
+
+fn print_export(
+    out: &mut dyn Write,
+    request: &export::ExportRequest,
+    info: &export::BlobInfo,
+    summary: &export::Summary,
+    totals: bool,
+) -> io::Result<()> {
+    writeln!(
+        out,
+        "export {}: {} rows, {} columns{}{}",
+        request.request_id,
+        summary.rows,
+        summary.columns.len(),
+        info.length
+            .map_or_else(String::new, |n| format!(", {n} bytes")),
+        if info.gzip { " (gzip)" } else { "" }
+    )?;
+    if !summary.extra_columns.is_empty() {
+        writeln!(
+            out,
+            "  extra columns kept: {}",
+            summary.extra_columns.join(", ")
+        )?;
+    }
+    if !totals {
+        return Ok(());
+    }
+    for (title, groups) in [
+        ("payoutStatus", &summary.by_status),
+        ("programName", &summary.by_program),
+        ("currency", &summary.by_currency),
+        ("month", &summary.by_month),
+    ] {
+        writeln!(out, "{title}")?;
+        for (value, per_currency) in groups {
+            for (currency, tally) in per_currency {
+                writeln!(
+                    out,
+                    "  {value:<28} {currency} {:>18} ({} rows)",
+                    tally.amount, tally.rows
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn watch_cmd(registry: Registry, config: Config) -> Result<ExitCode> {
     let client = client_from(&config, None)?;
     watch::run(
@@ -566,6 +936,17 @@ async fn sandbox_cmd(registry: Registry, args: &SandboxArgs) -> Result<ExitCode>
     let mut config = SandboxConfig {
         registry,
         decline_rate: args.decline_rate,
+        export_blob: sandbox::ExportBlob::Generated {
+            rows: args.export_rows,
+            seed: 1,
+        },
+        export_encoding: if args.export_gzip {
+            sandbox::BlobEncoding::GzipFile
+        } else {
+            sandbox::BlobEncoding::Plain
+        },
+        report_rows: args.report_rows,
+        report_sloppy_numbers: !args.report_plain_numbers,
         ..SandboxConfig::default()
     };
     // The sandbox accepts the same keys the client sends, so one environment
@@ -576,10 +957,18 @@ async fn sandbox_cmd(registry: Registry, args: &SandboxArgs) -> Result<ExitCode>
     if let Ok(client) = std::env::var(ENV_API_CLIENT) {
         config.api_client = client;
     }
+    if let Ok(token) = std::env::var(ENV_REPORT_TOKEN) {
+        config.report_token = token;
+    }
+    if let Ok(token) = std::env::var(ENV_EXPORT_TOKEN) {
+        config.export_token = token;
+    }
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], args.port));
     eprintln!(
         "sandbox provider on http://{addr}; it expects the keys in {ENV_API_KEY} / \
-         {ENV_API_CLIENT} (default: its test keys sandbox-key / sandbox-client); Ctrl-C stops it"
+         {ENV_API_CLIENT} (default: its test keys sandbox-key / sandbox-client) and the export \
+         token in {ENV_EXPORT_TOKEN} (default: sandbox-export-token), the report token in \
+         {ENV_REPORT_TOKEN} (default: sandbox-report-token); Ctrl-C stops it"
     );
     sandbox::serve(config, addr).await?;
     Ok(ExitCode::SUCCESS)

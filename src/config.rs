@@ -20,6 +20,11 @@ pub const ENV_API_KEY: &str = "PAYDROP_API_KEY";
 pub const ENV_API_CLIENT: &str = "PAYDROP_API_CLIENT";
 pub const ENV_BASE_URL: &str = "PAYDROP_BASE_URL";
 pub const ENV_LEDGER: &str = "PAYDROP_LEDGER";
+/// Bearer token and address of the payouts export API (`[export]`).
+pub const ENV_EXPORT_TOKEN: &str = "PAYDROP_EXPORT_TOKEN";
+pub const ENV_EXPORT_BASE_URL: &str = "PAYDROP_EXPORT_BASE_URL";
+/// Token of the report endpoints (`[report]`).
+pub const ENV_REPORT_TOKEN: &str = "PAYDROP_REPORT_TOKEN";
 
 /// A credential. Prints as `***`.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
@@ -61,6 +66,10 @@ pub struct Config {
     pub submit: SubmitConfig,
     #[serde(default)]
     pub watch: WatchConfig,
+    #[serde(default)]
+    pub export: ExportConfig,
+    #[serde(default)]
+    pub report: ReportConfig,
     /// Folder of custom pattern files.
     pub patterns_dir: Option<PathBuf>,
 }
@@ -171,6 +180,59 @@ fn default_backoff_ms() -> u64 {
 }
 fn default_backoff_max_ms() -> u64 {
     60_000
+}
+
+/// The payouts export API (`paydrop export payments`), a service of its own:
+/// its address and token are not the provider's.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportConfig {
+    /// e.g. `https://api.partnercenter.example` (no trailing path).
+    pub base_url: Option<String>,
+    /// Bearer token; prefer `PAYDROP_EXPORT_TOKEN`.
+    pub token: Option<Secret>,
+    /// How long an export may stay `Queued` / `Processing` before paydrop
+    /// gives up waiting (the request keeps running at the provider).
+    #[serde(default = "default_poll_timeout")]
+    pub poll_timeout_secs: u64,
+    /// First wait between two status polls; it grows to `poll_max_ms`.
+    #[serde(default = "default_poll_ms")]
+    pub poll_ms: u64,
+    #[serde(default = "default_poll_max_ms")]
+    pub poll_max_ms: u64,
+}
+
+impl Default for ExportConfig {
+    fn default() -> Self {
+        ExportConfig {
+            base_url: None,
+            token: None,
+            poll_timeout_secs: default_poll_timeout(),
+            poll_ms: default_poll_ms(),
+            poll_max_ms: default_poll_max_ms(),
+        }
+    }
+}
+
+fn default_poll_timeout() -> u64 {
+    3600
+}
+fn default_poll_ms() -> u64 {
+    1000
+}
+fn default_poll_max_ms() -> u64 {
+    30_000
+}
+
+/// The report endpoints (`paydrop report …`); retries follow `[submit]`'s
+/// `max_attempts` / `backoff_ms` / `backoff_max_ms`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportConfig {
+    /// Default: `[provider] base_url`.
+    pub base_url: Option<String>,
+    /// Sent as `Authorization: Bearer …`; prefer `PAYDROP_REPORT_TOKEN`.
+    pub token: Option<Secret>,
 }
 
 /// The drop-folder daemon (`paydrop watch`).
@@ -297,6 +359,15 @@ impl Config {
         }
         if let Some(v) = var(ENV_LEDGER) {
             self.ledger.path = PathBuf::from(v);
+        }
+        if let Some(v) = var(ENV_EXPORT_TOKEN) {
+            self.export.token = Some(Secret(v));
+        }
+        if let Some(v) = var(ENV_EXPORT_BASE_URL) {
+            self.export.base_url = Some(v);
+        }
+        if let Some(v) = var(ENV_REPORT_TOKEN) {
+            self.report.token = Some(Secret(v));
         }
     }
 

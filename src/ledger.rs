@@ -11,7 +11,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -208,6 +208,43 @@ pub struct Attempt {
     pub message: Option<String>,
 }
 
+/// A marketplace payout order (`paydrop payout trigger`): recorded
+/// `pending` before the call, settled after it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PayoutOrder {
+    pub id: i64,
+    pub currency: String,
+    pub currency_id: u32,
+    pub date_from: NaiveDate,
+    pub date_to: NaiveDate,
+    pub test_mode: bool,
+    pub skip_exists_control: bool,
+    /// `Accepted` means the provider ordered the payout.
+    pub state: State,
+    pub message: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl fmt::Display for PayoutOrder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "payout order #{} ({} {} to {}{}, {} on {})",
+            self.id,
+            self.currency,
+            self.date_from,
+            self.date_to,
+            if self.test_mode { ", test mode" } else { "" },
+            match self.state {
+                State::Accepted => "ordered",
+                other => other.as_str(),
+            },
+            self.created_at.format("%Y-%m-%d %H:%M UTC")
+        )
+    }
+}
+
 /// Schema migrations, applied in order; `PRAGMA user_version` is how many ran.
 const MIGRATIONS: &[&str] = &[
     "
@@ -266,6 +303,22 @@ CREATE TABLE results (
     amount TEXT NOT NULL,
     PRIMARY KEY (submission_id, line_number)
 );
+",
+    "
+CREATE TABLE payout_orders (
+    id INTEGER PRIMARY KEY,
+    currency TEXT NOT NULL,
+    currency_id INTEGER NOT NULL,
+    date_from TEXT NOT NULL,
+    date_to TEXT NOT NULL,
+    test_mode INTEGER NOT NULL,
+    skip_exists_control INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    message TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX payout_orders_currency ON payout_orders(currency, date_from);
 ",
 ];
 
@@ -599,23 +652,53 @@ impl Ledger {
 
     /// The stored result lines of a batch, in line order.
     pub fn results_of_batch(&self, batch_id: i64) -> Result<Vec<ResultLine>> {
-        let mut stmt = self.conn.prepare(
+        let mut out = Vec::new();
+        self.each_result("s.batch_id = ?1", batch_id, |line| {
+            out.push(line);
+            Ok::<_, LedgerError>(())
+        })?;
+        Ok(out)
+    }
+
+    /// Calls `f` with each stored result line of one submission, in line
+    /// order, reading them one at a time (a part may have 150,000).
+    pub fn each_result_of_submission<E: From<LedgerError>>(
+        &self,
+        submission_id: i64,
+        f: impl FnMut(ResultLine) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
+        self.each_result("s.id = ?1", submission_id, f)
+    }
+
+    fn each_result<E: From<LedgerError>>(
+        &self,
+        cond: &str,
+        id: i64,
+        mut f: impl FnMut(ResultLine) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
+        let sql = format!(
             "SELECT r.line_number, r.row_code, r.approved, r.error_code, r.error_message, r.amount
              FROM results r JOIN submissions s ON s.id = r.submission_id
-             WHERE s.batch_id = ?1 ORDER BY r.line_number",
-        )?;
-        let rows = stmt.query_map([batch_id], |r| {
-            Ok(ResultLine {
-                file_line: 0,
-                line_number: r.get(0)?,
-                merchant_unique_code: r.get(1)?,
-                approved: r.get(2)?,
-                error_code: r.get(3)?,
-                error_message: r.get(4)?,
-                amount: decimal(r.get(5)?)?,
+             WHERE {cond} ORDER BY r.line_number"
+        );
+        let mut stmt = self.conn.prepare(&sql).map_err(LedgerError::from)?;
+        let rows = stmt
+            .query_map([id], |r| {
+                Ok(ResultLine {
+                    file_line: 0,
+                    line_number: r.get(0)?,
+                    merchant_unique_code: r.get(1)?,
+                    approved: r.get(2)?,
+                    error_code: r.get(3)?,
+                    error_message: r.get(4)?,
+                    amount: decimal(r.get(5)?)?,
+                })
             })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+            .map_err(LedgerError::from)?;
+        for line in rows {
+            f(line.map_err(LedgerError::from)?)?;
+        }
+        Ok(())
     }
 
     /// Settles a submission: accepted (with its BulkPaymentId), rejected or
@@ -643,6 +726,112 @@ impl Ledger {
             ],
         )?;
         Ok(())
+    }
+}
+
+impl Ledger {
+    /// Records a payout order as `pending`, before the call.
+    pub fn begin_payout_order(
+        &self,
+        currency: &str,
+        currency_id: u32,
+        date_from: NaiveDate,
+        date_to: NaiveDate,
+        test_mode: bool,
+        skip_exists_control: bool,
+    ) -> Result<PayoutOrder> {
+        let t = now();
+        self.conn.execute(
+            "INSERT INTO payout_orders (currency, currency_id, date_from, date_to, test_mode,
+                 skip_exists_control, state, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7)",
+            params![
+                currency,
+                currency_id,
+                date_from.to_string(),
+                date_to.to_string(),
+                test_mode,
+                skip_exists_control,
+                t
+            ],
+        )?;
+        let id = self.conn.last_insert_rowid();
+        self.payout_order(id)?
+            .ok_or_else(|| LedgerError::Corrupt(format!("payout order {id} vanished")))
+    }
+
+    /// Records how a payout order ended.
+    pub fn settle_payout_order(&self, id: i64, state: State, message: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE payout_orders SET state = ?2, message = ?3, updated_at = ?4 WHERE id = ?1",
+            params![id, state.as_str(), message, now()],
+        )?;
+        Ok(())
+    }
+
+    pub fn payout_order(&self, id: i64) -> Result<Option<PayoutOrder>> {
+        Ok(self.payout_orders_where("id = ?1", [id])?.into_iter().next())
+    }
+
+    /// Orders of `currency` whose dates overlap `from..=to`, oldest first.
+    pub fn overlapping_payout_orders(
+        &self,
+        currency: &str,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<PayoutOrder>> {
+        // ISO dates compare as text.
+        self.payout_orders_where(
+            "currency = ?1 AND date_from <= ?3 AND date_to >= ?2",
+            params![currency, from.to_string(), to.to_string()],
+        )
+    }
+
+    /// The most recent payout orders, newest first.
+    pub fn recent_payout_orders(&self, limit: usize) -> Result<Vec<PayoutOrder>> {
+        let mut orders = self.payout_orders_where(
+            "id IN (SELECT id FROM payout_orders ORDER BY id DESC LIMIT ?1)",
+            [limit as i64],
+        )?;
+        orders.reverse();
+        Ok(orders)
+    }
+
+    fn payout_orders_where<P: rusqlite::Params>(
+        &self,
+        cond: &str,
+        p: P,
+    ) -> Result<Vec<PayoutOrder>> {
+        let sql = format!(
+            "SELECT id, currency, currency_id, date_from, date_to, test_mode, skip_exists_control,
+                    state, message, created_at, updated_at
+             FROM payout_orders WHERE {cond} ORDER BY id"
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map(p, |r| {
+            let date = |i: usize| -> rusqlite::Result<NaiveDate> {
+                r.get::<_, String>(i)?.parse().map_err(|e: chrono::ParseError| {
+                    rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
+                })
+            };
+            let state: String = r.get(7)?;
+            Ok(PayoutOrder {
+                id: r.get(0)?,
+                currency: r.get(1)?,
+                currency_id: r.get(2)?,
+                date_from: date(3)?,
+                date_to: date(4)?,
+                test_mode: r.get(5)?,
+                skip_exists_control: r.get(6)?,
+                state: state.parse().map_err(|e: LedgerError| {
+                    rusqlite::Error::FromSqlConversionFailure(7, rusqlite::types::Type::Text, e.into())
+                })?,
+                message: r.get(8)?,
+                created_at: time(r.get(9)?)?,
+                updated_at: time(r.get(10)?)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 }
 

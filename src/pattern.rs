@@ -148,6 +148,18 @@ impl Pattern {
         self.columns.iter().position(|c| c.currency)
     }
 
+    /// A cell as text in the pattern's encoding.
+    pub fn decode<'b>(&self, cell: &'b [u8]) -> std::borrow::Cow<'b, str> {
+        match self.encoding {
+            Encoding::Utf8 => String::from_utf8_lossy(cell),
+            Encoding::Windows1254 => {
+                encoding_rs::WINDOWS_1254
+                    .decode_without_bom_handling(cell)
+                    .0
+            }
+        }
+    }
+
     /// Index of the column named `name` (case-insensitive).
     pub fn column_index(&self, name: &str) -> Option<usize> {
         self.columns

@@ -148,7 +148,7 @@ pub struct Tally {
 }
 
 impl Tally {
-    fn add(&mut self, amount: Decimal) {
+    pub fn add(&mut self, amount: Decimal) {
         self.rows += 1;
         self.amount += amount;
     }
@@ -260,7 +260,7 @@ pub fn write_retry_file(
     Ok(tally)
 }
 
-fn looks_like_header(rec: &csv::ByteRecord, pattern: &Pattern) -> bool {
+pub(crate) fn looks_like_header(rec: &csv::ByteRecord, pattern: &Pattern) -> bool {
     pattern
         .columns
         .first()

@@ -75,6 +75,23 @@ pub struct PartRequest {
     pub mode: BodyMode,
 }
 
+/// The raw answer to one JSON call ([`Client::post_json`]).
+#[derive(Clone, Debug)]
+pub struct JsonReply {
+    pub status: StatusCode,
+    pub text: String,
+    pub retry_after: Option<Duration>,
+}
+
+/// A JSON call without an answer.
+#[derive(Clone, Debug)]
+pub struct NoReply {
+    pub message: String,
+    /// False only when no connection was made: the provider cannot have
+    /// seen the request.
+    pub maybe_received: bool,
+}
+
 /// How the provider answered one attempt.
 #[derive(Clone, Debug)]
 pub enum Answer {
@@ -124,6 +141,39 @@ impl Client {
             h.insert(name, v);
         }
         Ok(h)
+    }
+
+    /// One POST of `body` as JSON to `path` with the credential headers.
+    pub async fn post_json<B: serde::Serialize>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<JsonReply, NoReply> {
+        let headers = self.auth_headers().map_err(|e| NoReply {
+            message: e.to_string(),
+            maybe_received: false,
+        })?;
+        let url = format!("{}{path}", self.base);
+        let no_reply = |e: reqwest::Error| NoReply {
+            maybe_received: !e.is_connect(),
+            message: describe(&e),
+        };
+        let response = self
+            .http
+            .post(&url)
+            .headers(headers)
+            .json(body)
+            .send()
+            .await
+            .map_err(no_reply)?;
+        let status = response.status();
+        let retry_after = retry_after(response.headers());
+        let text = read_capped(response).await.map_err(no_reply)?;
+        Ok(JsonReply {
+            status,
+            text,
+            retry_after,
+        })
     }
 
     /// One attempt to submit `part`. `sent` counts file bytes read into the
@@ -196,11 +246,7 @@ impl Client {
         }
         let response = request.send().await.map_err(|e| describe(&e))?;
         let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
+        let retry_after = retry_after(response.headers());
         let text = read_capped(response).await.map_err(|e| describe(&e))?;
         Ok(classify(status, &text, retry_after))
     }
@@ -322,6 +368,14 @@ fn snippet(text: &str) -> String {
     t.trim().to_string()
 }
 
+/// The `Retry-After` of an answer.
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after)
+}
+
 /// Retry-After as seconds or an HTTP date.
 fn parse_retry_after(v: &str) -> Option<Duration> {
     if let Ok(secs) = v.trim().parse::<u64>() {
@@ -332,7 +386,8 @@ fn parse_retry_after(v: &str) -> Option<Duration> {
     Some(Duration::from_secs(secs.max(0) as u64))
 }
 
-async fn read_capped(response: reqwest::Response) -> Result<String, reqwest::Error> {
+/// The body of a small answer, at most 1 MiB of it.
+pub(crate) async fn read_capped(response: reqwest::Response) -> Result<String, reqwest::Error> {
     let mut body = Vec::new();
     let mut stream = response.bytes_stream();
     while let Some(chunk) = stream.next().await {
@@ -345,7 +400,7 @@ async fn read_capped(response: reqwest::Response) -> Result<String, reqwest::Err
 
 /// A transport error without the noise; reqwest's messages never contain
 /// header values, so no secret can leak through here.
-fn describe(e: &reqwest::Error) -> String {
+pub(crate) fn describe(e: &reqwest::Error) -> String {
     let mut msg = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
