@@ -780,18 +780,17 @@ impl Summary {
     /// The report a finance team signs off on.
     pub fn text(&self) -> String {
         let mut s = String::new();
-        let cur = |c: &str| {
-            if c.is_empty() {
-                "(none)".to_string()
-            } else {
-                c.to_string()
-            }
-        };
         let _ = writeln!(s, "paydrop reconcile — key {}", self.key);
         for (name, side) in [("sent", &self.sent), ("provider", &self.provider)] {
             let _ = writeln!(s, "  {name:<9} {}", side.label);
             for (c, t) in &side.totals {
-                let _ = writeln!(s, "            {} rows, {} {}", t.rows, cur(c), t.amount);
+                let _ = writeln!(
+                    s,
+                    "            {} rows, {} {}",
+                    t.rows,
+                    or_none(c),
+                    t.amount
+                );
             }
         }
         let _ = writeln!(s, "  method    {}", self.method);
@@ -810,7 +809,7 @@ impl Summary {
                     s,
                     "  {name:<22} {:>10}  {:<8} {:>20}",
                     t.rows,
-                    cur(c),
+                    or_none(c),
                     t.amount
                 );
             }
@@ -825,7 +824,7 @@ impl Summary {
                 "  {:<22} {:>10}  {:<8} {:>20}  sent, {} at the provider (difference {})",
                 "amount mismatch",
                 m.rows,
-                cur(c),
+                or_none(c),
                 m.sent,
                 m.provider,
                 m.provider - m.sent
@@ -840,9 +839,9 @@ impl Summary {
                     let _ = writeln!(
                         s,
                         "    {:<20} {:>10}  {:<8} {:>20}",
-                        if status.is_empty() { "(none)" } else { status },
+                        or_none(status),
                         t.rows,
-                        cur(c),
+                        or_none(c),
                         t.amount
                     );
                 }
@@ -878,53 +877,53 @@ impl Summary {
 
     /// Each side's total against the sets it was split into.
     fn checks(&self) -> Vec<String> {
+        let of = |t: &Totals, c: &str| t.get(c).cloned().unwrap_or_default();
         let mut out = Vec::new();
-        let currencies: std::collections::BTreeSet<&String> = self
-            .sent
-            .totals
-            .keys()
-            .chain(self.provider.totals.keys())
-            .collect();
-        for c in currencies {
-            let of = |t: &Totals| t.get(c).cloned().unwrap_or_default();
-            let mm = self.amount_mismatch.get(c).cloned().unwrap_or_default();
-            let mismatch_sent = Tally {
-                rows: mm.rows,
-                amount: mm.sent,
-            };
-            for (side, total, parts) in [
-                (
-                    "sent",
-                    of(&self.sent.totals),
+        for (side, totals, alone) in [
+            ("sent", &self.sent.totals, "missing"),
+            ("provider", &self.provider.totals, "unknown"),
+        ] {
+            for (c, total) in totals {
+                let parts = if side == "sent" {
+                    let mm = self.amount_mismatch.get(c).cloned().unwrap_or_default();
+                    let mismatch = Tally {
+                        rows: mm.rows,
+                        amount: mm.sent,
+                    };
                     [
-                        of(&self.matched),
-                        mismatch_sent,
-                        of(&self.missing_at_provider),
-                    ],
-                ),
-                (
-                    "provider",
-                    of(&self.provider.totals),
+                        of(&self.matched, c),
+                        mismatch,
+                        of(&self.missing_at_provider, c),
+                    ]
+                } else {
                     [
-                        of(&self.matched_at_provider),
-                        of(&self.mismatch_at_provider),
-                        of(&self.unknown_at_provider),
-                    ],
-                ),
-            ] {
+                        of(&self.matched_at_provider, c),
+                        of(&self.mismatch_at_provider, c),
+                        of(&self.unknown_at_provider, c),
+                    ]
+                };
                 let rows: u64 = parts.iter().map(|t| t.rows).sum();
                 let amount: Decimal = parts.iter().map(|t| t.amount).sum();
                 let ok = rows == total.rows && amount == total.amount;
                 out.push(format!(
-                    "{side} {c}: {} rows {} = matched + mismatch + {} ({rows} rows {amount}) {}",
+                    "{side} {}: {} rows {} = matched + mismatch + {alone} ({rows} rows {amount}) {}",
+                    or_none(c),
                     total.rows,
                     total.amount,
-                    if side == "sent" { "missing" } else { "unknown" },
                     if ok { "ok" } else { "DOES NOT ADD UP" }
                 ));
             }
         }
         out
+    }
+}
+
+/// A currency or status for the summary; `(none)` when a side names none.
+fn or_none(c: &str) -> &str {
+    if c.is_empty() {
+        "(none)"
+    } else {
+        c
     }
 }
 

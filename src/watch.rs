@@ -285,14 +285,22 @@ pub async fn run(
         hooks,
         outputs: Mutex::new(()),
     });
-    let server = tokio::spawn(serve_callbacks(listener, shared.clone()));
+    // Aborted on every way out, also when this future is dropped: the
+    // callback server must not outlive the daemon.
+    let _server = AbortOnDrop(tokio::spawn(serve_callbacks(listener, shared.clone())));
     if let Some(ready) = ready {
         let _ = ready.send(addr);
     }
     tracing::info!(callback = %addr, inboxes = shared.inboxes.len(), "watching");
-    let result = watch_loop(shared.clone(), shutdown).await;
-    server.abort();
-    result
+    watch_loop(shared.clone(), shutdown).await
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 async fn watch_loop(
@@ -428,9 +436,10 @@ fn recover(shared: &Shared) -> VecDeque<Claimed> {
 }
 
 /// (Re-)establishes the notify watcher of an inbox; the folder may have been
-/// deleted and recreated, which silently ends a watch.
+/// deleted and recreated, which silently ends a watch. The bool is whether
+/// `processing/` existed since the watch began.
 fn keep_watching(
-    watchers: &mut HashMap<usize, notify::RecommendedWatcher>,
+    watchers: &mut HashMap<usize, (notify::RecommendedWatcher, bool)>,
     i: usize,
     inbox: &Inbox,
     wake: &mpsc::Sender<()>,
@@ -440,13 +449,19 @@ fn keep_watching(
         watchers.remove(&i);
         return;
     }
-    if !inbox.sub(PROCESSING).is_dir() {
-        // Recreated inbox: recreate its folders and its watch.
-        let _ = inbox.ensure_dirs();
-        watchers.remove(&i);
-    }
-    if watchers.contains_key(&i) {
-        return;
+    let complete = inbox.sub(PROCESSING).is_dir();
+    match watchers.get_mut(&i) {
+        // Recreated inbox: watch it anew. Its sub-folders are made when a
+        // file needs them, not here: recreating them at once would undo an
+        // `rm -rf` of the inbox under its feet ("Directory not empty").
+        Some((_, had)) if *had && !complete => {
+            watchers.remove(&i);
+        }
+        Some((_, had)) => {
+            *had |= complete;
+            return;
+        }
+        None => {}
     }
     let wake = wake.clone();
     let made = notify::recommended_watcher(move |_event: notify::Result<notify::Event>| {
@@ -459,7 +474,7 @@ fn keep_watching(
     });
     match made {
         Ok(w) => {
-            watchers.insert(i, w);
+            watchers.insert(i, (w, complete));
         }
         Err(e) => {
             tracing::warn!(dir = %inbox.dir.display(), error = %e, "no file events; relying on rescans")
@@ -524,6 +539,8 @@ fn claim(inbox: &Inbox, path: &Path, counter: u64) -> std::io::Result<PathBuf> {
         file_name(path)
     );
     let to = inbox.sub(PROCESSING).join(name);
+    // The inbox may have been deleted and recreated meanwhile.
+    std::fs::create_dir_all(inbox.sub(PROCESSING))?;
     std::fs::rename(path, &to)?;
     tracing::info!(file = %path.display(), claimed = %to.display(), "claimed");
     Ok(to)
@@ -594,6 +611,19 @@ async fn process(shared: &Shared, claimed: &Claimed) -> Fate {
         .fetch_add(started.elapsed().as_millis() as u64, Ordering::Relaxed);
     let claimed_path = claimed.path.display().to_string();
     let (fate, reason, report, batch, notices) = match outcome {
+        // The batch was created for another file with the same content,
+        // still in flight when this copy was claimed: the provider
+        // deduplicated its codes, and this copy is a duplicate.
+        Ok(Submitted { report, batch, .. }) if batch.file != claimed_path => (
+            Fate::Failed,
+            Some(format!(
+                "duplicate: this content was already submitted: {}",
+                crate::submit::describe_batch(&batch)
+            )),
+            Some(report),
+            None,
+            Vec::new(),
+        ),
         Ok(Submitted {
             report,
             batch,
@@ -723,6 +753,7 @@ fn file_away(
             "injected: no space left on device",
         ));
     }
+    std::fs::create_dir_all(inbox.sub(state))?;
     write_json(&report_path, report)?;
     std::fs::rename(&claimed.path, &dest)?;
     Ok(dest)
