@@ -336,9 +336,14 @@ async fn watch_loop(
                 };
                 big_tasks.remove(&id);
                 if let Ok((_, (claimed, Fate::Deferred))) = done {
-                    // Keep arrival order: the deferred file goes first again,
-                    // after a pause that lets the provider come back.
-                    queue.push_front(claimed);
+                    // Keep arrival order (claim names sort by time): the
+                    // deferred file goes back before every later file, after
+                    // a pause that lets the provider come back.
+                    let at = queue
+                        .iter()
+                        .position(|c| c.path.file_name() > claimed.path.file_name())
+                        .unwrap_or(queue.len());
+                    queue.insert(at, claimed);
                     paused_until = Some(Instant::now() + Duration::from_millis(shared.config.submit.backoff_max_ms.min(30_000)));
                 }
             }
@@ -802,7 +807,20 @@ async fn write_outputs(shared: &Shared, batch_id: i64) {
         let Some(batch) = ledger.batch(batch_id)? else {
             return Ok(None);
         };
-        let file = PathBuf::from(&batch.file);
+        let mut file = PathBuf::from(&batch.file);
+        // A crash between the move to done/ and the ledger update leaves the
+        // ledger naming processing/: the file is found where it went.
+        if !file.exists() {
+            let moved = file
+                .parent()
+                .and_then(Path::parent)
+                .zip(file.file_name())
+                .map(|(inbox, name)| inbox.join(DONE).join(name));
+            if let Some(moved) = moved.filter(|m| m.exists()) {
+                ledger.set_batch_file(batch_id, &moved.display().to_string())?;
+                file = moved;
+            }
+        }
         let in_done = file
             .parent()
             .and_then(|p| p.file_name())
