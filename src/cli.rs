@@ -634,7 +634,13 @@ fn export_filter(args: &ExportArgs) -> Result<Option<export::Filter>, export::Fi
 
 async fn export_cmd(config: &Config, args: &ExportArgs) -> Result<ExitCode> {
     // The filter is checked before anything else, the network included.
-    let filter = export_filter(args).map_err(export::ExportError::from)?;
+    let filter = match export_filter(args) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {}", export::ExportError::from(e));
+            return Ok(ExitCode::from(EXIT_UNUSABLE));
+        }
+    };
     let base = args
         .base
         .clone()

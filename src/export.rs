@@ -90,6 +90,11 @@ pub enum ExportError {
     )]
     Unauthorized { during: String, resume: String },
     #[error(
+        "the export token holds characters not allowed in an HTTP header (a stray line break?): \
+         check {ENV_EXPORT_TOKEN} or [export] token"
+    )]
+    BadToken,
+    #[error(
         "the export API forbids this (403) {during}: the token is valid but its account may not \
          read payouts; ask an administrator for access to payouts"
     )]
@@ -181,7 +186,9 @@ impl ExportError {
     /// A read error from the download stack: a download or gzip failure
     /// when it is one.
     fn from_read(e: std::io::Error) -> ExportError {
-        if e.get_ref().is_some_and(|i| i.is::<BlobError>() || i.is::<GzipError>()) {
+        if e.get_ref()
+            .is_some_and(|i| i.is::<BlobError>() || i.is::<GzipError>())
+        {
             let inner = e.into_inner().expect("checked above");
             return match inner.downcast::<BlobError>() {
                 Ok(b) => ExportError::Download(*b),
@@ -268,13 +275,22 @@ impl ExportClient {
         query.push_str(format.name());
         let url = format!("{}{PAYMENTS_PATH}?{query}", self.base);
         let idempotency = uuid::Uuid::new_v4().to_string();
-        self.call(Method::POST, &url, Some(&idempotency), Call::Queue { query: &query })
-            .await
+        self.call(
+            Method::POST,
+            &url,
+            Some(&idempotency),
+            Call::Queue { query: &query },
+        )
+        .await
     }
 
     /// The current state of an export request.
     pub async fn status(&self, request_id: &str) -> Result<ExportRequest, ExportError> {
-        let url = format!("{}{PAYMENTS_PATH}/{}", self.base, percent_encode(request_id));
+        let url = format!(
+            "{}{PAYMENTS_PATH}/{}",
+            self.base,
+            percent_encode(request_id)
+        );
         self.call(Method::GET, &url, None, Call::Poll { request_id })
             .await
     }
@@ -345,10 +361,7 @@ impl ExportClient {
         what: Call<'_>,
     ) -> Result<ExportRequest, ExportError> {
         let mut bearer = HeaderValue::from_str(&format!("Bearer {}", self.token.expose()))
-            .map_err(|_| ExportError::Unauthorized {
-                during: what.during(),
-                resume: " (the token holds characters not allowed in a header)".into(),
-            })?;
+            .map_err(|_| ExportError::BadToken)?;
         // Keeps the token out of reqwest's and hyper's debug output.
         bearer.set_sensitive(true);
         let mut last = String::new();
@@ -408,9 +421,9 @@ impl ExportClient {
 fn refusal(status: StatusCode, message: String, what: &Call<'_>) -> ExportError {
     let during = what.during();
     let resume = match what {
-        Call::Poll { request_id } => format!(
-            "; the export goes on at the provider: resume with --request-id {request_id}"
-        ),
+        Call::Poll { request_id } => {
+            format!("; the export goes on at the provider: resume with --request-id {request_id}")
+        }
         Call::Queue { .. } => String::new(),
     };
     match status.as_u16() {
@@ -460,12 +473,20 @@ fn error_message(text: &str) -> String {
             .and_then(|m| m.as_str())
             .map(str::to_string)
     });
-    field.unwrap_or_else(|| text.chars().take(300).collect::<String>().trim().to_string())
+    field.unwrap_or_else(|| {
+        text.chars()
+            .take(300)
+            .collect::<String>()
+            .trim()
+            .to_string()
+    })
 }
 
 fn url_path(url: &str) -> &str {
     let after_scheme = url.find("://").map_or(0, |i| i + 3);
-    let path = url[after_scheme..].find('/').map_or(url.len(), |i| after_scheme + i);
+    let path = url[after_scheme..]
+        .find('/')
+        .map_or(url.len(), |i| after_scheme + i);
     let end = url[path..].find('?').map_or(url.len(), |i| path + i);
     &url[path..end]
 }
@@ -491,7 +512,10 @@ mod tests {
     #[test]
     fn encodes_filters_for_the_query() {
         assert_eq!(percent_encode("a eq 'O''B'"), "a%20eq%20%27O%27%27B%27");
-        assert_eq!(url_path("http://h:1/v1.0/payouts/payments?$filter=x"), "/v1.0/payouts/payments");
+        assert_eq!(
+            url_path("http://h:1/v1.0/payouts/payments?$filter=x"),
+            "/v1.0/payouts/payments"
+        );
     }
 
     #[test]

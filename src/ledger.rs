@@ -770,7 +770,10 @@ impl Ledger {
     }
 
     pub fn payout_order(&self, id: i64) -> Result<Option<PayoutOrder>> {
-        Ok(self.payout_orders_where("id = ?1", [id])?.into_iter().next())
+        Ok(self
+            .payout_orders_where("id = ?1", [id])?
+            .into_iter()
+            .next())
     }
 
     /// Orders of `currency` whose dates overlap `from..=to`, oldest first.
@@ -810,9 +813,15 @@ impl Ledger {
         let mut stmt = self.conn.prepare(&sql)?;
         let rows = stmt.query_map(p, |r| {
             let date = |i: usize| -> rusqlite::Result<NaiveDate> {
-                r.get::<_, String>(i)?.parse().map_err(|e: chrono::ParseError| {
-                    rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
-                })
+                r.get::<_, String>(i)?
+                    .parse()
+                    .map_err(|e: chrono::ParseError| {
+                        rusqlite::Error::FromSqlConversionFailure(
+                            i,
+                            rusqlite::types::Type::Text,
+                            e.into(),
+                        )
+                    })
             };
             let state: String = r.get(7)?;
             Ok(PayoutOrder {
@@ -824,7 +833,11 @@ impl Ledger {
                 test_mode: r.get(5)?,
                 skip_exists_control: r.get(6)?,
                 state: state.parse().map_err(|e: LedgerError| {
-                    rusqlite::Error::FromSqlConversionFailure(7, rusqlite::types::Type::Text, e.into())
+                    rusqlite::Error::FromSqlConversionFailure(
+                        7,
+                        rusqlite::types::Type::Text,
+                        e.into(),
+                    )
                 })?,
                 message: r.get(8)?,
                 created_at: time(r.get(9)?)?,

@@ -89,10 +89,7 @@ pub fn skip_warning(overlapping: &[String]) -> String {
          before; the merchant carries the risk of paying twice",
     );
     if !overlapping.is_empty() {
-        w.push_str(&format!(
-            ". This range overlaps {}",
-            overlapping.join("; ")
-        ));
+        w.push_str(&format!(". This range overlaps {}", overlapping.join("; ")));
     }
     w
 }
@@ -218,7 +215,15 @@ fn outcome(reply: Result<JsonReply, NoReply>) -> Outcome {
     let message = envelope
         .as_ref()
         .and_then(|e| e.message.clone())
-        .unwrap_or_else(|| reply.text.chars().take(300).collect::<String>().trim().into());
+        .unwrap_or_else(|| {
+            reply
+                .text
+                .chars()
+                .take(300)
+                .collect::<String>()
+                .trim()
+                .into()
+        });
     let status = reply.status;
     if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
         return Outcome::Retry {
@@ -282,7 +287,9 @@ pub async fn trigger(
     tracing::info!(order = record.id, currency = code, from = %order.date_from, to = %order.date_to, "ordering payout");
     let settle = |ledger: &Ledger, state: State, message: String| -> Result<_, PayoutError> {
         ledger.settle_payout_order(record.id, state, &message)?;
-        let order = ledger.payout_order(record.id)?.unwrap_or_else(|| record.clone());
+        let order = ledger
+            .payout_order(record.id)?
+            .unwrap_or_else(|| record.clone());
         Ok((Box::new(order), message))
     };
     // Once an attempt may have been acted on, a later refusal ("already
@@ -336,7 +343,10 @@ pub async fn trigger(
             }
         }
     }
-    let message = format!("{} attempts failed; the last: {last}", opts.retry.max_attempts);
+    let message = format!(
+        "{} attempts failed; the last: {last}",
+        opts.retry.max_attempts
+    );
     let (order, message) = settle(ledger, State::Unknown, message)?;
     Err(PayoutError::Unknown { order, message })
 }
@@ -363,7 +373,11 @@ mod tests {
     fn ranges_touching_an_order_overlap_and_neighbours_do_not() {
         let today = d("2024-06-01");
         let ordered = || [(d("2024-05-01"), d("2024-05-10"), "#1")];
-        for (from, to) in [("2024-05-10", "2024-05-12"), ("2024-04-01", "2024-05-01"), ("2024-05-03", "2024-05-04")] {
+        for (from, to) in [
+            ("2024-05-10", "2024-05-12"),
+            ("2024-04-01", "2024-05-01"),
+            ("2024-05-03", "2024-05-04"),
+        ] {
             let e = check(&wire(from, to), today, ordered()).unwrap_err();
             assert!(matches!(e, RuleError::AlreadyOrdered { ref earlier, .. } if earlier == "#1"));
         }

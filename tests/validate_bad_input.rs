@@ -57,7 +57,10 @@ fn header_only_is_fatal_no_rows() {
     for terminator in ["\n", "\r\n", ""] {
         let file = format!("{}{terminator}", header(&builtin(1)));
         let e = validate1(file.as_bytes()).unwrap_err();
-        assert!(matches!(e, Fatal::NoRows { header: true }), "{terminator:?}: {e:?}");
+        assert!(
+            matches!(e, Fatal::NoRows { header: true }),
+            "{terminator:?}: {e:?}"
+        );
         assert_eq!(
             e.to_string(),
             "the file has no payment rows (only a header row)"

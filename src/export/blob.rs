@@ -88,7 +88,9 @@ pub async fn open(
         let sent = http.get(url.clone()).send().await;
         let (reason, wait) = match sent {
             Ok(r) if r.status() == StatusCode::OK => break r,
-            Ok(r) if r.status() == StatusCode::TOO_MANY_REQUESTS || r.status().is_server_error() => {
+            Ok(r)
+                if r.status() == StatusCode::TOO_MANY_REQUESTS || r.status().is_server_error() =>
+            {
                 (r.status().to_string(), retry_after(r.headers()))
             }
             Ok(r) if matches!(r.status().as_u16(), 401 | 403 | 404) => {
@@ -183,9 +185,7 @@ impl<R: tokio::io::AsyncBufRead + Unpin> AsyncRead for Gunzip<R> {
         std::pin::Pin::new(&mut self.0)
             .poll_read(cx, buf)
             .map_err(|e| {
-                let is_transport = e
-                    .get_ref()
-                    .is_some_and(|inner| inner.is::<BlobError>());
+                let is_transport = e.get_ref().is_some_and(|inner| inner.is::<BlobError>());
                 if is_transport {
                     e
                 } else if e.kind() == io::ErrorKind::UnexpectedEof {
@@ -252,7 +252,10 @@ impl Resumable {
         };
         loop {
             if self.stalled >= MAX_STALLED_RESUMES {
-                return Err(failed(self, format!("{} resumes without progress", self.stalled)));
+                return Err(failed(
+                    self,
+                    format!("{} resumes without progress", self.stalled),
+                ));
             }
             tokio::time::sleep(self.retry.delay(self.stalled, None)).await;
             self.stalled += 1;
@@ -282,8 +285,8 @@ impl Resumable {
                 s if s == StatusCode::TOO_MANY_REQUESTS || s.is_server_error() => continue,
                 s => return Err(failed(self, format!("the server answered {s}"))),
             }
-            let start = header(response.headers(), CONTENT_RANGE)
-                .and_then(|v| content_range_start(&v));
+            let start =
+                header(response.headers(), CONTENT_RANGE).and_then(|v| content_range_start(&v));
             if start != Some(self.received) {
                 return Err(failed(
                     self,
@@ -302,7 +305,12 @@ impl Resumable {
 
 /// The first byte of `bytes 100-199/200`.
 fn content_range_start(v: &str) -> Option<u64> {
-    v.strip_prefix("bytes ")?.split('-').next()?.trim().parse().ok()
+    v.strip_prefix("bytes ")?
+        .split('-')
+        .next()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 #[cfg(test)]
@@ -311,7 +319,9 @@ mod tests {
 
     #[test]
     fn redacts_the_token() {
-        let u: Url = "https://blob.example/exports/1.csv?sig=SECRET&se=2030".parse().unwrap();
+        let u: Url = "https://blob.example/exports/1.csv?sig=SECRET&se=2030"
+            .parse()
+            .unwrap();
         assert_eq!(redact(&u), "https://blob.example/exports/1.csv");
         assert_eq!(content_range_start("bytes 100-199/200"), Some(100));
     }

@@ -147,7 +147,11 @@ impl fmt::Display for Value {
 /// A filter expression.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Filter {
-    Cmp { field: Field, op: Op, value: Value },
+    Cmp {
+        field: Field,
+        op: Op,
+        value: Value,
+    },
     /// All of these (printed joined by `and`; nested conjunctions and
     /// comparisons after the first in parentheses, as in the provider's
     /// examples).
@@ -506,7 +510,9 @@ impl Parser {
 /// An ISO date, or an RFC 3339 timestamp (shown in UTC).
 fn temporal(s: &str) -> Option<Value> {
     if s.len() == 10 {
-        return NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().map(Value::Date);
+        return NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .ok()
+            .map(Value::Date);
     }
     DateTime::parse_from_rfc3339(s)
         .ok()
@@ -529,8 +535,14 @@ mod tests {
     #[test]
     fn nested_parentheses_keep_their_grouping() {
         let f = Filter::parse("((paymentId eq '1') and paymentDate ge 2023-01-01)").unwrap();
-        assert_eq!(f.to_string(), "paymentId eq '1' and (paymentDate ge 2023-01-01)");
-        let g = Filter::parse("paymentId eq '1' and (paymentDate ge 2023-01-01 and paymentDate le 2023-02-01)").unwrap();
+        assert_eq!(
+            f.to_string(),
+            "paymentId eq '1' and (paymentDate ge 2023-01-01)"
+        );
+        let g = Filter::parse(
+            "paymentId eq '1' and (paymentDate ge 2023-01-01 and paymentDate le 2023-02-01)",
+        )
+        .unwrap();
         assert_eq!(
             g.to_string(),
             "paymentId eq '1' and (paymentDate ge 2023-01-01 and (paymentDate le 2023-02-01))"

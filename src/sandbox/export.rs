@@ -239,12 +239,26 @@ fn render(seed: u64, rows: u64, range: std::ops::Range<u64>, format: Format) -> 
 }
 
 /// A generated export file, unencoded: the header, then rows in chunks.
-pub fn generated_file(seed: u64, rows: u64, format: Format) -> BoxStream<'static, io::Result<Bytes>> {
+pub fn generated_file(
+    seed: u64,
+    rows: u64,
+    format: Format,
+) -> BoxStream<'static, io::Result<Bytes>> {
     const CHUNK: u64 = 2048;
     let mut header = Vec::new();
-    push_record(&mut header, COLUMNS.iter().map(|(name, _)| *name), format.delimiter());
-    let chunks = (0..rows.div_ceil(CHUNK))
-        .map(move |c| Ok(render(seed, rows, c * CHUNK..((c + 1) * CHUNK).min(rows), format)));
+    push_record(
+        &mut header,
+        COLUMNS.iter().map(|(name, _)| *name),
+        format.delimiter(),
+    );
+    let chunks = (0..rows.div_ceil(CHUNK)).map(move |c| {
+        Ok(render(
+            seed,
+            rows,
+            c * CHUNK..((c + 1) * CHUNK).min(rows),
+            format,
+        ))
+    });
     stream::iter([Ok(Bytes::from(header))])
         .chain(stream::iter(chunks))
         .boxed()
@@ -284,7 +298,9 @@ fn slice(
                 let (from, to) = (*pos, *pos + c.len() as u64);
                 *pos = to;
                 let (lo, hi) = (start.max(from), end.min(to));
-                Some(Ok((lo < hi).then(|| c.slice((lo - from) as usize..(hi - from) as usize))))
+                Some(Ok((lo < hi).then(|| {
+                    c.slice((lo - from) as usize..(hi - from) as usize)
+                })))
             }
         };
         futures::future::ready(item)
@@ -312,7 +328,10 @@ fn api_error(status: StatusCode, code: &str, message: impl Into<String>) -> Resp
 
 fn bearer_ok(shared: &Shared, headers: &HeaderMap) -> bool {
     let expected = format!("Bearer {}", shared.config.export_token);
-    headers.get(header::AUTHORIZATION).map(HeaderValue::as_bytes) == Some(expected.as_bytes())
+    headers
+        .get(header::AUTHORIZATION)
+        .map(HeaderValue::as_bytes)
+        == Some(expected.as_bytes())
 }
 
 fn unauthorized() -> Response {
@@ -354,7 +373,13 @@ pub(super) async fn queue(
     headers: HeaderMap,
 ) -> Response {
     let filter = query.get("$filter").cloned();
-    record_call(&shared, "POST", PAYMENTS_PATH.into(), filter.clone(), &headers);
+    record_call(
+        &shared,
+        "POST",
+        PAYMENTS_PATH.into(),
+        filter.clone(),
+        &headers,
+    );
     if let Some(faulted) = common_faults(&shared).await {
         return faulted;
     }
@@ -442,7 +467,13 @@ pub(super) async fn status(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    record_call(&shared, "GET", format!("{PAYMENTS_PATH}/{id}"), None, &headers);
+    record_call(
+        &shared,
+        "GET",
+        format!("{PAYMENTS_PATH}/{id}"),
+        None,
+        &headers,
+    );
     if let Some(faulted) = common_faults(&shared).await {
         return faulted;
     }
@@ -484,8 +515,8 @@ pub(super) async fn blob(
 ) -> Response {
     let config = &shared.config;
     let found = shared.exports().jobs.get(&id).and_then(|job| {
-        let ok = job.request.status == ExportStatus::Completed
-            && query.get("token") == Some(&job.token);
+        let ok =
+            job.request.status == ExportStatus::Completed && query.get("token") == Some(&job.token);
         ok.then_some((job.format, job.length))
     });
     let Some((format, Some(length))) = found else {
@@ -518,12 +549,17 @@ pub(super) async fn blob(
     let full = wire_bytes(&config.export_blob, format, config.export_encoding);
     let body = if Faults::take(&shared.faults.drop_mid_blob) {
         let cut = from + (length - from) / 2;
-        warn!(at = cut, "sandbox fault: dropping the connection in the middle of the blob");
+        warn!(
+            at = cut,
+            "sandbox fault: dropping the connection in the middle of the blob"
+        );
         // The error waits a moment, so that hyper sends the first half
         // (with the answer's head) before it cuts the connection.
         let drop = async {
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            Err(io::Error::other("sandbox fault: connection dropped mid-blob"))
+            Err(io::Error::other(
+                "sandbox fault: connection dropped mid-blob",
+            ))
         };
         slice(full, from, cut).chain(stream::once(drop)).boxed()
     } else {
@@ -562,7 +598,13 @@ mod tests {
 
     #[tokio::test]
     async fn slices_cut_exactly() {
-        let s = || stream::iter([Ok(Bytes::from_static(b"abc")), Ok(Bytes::from_static(b"defg"))]).boxed();
+        let s = || {
+            stream::iter([
+                Ok(Bytes::from_static(b"abc")),
+                Ok(Bytes::from_static(b"defg")),
+            ])
+            .boxed()
+        };
         let got: Vec<Bytes> = slice(s(), 2, 5).try_collect().await.unwrap();
         assert_eq!(got.concat(), b"cde");
         let all: Vec<Bytes> = slice(s(), 0, 7).try_collect().await.unwrap();

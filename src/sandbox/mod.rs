@@ -96,8 +96,8 @@ use crate::api::{
     currency_for_id, field, BulkStart, Envelope, CALLBACK_COLUMNS, HEADER_API_CLIENT,
     HEADER_API_KEY, PAYOUT_TRIGGER_PATH, STARTDIRECT_PATH,
 };
-use crate::export::PAYMENTS_PATH;
 use crate::currency::Currency;
+use crate::export::PAYMENTS_PATH;
 use crate::mask;
 use crate::pattern::{ColumnType, Encoding, Pattern, Registry, FILE_FORMAT_TXT};
 use crate::report::{PAYMENT_LIST_PATH, TRANSACTIONS_PREFIX};
@@ -539,7 +539,10 @@ async fn start(config: SandboxConfig, addr: SocketAddr) -> io::Result<Sandbox> {
         .route(STARTDIRECT_PATH, post(startdirect))
         .route(PAYOUT_TRIGGER_PATH, post(payout::trigger))
         .route(PAYMENTS_PATH, post(export::queue))
-        .route(&format!("{PAYMENTS_PATH}/{{request_id}}"), get(export::status))
+        .route(
+            &format!("{PAYMENTS_PATH}/{{request_id}}"),
+            get(export::status),
+        )
         .route("/blobs/{request_id}", get(export::blob))
         .route(
             &format!("{TRANSACTIONS_PREFIX}{{id}}/transactions"),

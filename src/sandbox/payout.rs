@@ -58,7 +58,10 @@ pub(super) async fn trigger(
     }
     let order: PayoutTrigger = match serde_json::from_slice(&body) {
         Ok(o) => o,
-        Err(e) => return Refusal::bad_request(format!("the body is not a payout order: {e}")).into_response(),
+        Err(e) => {
+            return Refusal::bad_request(format!("the body is not a payout order: {e}"))
+                .into_response()
+        }
     };
     let today = shared.config.as_of.unwrap_or_else(crate::provider_today);
     let mut store = shared.store();
