@@ -20,7 +20,7 @@
 //! ```
 //! use paydrop::export::filter::{Field, Filter};
 //! let f = Filter::all(vec![
-//!     Filter::ge(Field::PaymentDate, "2023-03-01".parse().unwrap()),
+//!     Filter::ge(Field::PaymentDate, "2023-03-01".parse::<chrono::NaiveDate>().unwrap()),
 //!     Filter::eq(Field::EnrollmentParticipantId, "O'Brien"),
 //! ]);
 //! assert_eq!(
