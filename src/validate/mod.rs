@@ -556,8 +556,8 @@ impl<'a, 'h> Validator<'a, 'h> {
     /// a thread of its own, handing records over in batches; the checks run
     /// here, in file order, so errors, hooks and totals are exactly those of
     /// a sequential pass. With a second core free this takes the validator
-    /// from ~35% to ~60% of the bare parser's throughput; on one core it
-    /// costs nothing measurable.
+    /// from ~30% to ~58% of the bare parser's throughput (`cargo bench
+    /// --bench validate`); on one core it costs nothing measurable.
     fn run<R: Read + Send>(&mut self, reader: R) -> Result<(), Fatal> {
         let (input, tally) = Input::new(reader, self.opts.max_line_bytes);
         let pattern = self.pattern;
