@@ -21,14 +21,13 @@ use chrono::NaiveDate;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use futures::StreamExt;
 use paydrop::compress::{compress_reader, Codec, Compression};
-use paydrop::config::Secret;
 use paydrop::currency::Currency;
 use paydrop::generate::{generate, GenOptions};
 use paydrop::ledger::Ledger;
 use paydrop::pattern::Registry;
 use paydrop::sandbox::{self, SandboxConfig};
 use paydrop::submit::{submit_file, RetryPolicy, SubmitOptions};
-use paydrop::upload::{BodyMode, Client, Credentials};
+use paydrop::upload::{BodyMode, Client};
 use paydrop::validate::{validate_file, Hooks, Options};
 
 fn as_of() -> NaiveDate {
@@ -125,17 +124,7 @@ fn submission(c: &mut Criterion) {
             ..SandboxConfig::default()
         }))
         .expect("sandbox");
-    let defaults = SandboxConfig::default();
-    let client = Client::new(
-        &sandbox.base_url(),
-        Credentials {
-            api_key: Secret::new(defaults.api_key),
-            api_client: Secret::new(defaults.api_client),
-        },
-        Duration::from_secs(120),
-        Duration::from_secs(5),
-    )
-    .expect("client");
+    let client = sandbox.client(Duration::from_secs(120)).expect("client");
     let currency = Currency::lookup("TRY").expect("TRY");
     let compression = Compression::new(Codec::Gzip, None).expect("default level");
     let opts = SubmitOptions {

@@ -14,7 +14,6 @@ use crate::config::{Config, InboxConfig, Secret};
 use crate::generate::{generate, GenOptions};
 use crate::pattern::Registry;
 use crate::sandbox::{self, SandboxConfig};
-use crate::upload::{Client, Credentials};
 use crate::watch::{self, WatchHooks, DONE, FAILED};
 
 /// Longest the demo waits for a file to be filed and its results to arrive.
@@ -56,16 +55,7 @@ pub async fn run(registry: Registry, rows: u64, out: &mut impl Write) -> Result<
     config.watch.callback_secret = Some(Secret::new(uuid::Uuid::new_v4().simple().to_string()));
     config.submit.backoff_ms = 100;
     config.submit.backoff_max_ms = 1000;
-    let defaults = SandboxConfig::default();
-    let client = Client::new(
-        &sandbox.base_url(),
-        Credentials {
-            api_key: Secret::new(defaults.api_key),
-            api_client: Secret::new(defaults.api_client),
-        },
-        Duration::from_secs(60),
-        Duration::from_secs(5),
-    )?;
+    let client = sandbox.client(Duration::from_secs(60))?;
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let daemon = tokio::spawn(watch::run(

@@ -427,6 +427,20 @@ impl Sandbox {
         format!("http://{}", self.addr)
     }
 
+    /// A `startdirect` client for this sandbox, with the keys it accepts.
+    pub fn client(&self, timeout: std::time::Duration) -> anyhow::Result<crate::upload::Client> {
+        let config = &self.shared.config;
+        crate::upload::Client::new(
+            &self.base_url(),
+            crate::upload::Credentials {
+                api_key: crate::config::Secret::new(config.api_key.clone()),
+                api_client: crate::config::Secret::new(config.api_client.clone()),
+            },
+            timeout,
+            std::time::Duration::from_secs(5),
+        )
+    }
+
     /// The full `startdirect` URL.
     pub fn startdirect_url(&self) -> String {
         format!("{}{STARTDIRECT_PATH}", self.base_url())
