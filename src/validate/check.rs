@@ -21,18 +21,36 @@ fn fail<T>(kind: ErrorKind, reason: impl Into<String>) -> Result<T, Fail> {
 /// assert!(!paydrop::validate::check::luhn(b"4506349116543211"));
 /// ```
 pub fn luhn(digits: &[u8]) -> bool {
-    let mut sum = 0u32;
-    for (i, d) in digits.iter().rev().enumerate() {
-        let mut v = (d - b'0') as u32;
-        if i % 2 == 1 {
-            v *= 2;
-            if v > 9 {
-                v -= 9;
+    luhn_sum(digits, 1).is_multiple_of(10)
+}
+
+/// The digit that makes `payload` followed by it pass the Luhn check.
+///
+/// ```
+/// use paydrop::validate::check::luhn_check_digit;
+/// assert_eq!(luhn_check_digit(b"450634911654321"), b'8');
+/// ```
+pub fn luhn_check_digit(payload: &[u8]) -> u8 {
+    // The check digit will sit at position 0, so the payload's last digit is
+    // the first one doubled.
+    b'0' + ((10 - luhn_sum(payload, 0) % 10) % 10) as u8
+}
+
+/// Luhn sum with every digit at `doubled` parity (from the right) doubled.
+fn luhn_sum(digits: &[u8], doubled: usize) -> u32 {
+    digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, d)| {
+            let v = (d - b'0') as u32;
+            match (i % 2 == doubled, v * 2) {
+                (true, w) if w > 9 => w - 9,
+                (true, w) => w,
+                (false, _) => v,
             }
-        }
-        sum += v;
-    }
-    sum.is_multiple_of(10)
+        })
+        .sum()
 }
 
 pub fn card_number(v: &[u8]) -> Result<(), Fail> {

@@ -54,25 +54,8 @@ pub fn validate1(bytes: &[u8]) -> Result<Report, Fatal> {
 
 /// Adds the Luhn check digit to `payload`.
 pub fn with_check_digit(payload: &str) -> String {
-    let sum: u32 = payload
-        .bytes()
-        .rev()
-        .enumerate()
-        .map(|(i, b)| {
-            let d = u32::from(b - b'0');
-            if i % 2 == 0 {
-                let d2 = d * 2;
-                if d2 > 9 {
-                    d2 - 9
-                } else {
-                    d2
-                }
-            } else {
-                d
-            }
-        })
-        .sum();
-    format!("{payload}{}", (10 - sum % 10) % 10)
+    let digit = paydrop::validate::check::luhn_check_digit(payload.as_bytes());
+    format!("{payload}{}", char::from(digit))
 }
 
 /// A Luhn-valid 16-digit card number, different for each `n`.
