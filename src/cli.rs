@@ -14,19 +14,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::compress::{Codec, Compression};
-use crate::config::{Config, ENV_API_CLIENT, ENV_API_KEY, ENV_EXPORT_TOKEN, ENV_REPORT_TOKEN};
-use crate::currency::Currency;
-use crate::export;
-use crate::generate::{generate, GenOptions};
-use crate::ledger::{Batch, Ledger, State};
-use crate::pattern::{Pattern, Registry};
-use crate::payout;
-use crate::sandbox::{self, SandboxConfig};
-use crate::submit::{submit_file, RetryPolicy, SubmitError, SubmitOptions};
-use crate::upload::{BodyMode, Client, Credentials};
-use crate::validate::{validate_file, Fatal, Hooks, Options, Report, RowError};
-use crate::watch::{self, WatchHooks};
+use paydrop::compress::{Codec, Compression};
+use paydrop::config::{Config, ENV_API_CLIENT, ENV_API_KEY, ENV_EXPORT_TOKEN, ENV_REPORT_TOKEN};
+use paydrop::currency::Currency;
+use paydrop::export;
+use paydrop::generate::{generate, GenOptions};
+use paydrop::ledger::{Batch, Ledger, State};
+use paydrop::pattern::{Pattern, Registry};
+use paydrop::payout;
+use paydrop::sandbox::{self, SandboxConfig};
+use paydrop::submit::{submit_file, RetryPolicy, SubmitError, SubmitOptions};
+use paydrop::upload::{BodyMode, Client, Credentials};
+use paydrop::validate::{validate_file, Fatal, Hooks, Options, Report, RowError};
+use paydrop::watch::{self, WatchHooks};
 
 mod reports;
 
@@ -184,8 +184,8 @@ struct ExportArgs {
     #[arg(long)]
     participant: Option<String>,
     /// File format requested from the provider.
-    #[arg(long, value_enum, default_value_t = crate::export::Format::Csv)]
-    format: crate::export::Format,
+    #[arg(long, value_enum, default_value_t = paydrop::export::Format::Csv)]
+    format: paydrop::export::Format,
     /// Write the rows here (replaced only once the whole export is read).
     #[arg(short, long)]
     output: Option<PathBuf>,
@@ -312,7 +312,7 @@ struct ValidateArgs {
     #[arg(long)]
     as_of: Option<chrono::NaiveDate>,
     /// Rows per submission; bigger files are split.
-    #[arg(long, default_value_t = crate::PROVIDER_MAX_ROWS)]
+    #[arg(long, default_value_t = paydrop::PROVIDER_MAX_ROWS)]
     split_rows: u64,
     /// Longest line accepted, in bytes.
     #[arg(long, default_value_t = 1 << 20)]
@@ -440,7 +440,7 @@ async fn submit_cmd(registry: &Registry, config: &Config, args: &SubmitArgs) -> 
             max: max_delay,
         },
         now: chrono::Utc::now(),
-        as_of: args.as_of.unwrap_or_else(crate::provider_today),
+        as_of: args.as_of.unwrap_or_else(paydrop::provider_today),
     };
     let mut ledger = Ledger::open(&config.ledger.path)?;
     let sent = Arc::new(AtomicU64::new(0));
@@ -587,7 +587,7 @@ async fn payout_cmd(config: &Config, command: &PayoutCommand) -> Result<ExitCode
         skip_exists_control: args.skip_exists_control,
     };
     let opts = payout::TriggerOptions {
-        today: args.as_of.unwrap_or_else(crate::provider_today),
+        today: args.as_of.unwrap_or_else(paydrop::provider_today),
         retry: retry_policy(config),
     };
     let mut ledger = Ledger::open(&config.ledger.path)?;
@@ -990,7 +990,7 @@ fn validate_cmd(registry: &Registry, args: &ValidateArgs) -> Result<ExitCode> {
     };
     let opts = Options {
         max_errors: args.max_errors,
-        as_of: args.as_of.unwrap_or_else(crate::provider_today),
+        as_of: args.as_of.unwrap_or_else(paydrop::provider_today),
         currency: args.currency,
         split_rows: args.split_rows,
         max_line_bytes: args.max_line_bytes,
@@ -1225,7 +1225,7 @@ fn gen_cmd(registry: &Registry, args: &GenArgs) -> Result<ExitCode> {
         error_rate: args.error_rate,
         seed: args.seed,
         header: args.header.then_some(true),
-        as_of: args.as_of.unwrap_or_else(crate::provider_today),
+        as_of: args.as_of.unwrap_or_else(paydrop::provider_today),
         ..GenOptions::default()
     };
     let out = File::create(&args.output)

@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-use crate::config::{Config, InboxConfig, Secret};
-use crate::generate::{generate, GenOptions};
-use crate::pattern::Registry;
-use crate::sandbox::{self, SandboxConfig};
-use crate::watch::{self, WatchHooks, DONE, FAILED};
+use paydrop::config::{Config, InboxConfig, Secret};
+use paydrop::generate::{generate, GenOptions};
+use paydrop::pattern::Registry;
+use paydrop::sandbox::{self, SandboxConfig};
+use paydrop::watch::{self, WatchHooks, DONE, FAILED};
 
 /// Longest the demo waits for a file to be filed and its results to arrive.
 const WAIT: Duration = Duration::from_secs(120);

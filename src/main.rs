@@ -1,5 +1,9 @@
-//! The `paydrop` binary: the command line only; everything else is the library.
+//! The `paydrop` binary: the command line and the demo; everything else is
+//! the `paydrop` library.
+
+mod cli;
+mod demo;
 
 fn main() -> std::process::ExitCode {
-    paydrop::cli::main()
+    cli::main()
 }

@@ -157,7 +157,7 @@ async fn rows_in_other_currencies_are_refused_before_sending() {
     // A custom pattern 2: pattern 1 plus a currency column; generated rows
     // are in TRY, USD and EUR. One submission carries one CurrencyId, so such
     // a file is refused locally and nothing reaches the provider.
-    let src = include_str!("../samples/patterns/1-open-card-simple.toml")
+    let src = include_str!("../crates/paydrop/patterns/1-open-card-simple.toml")
         .replacen("id = 1\n", "id = 2\n", 1)
         + "\n[[columns]]\nname = \"currency\"\ntype = \"currency\"\ncurrency = true\n";
     let pattern = Pattern::from_toml(&src, "test pattern 2").expect("pattern 2 is valid");

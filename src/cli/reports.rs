@@ -1,5 +1,5 @@
 //! `paydrop report …` and `paydrop reconcile`: arguments and terminal output
-//! over [`crate::report`] and [`crate::reconcile`].
+//! over [`paydrop::report`] and [`paydrop::reconcile`].
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -10,12 +10,12 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 
 use super::EXIT_INVALID;
-use crate::config::{Config, ENV_REPORT_TOKEN};
-use crate::currency::Currency;
-use crate::pattern::Registry;
-use crate::reconcile::{self, Against, Key, Sent};
-use crate::report::{Format, PaymentQuery, ReportClient};
-use crate::submit::RetryPolicy;
+use paydrop::config::{Config, ENV_REPORT_TOKEN};
+use paydrop::currency::Currency;
+use paydrop::pattern::Registry;
+use paydrop::reconcile::{self, Against, Key, Sent};
+use paydrop::report::{Format, PaymentQuery, ReportClient};
+use paydrop::submit::RetryPolicy;
 
 #[derive(Subcommand)]
 pub(super) enum ReportCommand {
@@ -175,7 +175,8 @@ pub(super) async fn report_cmd(config: &Config, command: &ReportCommand) -> Resu
         }
         ReportCommand::Payments(args) => {
             let payment = args.payment_from.as_deref().zip(args.payment_to.as_deref());
-            let query = PaymentQuery::new(&args.from, &args.to, payment, crate::provider_today())?;
+            let query =
+                PaymentQuery::new(&args.from, &args.to, payment, paydrop::provider_today())?;
             let client = report_client(config, args.base.as_deref())?;
             let by_name = args
                 .output

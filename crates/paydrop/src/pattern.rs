@@ -720,8 +720,8 @@ impl From<&Column> for RawColumn {
 // ---------------------------------------------------------------------------
 // Built-in patterns and the registry.
 
-const PATTERN_1: &str = include_str!("../samples/patterns/1-open-card-simple.toml");
-const PATTERN_3: &str = include_str!("../samples/patterns/3-insurance-simple.toml");
+const PATTERN_1: &str = include_str!("../patterns/1-open-card-simple.toml");
+const PATTERN_3: &str = include_str!("../patterns/3-insurance-simple.toml");
 
 /// The patterns the provider publishes (1 and 3).
 pub fn builtin() -> Vec<Pattern> {

@@ -11,11 +11,9 @@
 //! stage; the binary (`src/main.rs`) is only the command line in [`cli`].
 
 pub mod api;
-pub mod cli;
 pub mod compress;
 pub mod config;
 pub mod currency;
-pub mod demo;
 pub mod export;
 pub mod generate;
 pub mod ledger;
