@@ -1017,6 +1017,7 @@ fn validate_cmd(registry: &Registry, args: &ValidateArgs) -> Result<ExitCode> {
     let hooks = Hooks {
         on_error: Some(&mut on_error),
         progress: Some(&progress),
+        ..Hooks::default()
     };
     let outcome = validate_file(&args.file, pattern, &opts, hooks);
     if let Some(b) = &bar {

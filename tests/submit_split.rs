@@ -87,4 +87,27 @@ async fn a_200k_row_file_is_sent_as_150k_and_50k_whose_amounts_add_up() {
         assert_eq!(b.file_part_encoding, None);
     }
     assert_ne!(got[0].bulk_payment_id, got[1].bulk_payment_id);
+
+    // The ledger remembers every row sent, in its part, exactly as written:
+    // lineNumber, merchantUniqueCode and amount.
+    let ledger = world.ledger();
+    for (s, part) in subs.iter().zip(&parts) {
+        let mut expected = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(&part[..]);
+        let mut n = 0u64;
+        let mut records = expected.records();
+        ledger
+            .each_sent_row(s.id, |row| {
+                let cells = records.next().expect("a row per sent row").unwrap();
+                assert_eq!(row.line_number.to_string(), cells[3].to_string());
+                assert_eq!(row.amount.to_string(), cells[2].to_string());
+                assert_eq!(row.code.as_deref(), Some(&cells[9]));
+                n += 1;
+                Ok::<_, paydrop::ledger::LedgerError>(())
+            })
+            .unwrap();
+        assert!(records.next().is_none(), "part {}: rows missing", s.part);
+        assert_eq!((n, ledger.sent_row_count(s.id).unwrap()), (s.rows, s.rows));
+    }
 }

@@ -113,6 +113,23 @@ pub enum Recorded {
     Refused(String),
 }
 
+/// One row as it was sent: what its result line must echo.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SentRow {
+    /// The row's `lineNumber` cell (its 1-based row in the file when the
+    /// pattern has no such column).
+    pub line_number: i64,
+    /// The row's payment code (`merchantUniqueCode`), when the pattern has one.
+    pub code: Option<String>,
+    pub amount: Decimal,
+}
+
+/// The 64-bit fingerprint under which a payment code is looked up (stored as
+/// SQLite's signed integer).
+pub fn code_fingerprint(code: &str) -> i64 {
+    xxhash_rust::xxh3::xxh3_64(code.as_bytes()) as i64
+}
+
 /// What a new batch is: one file (or its parts) about to be submitted.
 #[derive(Clone, Debug)]
 pub struct NewBatch {
@@ -319,6 +336,20 @@ CREATE TABLE payout_orders (
     updated_at TEXT NOT NULL
 );
 CREATE INDEX payout_orders_currency ON payout_orders(currency, date_from);
+",
+    // Every row sent, so that the same payment is never sent twice (looked up
+    // by `code_fp`, a 64-bit fingerprint of the payment code) and every
+    // result line can be checked against what was sent.
+    "
+CREATE TABLE sent_rows (
+    submission_id INTEGER NOT NULL REFERENCES submissions(id),
+    line_number INTEGER NOT NULL,
+    code TEXT,
+    code_fp INTEGER,
+    amount TEXT NOT NULL,
+    PRIMARY KEY (submission_id, line_number)
+) WITHOUT ROWID;
+CREATE INDEX sent_rows_code ON sent_rows(code_fp);
 ",
 ];
 
@@ -650,6 +681,84 @@ impl Ledger {
         Ok(Recorded::Stored { lines: count })
     }
 
+    /// Records the rows sent in one submission, in one transaction, before
+    /// its first call. Rows already recorded for it (a resumed submission)
+    /// are left as they are; returns how many rows the submission has now.
+    pub fn record_sent_rows<E: From<LedgerError>>(
+        &mut self,
+        submission_id: i64,
+        rows: impl IntoIterator<Item = std::result::Result<SentRow, E>>,
+    ) -> std::result::Result<u64, E> {
+        let existing = self.sent_row_count(submission_id)?;
+        if existing > 0 {
+            return Ok(existing);
+        }
+        let tx = self.conn.transaction().map_err(LedgerError::from)?;
+        let mut count = 0u64;
+        {
+            let mut insert = tx
+                .prepare(
+                    "INSERT INTO sent_rows (submission_id, line_number, code, code_fp, amount)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(LedgerError::from)?;
+            for row in rows {
+                let row = row?;
+                insert
+                    .execute(params![
+                        submission_id,
+                        row.line_number,
+                        row.code,
+                        row.code.as_deref().map(code_fingerprint),
+                        row.amount.to_string()
+                    ])
+                    .map_err(LedgerError::from)?;
+                count += 1;
+            }
+        }
+        tx.commit().map_err(LedgerError::from)?;
+        Ok(count)
+    }
+
+    /// How many rows of a submission are recorded as sent.
+    pub fn sent_row_count(&self, submission_id: i64) -> Result<u64> {
+        let n: i64 = self.conn.query_row(
+            "SELECT COUNT(*) FROM sent_rows WHERE submission_id = ?1",
+            [submission_id],
+            |r| r.get(0),
+        )?;
+        Ok(n as u64)
+    }
+
+    /// Calls `f` with each row sent in one submission, in line order,
+    /// reading them one at a time.
+    pub fn each_sent_row<E: From<LedgerError>>(
+        &self,
+        submission_id: i64,
+        mut f: impl FnMut(SentRow) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT line_number, code, amount FROM sent_rows WHERE submission_id = ?1
+                 ORDER BY line_number",
+            )
+            .map_err(LedgerError::from)?;
+        let rows = stmt
+            .query_map([submission_id], |r| {
+                Ok(SentRow {
+                    line_number: r.get(0)?,
+                    code: r.get(1)?,
+                    amount: decimal(r.get(2)?)?,
+                })
+            })
+            .map_err(LedgerError::from)?;
+        for row in rows {
+            f(row.map_err(LedgerError::from)?)?;
+        }
+        Ok(())
+    }
+
     /// The stored result lines of a batch, in line order.
     pub fn results_of_batch(&self, batch_id: i64) -> Result<Vec<ResultLine>> {
         let mut out = Vec::new();
@@ -937,6 +1046,42 @@ mod tests {
         let batches = l.batches_for("abc").unwrap();
         assert_eq!(batches.len(), 1);
         assert!(!batches[0].is_accepted());
+    }
+
+    #[test]
+    fn sent_rows_are_recorded_once_per_submission_and_read_back_in_line_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut l = Ledger::open(&dir.path().join("l.db")).unwrap();
+        let b = l.create_batch(&new_batch("abc", 0)).unwrap();
+        let sub = b.submissions[0].id;
+        let row = |line: i64, code: Option<&str>, amount: &str| SentRow {
+            line_number: line,
+            code: code.map(str::to_string),
+            amount: amount.parse().unwrap(),
+        };
+        let rows = [row(2, Some("MUC-2"), "5.50"), row(1, None, "14.50")];
+        let ok = |rows: &[SentRow]| rows.iter().cloned().map(Ok::<_, LedgerError>);
+        assert_eq!(l.record_sent_rows(sub, ok(&rows)).unwrap(), 2);
+        // A resumed submission keeps what it has.
+        assert_eq!(
+            l.record_sent_rows(sub, ok(&[row(9, None, "1")])).unwrap(),
+            2
+        );
+        let mut back = Vec::new();
+        l.each_sent_row(sub, |r| {
+            back.push(r);
+            Ok::<_, LedgerError>(())
+        })
+        .unwrap();
+        assert_eq!(back, [rows[1].clone(), rows[0].clone()]);
+        assert_eq!(l.sent_row_count(b.submissions[1].id).unwrap(), 0);
+        // A failure half-way records nothing.
+        let failing = [
+            Ok(row(1, Some("A"), "1")),
+            Err(LedgerError::Corrupt("disk".into())),
+        ];
+        assert!(l.record_sent_rows(b.submissions[1].id, failing).is_err());
+        assert_eq!(l.sent_row_count(b.submissions[1].id).unwrap(), 0);
     }
 
     #[test]

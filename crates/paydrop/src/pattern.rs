@@ -71,6 +71,11 @@ pub struct Column {
     pub currency: bool,
     /// This column numbers the data rows 1, 2, 3, …
     pub line_number: bool,
+    /// This column identifies one payment (the provider's row
+    /// `merchantUniqueCode`): the ledger remembers it for every row sent, so
+    /// that the same payment is never sent twice, and the result file is
+    /// matched against it.
+    pub payment_code: bool,
     /// Values are masked wherever paydrop prints them.
     pub mask: bool,
 }
@@ -141,6 +146,16 @@ impl Pattern {
     /// Index of the column holding the amount, if any.
     pub fn amount_column(&self) -> Option<usize> {
         self.columns.iter().position(|c| c.amount)
+    }
+
+    /// Index of the column identifying each payment, if any.
+    pub fn payment_code_column(&self) -> Option<usize> {
+        self.columns.iter().position(|c| c.payment_code)
+    }
+
+    /// Index of the column numbering the rows, if any.
+    pub fn line_number_column(&self) -> Option<usize> {
+        self.columns.iter().position(|c| c.line_number)
     }
 
     /// Index of the column holding the currency, if any.
@@ -288,6 +303,8 @@ struct RawColumn {
     #[serde(default, skip_serializing_if = "is_false")]
     line_number: bool,
     #[serde(default, skip_serializing_if = "is_false")]
+    payment_code: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
     mask: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     min_len: Option<usize>,
@@ -431,10 +448,11 @@ impl RawPattern {
             columns.push(column);
         }
         type Flag = fn(&Column) -> bool;
-        let flags: [(Flag, &str); 3] = [
+        let flags: [(Flag, &str); 4] = [
             (|c| c.amount, "amount"),
             (|c| c.currency, "currency"),
             (|c| c.line_number, "line_number"),
+            (|c| c.payment_code, "payment_code"),
         ];
         for (flag, what) in flags {
             if columns.iter().filter(|c| flag(c)).count() > 1 {
@@ -602,6 +620,14 @@ impl RawColumn {
                 "only an integer column can number lines".into(),
             ));
         }
+        if self.payment_code && !(self.unique && self.required) {
+            return Err((
+                "payment_code",
+                "a payment code identifies one payment: set `unique = true` and keep the column \
+                 required"
+                    .into(),
+            ));
+        }
         if self.unique && !matches!(kind, ColumnType::String { .. } | ColumnType::Integer { .. }) {
             return Err((
                 "unique",
@@ -617,6 +643,7 @@ impl RawColumn {
             amount: self.amount,
             currency: self.currency,
             line_number: self.line_number,
+            payment_code: self.payment_code,
             mask,
         })
     }
@@ -681,6 +708,7 @@ impl From<&Column> for RawColumn {
             amount: c.amount,
             currency: c.currency,
             line_number: c.line_number,
+            payment_code: c.payment_code,
             // Masking is implied by the card and identity types.
             mask: c.mask && !matches!(c.kind, ColumnType::CardNumber | ColumnType::TrIdentity),
             ..RawColumn::default()

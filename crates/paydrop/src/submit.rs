@@ -9,6 +9,8 @@
 //! after a crash or a second machine all send the same code, which the
 //! provider deduplicates.
 
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -19,10 +21,12 @@ use rand::Rng;
 
 use crate::compress::Compression;
 use crate::currency::Currency;
-use crate::ledger::{AttemptOutcome, Batch, Ledger, LedgerError, NewBatch, NewSubmission, State};
+use crate::ledger::{
+    AttemptOutcome, Batch, Ledger, LedgerError, NewBatch, NewSubmission, SentRow, State,
+};
 use crate::pattern::Pattern;
 use crate::upload::{Answer, BodyMode, Client, PartRequest};
-use crate::validate::{validate_file, Fatal, Hooks, Options, Report};
+use crate::validate::{validate_file, Fatal, Hooks, Options, Report, ValidRow};
 
 /// How to submit.
 #[derive(Clone, Debug)]
@@ -105,6 +109,8 @@ pub enum SubmitError {
     Currency { found: String, expected: String },
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    #[error("cannot spool the rows for the ledger: {0}")]
+    Spool(io::Error),
     #[error("validation stopped unexpectedly: {0}")]
     Join(String),
 }
@@ -158,7 +164,7 @@ pub async fn submit_file(
     opts: &SubmitOptions,
     sent: Arc<AtomicU64>,
 ) -> Result<Submitted, SubmitError> {
-    let report = validate(path, pattern, opts).await?;
+    let (report, spool) = validate(path, pattern, opts).await?;
     if !report.is_valid() {
         return Err(SubmitError::Invalid(Box::new(report)));
     }
@@ -180,6 +186,7 @@ pub async fn submit_file(
         ));
     }
     notices.extend(late_window_notice(opts.now));
+    record_sent_rows(ledger, &batch, spool).await?;
 
     for (sub, part) in batch.submissions.iter().zip(&report.parts) {
         if sub.state == State::Accepted {
@@ -214,11 +221,13 @@ pub async fn submit_file(
     })
 }
 
+/// Validates the file and spools every valid row's identity (see
+/// [`RowSpool`]) for the ledger.
 async fn validate(
     path: &Path,
     pattern: &Pattern,
     opts: &SubmitOptions,
-) -> Result<Report, SubmitError> {
+) -> Result<(Report, RowSpool), SubmitError> {
     let path: PathBuf = path.to_path_buf();
     let pattern = pattern.clone();
     let vopts = Options {
@@ -228,10 +237,138 @@ async fn validate(
         ..Options::default()
     };
     // csv on a blocking thread measured faster than csv-async (README).
-    tokio::task::spawn_blocking(move || validate_file(&path, &pattern, &vopts, Hooks::default()))
-        .await
-        .map_err(|e| SubmitError::Join(e.to_string()))?
-        .map_err(SubmitError::from)
+    tokio::task::spawn_blocking(move || {
+        let mut spool = RowSpool::new().map_err(Fatal::Io)?;
+        let mut on_row = |row: &ValidRow<'_>| spool.push(row);
+        let hooks = Hooks {
+            on_row: Some(&mut on_row),
+            ..Hooks::default()
+        };
+        let report = validate_file(&path, &pattern, &vopts, hooks)?;
+        spool.finish().map_err(Fatal::Io)?;
+        Ok((report, spool))
+    })
+    .await
+    .map_err(|e| SubmitError::Join(e.to_string()))?
+}
+
+/// Records the rows of every part of `batch` in the ledger before anything
+/// is sent (a resumed part keeps the rows it has).
+async fn record_sent_rows(
+    ledger: &mut Ledger,
+    batch: &Batch,
+    spool: RowSpool,
+) -> Result<(), SubmitError> {
+    let mut rows = spool.rows().map_err(SubmitError::Spool)?.peekable();
+    for sub in &batch.submissions {
+        let part = std::iter::from_fn(|| {
+            rows.next_if(|r| r.as_ref().map_or(true, |(p, _)| *p == sub.part))
+                .map(|r| r.map(|(_, row)| row).map_err(SubmitError::Spool))
+        });
+        // One transaction per part (≤150,000 rows): a few hundred ms of
+        // SQLite work, on this thread like every other ledger write.
+        ledger.record_sent_rows(sub.id, part)?;
+    }
+    Ok(())
+}
+
+/// The identity of every valid row (part, line number, payment code,
+/// amount), spooled to an anonymous temporary file while the file is
+/// validated, so that memory stays flat however many rows a file has. Holds
+/// no card data.
+struct RowSpool {
+    file: BufWriter<File>,
+    error: Option<io::Error>,
+}
+
+impl RowSpool {
+    fn new() -> io::Result<Self> {
+        Ok(RowSpool {
+            file: BufWriter::with_capacity(1 << 16, tempfile::tempfile()?),
+            error: None,
+        })
+    }
+
+    fn push(&mut self, row: &ValidRow<'_>) {
+        if self.error.is_some() {
+            return;
+        }
+        let line_number = row.line_number.unwrap_or(row.row as i64);
+        let amount = row.amount.map(|(_, a)| a).unwrap_or_default().to_string();
+        let code = row.code.as_deref();
+        let mut write = || -> io::Result<()> {
+            self.file.write_all(&row.part.to_le_bytes())?;
+            self.file.write_all(&line_number.to_le_bytes())?;
+            write_text(&mut self.file, Some(&amount))?;
+            write_text(&mut self.file, code)
+        };
+        if let Err(e) = write() {
+            self.error = Some(e);
+        }
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        match self.error.take() {
+            Some(e) => Err(e),
+            None => self.file.flush(),
+        }
+    }
+
+    /// The spooled rows in order, as (part, row).
+    fn rows(self) -> io::Result<impl Iterator<Item = io::Result<(u32, SentRow)>>> {
+        let mut file = self.file.into_inner().map_err(|e| e.into_error())?;
+        file.seek(SeekFrom::Start(0))?;
+        let mut r = BufReader::with_capacity(1 << 16, file);
+        Ok(std::iter::from_fn(move || {
+            let mut part = [0u8; 4];
+            match r.read_exact(&mut part) {
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return None,
+                Err(e) => return Some(Err(e)),
+                Ok(()) => {}
+            }
+            let mut read = || -> io::Result<(u32, SentRow)> {
+                let mut line = [0u8; 8];
+                r.read_exact(&mut line)?;
+                let amount = read_text(&mut r)?.unwrap_or_default();
+                let amount = amount
+                    .parse()
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                let code = read_text(&mut r)?;
+                let row = SentRow {
+                    line_number: i64::from_le_bytes(line),
+                    code,
+                    amount,
+                };
+                Ok((u32::from_le_bytes(part), row))
+            };
+            Some(read())
+        }))
+    }
+}
+
+/// `None` is written as the length `u32::MAX`.
+fn write_text(w: &mut impl Write, text: Option<&str>) -> io::Result<()> {
+    match text {
+        Some(t) => {
+            w.write_all(&(t.len() as u32).to_le_bytes())?;
+            w.write_all(t.as_bytes())
+        }
+        None => w.write_all(&u32::MAX.to_le_bytes()),
+    }
+}
+
+fn read_text(r: &mut impl Read) -> io::Result<Option<String>> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)?;
+    let len = u32::from_le_bytes(len);
+    if len == u32::MAX {
+        return Ok(None);
+    }
+    let mut buf = vec![0; len as usize];
+    r.read_exact(&mut buf)?;
+    String::from_utf8(buf)
+        .map(Some)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 /// Finds the batch to (re)send, or records a new one, or refuses.

@@ -688,7 +688,12 @@ async fn process(shared: &Shared, claimed: &Claimed) -> Fate {
             }
             (Fate::Failed, Some(e.to_string()), None, None, Vec::new())
         }
-        Err(e @ (SubmitError::Unknown { .. } | SubmitError::Ledger(_) | SubmitError::Join(_))) => {
+        Err(
+            e @ (SubmitError::Unknown { .. }
+            | SubmitError::Ledger(_)
+            | SubmitError::Spool(_)
+            | SubmitError::Join(_)),
+        ) => {
             tracing::warn!(file = %claimed_path, error = %e, "no definite outcome; the file stays in processing/ and is retried");
             m.files_deferred.fetch_add(1, Ordering::Relaxed);
             return Fate::Deferred;

@@ -168,6 +168,25 @@ impl Default for Options {
 pub struct Hooks<'a> {
     pub on_error: Option<&'a mut dyn FnMut(&RowError)>,
     pub progress: Option<&'a dyn Fn(u64)>,
+    /// Every valid row's identity, in file order: what the ledger remembers
+    /// of each payment it sends.
+    pub on_row: Option<&'a mut dyn FnMut(&ValidRow<'_>)>,
+}
+
+/// What identifies one valid row (see [`Hooks::on_row`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValidRow<'r> {
+    /// The part (1-based) the row is sent in.
+    pub part: u32,
+    /// Position among the data rows (1-based).
+    pub row: u64,
+    /// The row's `line_number` cell, when the pattern has one.
+    pub line_number: Option<i64>,
+    /// The row's payment code cell (see [`Column::payment_code`]), when the
+    /// pattern has one.
+    pub code: Option<Cow<'r, str>>,
+    /// The row's amount and currency, when the pattern has an amount.
+    pub amount: Option<(Currency, Decimal)>,
 }
 
 /// A consecutive run of at most `split_rows` rows: one submission.
@@ -770,6 +789,7 @@ impl<'a, 'h> Validator<'a, 'h> {
 
         let mut amount = None;
         let mut currency = None;
+        let mut line_number = None;
         // The record has exactly one field per column (checked above).
         for (i, (column, f)) in pattern.columns.iter().zip(rec.iter()).enumerate() {
             if control.as_ref().is_some_and(|(c, _)| *c == i) {
@@ -792,6 +812,7 @@ impl<'a, 'h> Validator<'a, 'h> {
                 Ok(Value::Amount(d)) => amount = Some(d),
                 Ok(Value::Currency(c)) => currency = Some(c),
                 Ok(Value::Integer(n)) if column.line_number => {
+                    line_number = Some(n);
                     let base = *self.line_base.get_or_insert(n - (row as i64 - 1));
                     let expected = base + (row as i64 - 1);
                     if n != expected {
@@ -822,14 +843,26 @@ impl<'a, 'h> Validator<'a, 'h> {
             }
         }
 
+        let currency = currency.unwrap_or(self.opts.currency);
         if self.report.errors_total == errors_before {
             if let Some(amount) = amount {
-                let currency = currency.unwrap_or(self.opts.currency);
                 self.add_amount(rec, line, row, currency, amount);
             }
         }
         if self.report.errors_total == errors_before {
             self.report.rows_valid += 1;
+            if let Some(on_row) = self.hooks.on_row.as_mut() {
+                on_row(&ValidRow {
+                    part: self.report.parts.last().map_or(1, |p| p.index),
+                    row,
+                    line_number,
+                    code: pattern
+                        .payment_code_column()
+                        .and_then(|i| rec.get(i))
+                        .map(|f| pattern.decode(f)),
+                    amount: amount.map(|a| (currency, a)),
+                });
+            }
         } else {
             self.report.rows_invalid += 1;
         }
