@@ -1060,7 +1060,9 @@ mod tests {
             amount: amount.parse().unwrap(),
         };
         let rows = [row(2, Some("MUC-2"), "5.50"), row(1, None, "14.50")];
-        let ok = |rows: &[SentRow]| rows.iter().cloned().map(Ok::<_, LedgerError>);
+        fn ok(rows: &[SentRow]) -> impl Iterator<Item = Result<SentRow>> + '_ {
+            rows.iter().cloned().map(Ok)
+        }
         assert_eq!(l.record_sent_rows(sub, ok(&rows)).unwrap(), 2);
         // A resumed submission keeps what it has.
         assert_eq!(
