@@ -17,7 +17,6 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -25,7 +24,7 @@ use tokio_util::io::ReaderStream;
 use tracing::{info, warn};
 
 use super::clock;
-use super::config::PageOrder;
+use super::config::{CallbackConfig, PageOrder};
 use super::finish::sleep_or_cancel;
 use super::outcome::mix;
 use super::results::{self, PageFile, Style};
@@ -216,18 +215,7 @@ async fn deliver_page(
             backoff = backoff.saturating_mul(2);
         }
         attempts += 1;
-        match post(
-            &bulk.http,
-            url,
-            &data,
-            file,
-            &name,
-            gzip,
-            cfg.file_part_first,
-            cfg.timeout,
-        )
-        .await
-        {
+        match post(&bulk.http, url, &data, file, &name, gzip, cfg).await {
             Ok(()) => {
                 delivered = true;
                 break;
@@ -264,7 +252,6 @@ async fn deliver_page(
 
 /// One attempt, streaming the page's file from disk (a streamed body cannot
 /// be cloned, so every attempt reopens it).
-#[allow(clippy::too_many_arguments)]
 async fn post(
     http: &reqwest::Client,
     url: &str,
@@ -272,8 +259,7 @@ async fn post(
     file: &PageFile,
     name: &str,
     gzip: bool,
-    file_first: bool,
-    timeout: Duration,
+    cfg: &CallbackConfig,
 ) -> Result<(), String> {
     let opened = tokio::fs::File::open(&file.path)
         .await
@@ -288,7 +274,7 @@ async fn post(
         })
         .map_err(|e| e.to_string())?;
     let form = reqwest::multipart::Form::new();
-    let form = if file_first {
+    let form = if cfg.file_part_first {
         form.part("file", part).text("data", data.to_string())
     } else {
         form.text("data", data.to_string()).part("file", part)
@@ -296,7 +282,7 @@ async fn post(
     // The address may carry the merchant's path secret: errors drop it.
     http.post(url)
         .multipart(form)
-        .timeout(timeout)
+        .timeout(cfg.timeout)
         .send()
         .await
         .and_then(reqwest::Response::error_for_status)

@@ -175,7 +175,8 @@ pub struct CallbackConfig {
     /// Lines end with CRLF instead of LF (the pages do not say).
     pub crlf: bool,
     pub order: PageOrder,
-    /// Post this page a second time, after all the others.
+    /// Post this page a second time, after all the others (it then carries
+    /// `HasMorePages: false`, the earlier ones true).
     pub repeat_page: Option<u64>,
     /// Wait between two pages.
     pub page_delay: Duration,

@@ -31,7 +31,7 @@ pub(crate) fn luhn(number: &str) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// A card number the pages accept: 12 to 19 digits (ISO/IEC 7812 lengths
@@ -144,12 +144,21 @@ pub(crate) fn masked_card(first: &str, last: &str, len: usize) -> String {
     format!("{shown_first}{}{last}", "*".repeat(stars))
 }
 
-/// A value as a refusal message shows it: card-like digit runs masked,
-/// long values cut.
+/// A value as a refusal message shows it: card-like digit runs masked to
+/// their first 6 and last 4 digits, identity-like ones (10 or 11 digits)
+/// to their first and last 2, long values cut.
 pub(crate) fn shown(value: &str) -> String {
-    if value.len() >= 12 && digits(value) {
-        let len = value.len();
+    let len = value.len();
+    if digits(value) && len >= 12 {
         return masked_card(&value[..6], &value[len - 4..], len);
+    }
+    if digits(value) && len >= 10 {
+        return format!(
+            "{}{}{}",
+            &value[..2],
+            "*".repeat(len - 4),
+            &value[len - 2..]
+        );
     }
     let cut: String = value.chars().take(40).collect();
     if cut.len() < value.len() {
@@ -219,6 +228,7 @@ mod tests {
         );
         assert_eq!(masked_card("45431234", "9876", 16), "454312******9876");
         assert_eq!(shown("4111111111111111"), "411111******1111");
+        assert_eq!(shown("12345678951"), "12*******51");
         assert_eq!(shown("Doe"), "Doe");
     }
 }

@@ -174,7 +174,7 @@ pub(crate) fn check(path: &Path, rules: &Rules) -> Result<Checked, CheckError> {
                 format!("line {line_no} is not UTF-8 text; save the file as UTF-8"),
             )
         })?;
-        if checked.rows % INDEX_STEP == 0 {
+        if checked.rows.is_multiple_of(INDEX_STEP) {
             checked.index.push(offset);
         }
         let amount = check_line(line_no, line, rules, &mut seen).map_err(CheckError::Bad)?;
