@@ -50,15 +50,22 @@ pub mod code {
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Envelope<T> {
+    /// Always 1, as in the page's examples (not explained anywhere).
     pub error_code_type: i64,
+    /// Always null, as in the page's examples (not explained anywhere).
     pub error_message: Option<String>,
+    /// 0 on success, else one of [`code`].
     pub error_code: i64,
+    /// True on success.
     pub result: bool,
+    /// Information or the reason of a refusal.
     pub message: String,
+    /// The answer's content; null on refusals.
     pub body: Option<T>,
 }
 
 impl<T> Envelope<T> {
+    /// A success carrying `body`.
     pub fn ok(message: impl Into<String>, body: T) -> Self {
         Envelope {
             error_code_type: 1,
@@ -75,8 +82,11 @@ impl<T> Envelope<T> {
 /// `Message`. Messages never hold a secret or a full card number.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Refusal {
+    /// The HTTP status of the answer.
     pub status: StatusCode,
+    /// The envelope's `ErrorCode`.
     pub code: i64,
+    /// The envelope's `Message`: what was wrong and what to do.
     pub message: String,
     /// Seconds for a `Retry-After` header (429 only).
     pub retry_after: Option<u64>,
@@ -106,6 +116,7 @@ impl Refusal {
         }
     }
 
+    /// HTTP 500: the sandbox itself failed.
     pub fn internal(message: impl Into<String>) -> Self {
         Refusal::http(StatusCode::INTERNAL_SERVER_ERROR, message)
     }
@@ -137,10 +148,12 @@ impl IntoResponse for Refusal {
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a secret value.
     pub fn new(value: impl Into<String>) -> Self {
         Secret(value.into())
     }
 
+    /// The value, for the one place that must compare or use it.
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -174,7 +187,9 @@ pub(crate) fn decimal_number<S: serde::Serializer>(
 /// (https://developer.paywall.one/payment-orchestration-integration-document/payment-service/18.-batch-processing-method/1.-payment/3.-file).
 #[derive(Clone, Debug)]
 pub struct ApiKeys {
+    /// The `apikeypublic` header's value.
     pub api_key: Secret,
+    /// The `apiclientpublic` header's value.
     pub api_client: Secret,
 }
 
@@ -187,7 +202,9 @@ impl Default for ApiKeys {
     }
 }
 
+/// The header of the merchant's public key.
 pub const HEADER_API_KEY: &str = "apikeypublic";
+/// The header of the merchant's public client.
 pub const HEADER_API_CLIENT: &str = "apiclientpublic";
 
 impl ApiKeys {

@@ -34,6 +34,7 @@ pub struct Faults {
     pub drop_mid_body: AtomicU32,
     /// Answer 429 with `Retry-After: retry_after_secs`.
     pub too_many: AtomicU32,
+    /// The `Retry-After` of those 429s (default 1).
     pub retry_after_secs: AtomicU64,
     /// Answer 500.
     pub server_errors: AtomicU32,
@@ -66,6 +67,7 @@ impl Faults {
         self.delay_ms.store(ms, Ordering::SeqCst);
     }
 
+    /// The delay set by [`Faults::set_delay`].
     pub fn delay(&self) -> Duration {
         Duration::from_millis(self.delay_ms.load(Ordering::SeqCst))
     }

@@ -70,6 +70,7 @@ impl Default for Config {
 /// One currency `CurrencyId` may name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Currency {
+    /// Its `CurrencyId`.
     pub id: u32,
     /// ISO 4217 letters.
     pub code: String,
@@ -123,8 +124,10 @@ pub enum DuplicateCode {
 /// `PaymentStatusId` (docs §2.3).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ResultColumns {
+    /// The English page's 20 columns.
     #[default]
     Twenty,
+    /// The Turkish page's 18 columns.
     Eighteen,
 }
 
@@ -141,13 +144,16 @@ pub enum CallbackCompression {
     /// Gzip when the request said `CallbackBodyCompression=true`.
     #[default]
     AsRequested,
+    /// Always gzip.
     Always,
+    /// Never gzip, whatever the request asked.
     Never,
 }
 
 /// The order in which the pages of a partial callback are posted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum PageOrder {
+    /// Page 1 first.
     #[default]
     InOrder,
     /// A permutation drawn from the seed (the same every run).
@@ -170,10 +176,13 @@ pub struct CallbackConfig {
     /// true). The page's C# receiver model has none of them; `false` lets a
     /// test send that shape (then `page_size` should be `None`).
     pub paging_fields: bool,
+    /// Columns of a result line (default 20).
     pub columns: ResultColumns,
+    /// When the `file` part is gzip (default: as the request asked).
     pub compression: CallbackCompression,
     /// Lines end with CRLF instead of LF (the pages do not say).
     pub crlf: bool,
+    /// The order of the pages (default in order).
     pub order: PageOrder,
     /// Post this page a second time, after all the others (it then carries
     /// `HasMorePages: false`, the earlier ones true).

@@ -9,7 +9,9 @@
 /// plain comma join).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Decline {
+    /// The ISO 8583 response code.
     pub bank_code: &'static str,
+    /// Its meaning.
     pub message: &'static str,
 }
 
@@ -49,7 +51,9 @@ pub mod status {
     pub const CREATED: u8 = 1;
     /// A pre-authorisation that succeeded and waits for capture (`Half2D`).
     pub const WAITING_FOR_SETTLEMENT: u8 = 3;
+    /// Approved.
     pub const SUCCESSFUL: u8 = 4;
+    /// Declined.
     pub const FAILED: u8 = 5;
 }
 

@@ -87,6 +87,7 @@ impl FilePattern {
         }
     }
 
+    /// Its `FilePattern` value.
     pub fn id(self) -> u16 {
         match self {
             FilePattern::OpenCardSimple => 1,
@@ -94,6 +95,7 @@ impl FilePattern {
         }
     }
 
+    /// Its name on the page.
     pub fn name(self) -> &'static str {
         match self {
             FilePattern::OpenCardSimple => "Open Card - Simple",
@@ -101,6 +103,7 @@ impl FilePattern {
         }
     }
 
+    /// Its columns, in order.
     pub fn columns(self) -> &'static [&'static str] {
         match self {
             FilePattern::OpenCardSimple => &OPEN_CARD_SIMPLE,

@@ -18,7 +18,9 @@ use super::pattern::FilePattern;
 /// A compression the sandbox decodes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Codec {
+    /// RFC 1952 (`gzip`, `application/gzip`, `*.gz`).
     Gzip,
+    /// RFC 7932 (`br`, `application/x-brotli`, `*.br`).
     Brotli,
 }
 
@@ -35,24 +37,30 @@ impl Codec {
 /// One batch the sandbox accepted, as a test sees it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BatchRecord {
+    /// The id the sandbox answered with.
     pub bulk_payment_id: i64,
     /// The batch code: the request's `MerchantUniqueCode`, or the one the
     /// sandbox generated when it was absent.
     pub merchant_unique_code: String,
     /// Whether the request came without a `MerchantUniqueCode`.
     pub code_generated: bool,
+    /// `FilePattern` (1 or 3).
     pub file_pattern: u16,
+    /// `CurrencyId` (1 when it was absent).
     pub currency_id: u32,
     /// `Installment` as sent (absent: single payment).
     pub installment: Option<u32>,
+    /// `Half2D` (false when absent).
     pub half_2d: bool,
     /// The file's total (equal to `Amount` when it was given).
     pub amount: Decimal,
     /// Whether the request carried `Amount`.
     pub amount_given: bool,
+    /// Payment rows in the file.
     pub rows: u64,
     /// Size and sha256 (lowercase hex) of the decoded file, as stored.
     pub bytes: u64,
+    /// See `bytes`.
     pub sha256: String,
     /// The request's `Content-Encoding`, if any.
     pub content_encoding: Option<Codec>,
@@ -60,7 +68,9 @@ pub struct BatchRecord {
     pub file_part_encoding: Option<Codec>,
     /// The `File` part's file name and content type, as received.
     pub file_name: Option<String>,
+    /// See `file_name`.
     pub file_content_type: Option<String>,
+    /// `CallbackAddress`, if given.
     pub callback_address: Option<String>,
     /// Whether the request asked for `CallbackBodyCompression`.
     pub callback_compression: bool,
@@ -72,14 +82,19 @@ pub struct BatchRecord {
 /// One attempt series of posting one callback page.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CallbackRecord {
+    /// The batch.
     pub bulk_payment_id: i64,
+    /// `PageNumber` of the page (1 when paging is off).
     pub page_number: u64,
+    /// `TotalPages`.
     pub total_pages: u64,
     /// Lines in the page's file.
     pub lines: u64,
+    /// `IsCompressed`.
     pub compressed: bool,
     /// Attempts made (1 when the first one was answered 2xx).
     pub attempts: u32,
+    /// Whether an attempt was answered 2xx.
     pub delivered: bool,
     /// Posted by the callback-resend endpoint.
     pub resent: bool,
