@@ -17,7 +17,6 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::NaiveDate;
-use futures::TryStreamExt;
 use serde::Deserialize;
 
 use super::callback;
@@ -65,15 +64,13 @@ async fn resend(shared: &Arc<Shared>, headers: &HeaderMap, body: Body) -> Result
     let bulk = &shared.bulk;
     let config = &bulk.config;
     let checked = config.keys.check(headers);
-    // The body is small; it is read whole.
-    let bytes: Vec<u8> = body
-        .into_data_stream()
-        .try_fold(Vec::new(), |mut all, chunk| async move {
-            all.extend_from_slice(&chunk);
-            Ok(all)
-        })
-        .await
-        .map_err(|e| Refusal::http(axum::http::StatusCode::BAD_REQUEST, e.to_string()))?;
+    // The body is a few fields; it is read whole, up to a limit.
+    let bytes = axum::body::to_bytes(body, 64 * 1024).await.map_err(|e| {
+        Refusal::http(
+            axum::http::StatusCode::BAD_REQUEST,
+            format!("the body could not be read: {e}"),
+        )
+    })?;
     checked?;
     let refuse = |code, message: String| Refusal::content(config.refusal_status, code, message);
     let request: ResendRequest = serde_json::from_slice(&bytes)
