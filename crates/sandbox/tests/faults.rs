@@ -9,15 +9,7 @@ use std::time::{Duration, Instant};
 use common::*;
 
 fn request(sb: &paydrop_sandbox::Sandbox, form: &Form) -> reqwest::RequestBuilder {
-    http()
-        .post(format!("{}{STARTDIRECT}", sb.base_url()))
-        .header(
-            "content-type",
-            format!("multipart/form-data; boundary={BOUNDARY}"),
-        )
-        .header(KEYS[0].0, KEYS[0].1)
-        .header(KEYS[1].0, KEYS[1].1)
-        .body(form.encode())
+    startdirect(sb, form.encode(), &KEYS)
 }
 
 #[tokio::test]

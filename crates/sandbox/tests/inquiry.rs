@@ -247,17 +247,13 @@ async fn after_accept_then_crash_the_inquiry_shows_the_batch() {
     sb.faults()
         .accept_then_crash
         .store(1, std::sync::atomic::Ordering::SeqCst);
-    let sent = http()
-        .post(format!("{}{STARTDIRECT}", sb.base_url()))
-        .header(
-            "content-type",
-            format!("multipart/form-data; boundary={BOUNDARY}"),
-        )
-        .header(KEYS[0].0, KEYS[0].1)
-        .header(KEYS[1].0, KEYS[1].1)
-        .body(Form::payments(&p1_file(7), 1, "q-crash").encode())
-        .send()
-        .await;
+    let sent = startdirect(
+        &sb,
+        Form::payments(&p1_file(7), 1, "q-crash").encode(),
+        &KEYS,
+    )
+    .send()
+    .await;
     assert!(sent.is_err(), "no answer came: {sent:?}");
     assert!(!sent.unwrap_err().is_connect(), "the request was sent");
     let a = get(&sb, SUMMARY, &[("merchantuniquecode", "q-crash")]).await;

@@ -194,8 +194,13 @@ pub const KEYS: [(&str, &str); 2] = [
     ("apiclientpublic", "sandbox-client"),
 ];
 
-/// Posts `body` (already encoded, maybe compressed) to startdirect.
-pub async fn post_raw(sb: &Sandbox, body: Vec<u8>, headers: &[(&str, &str)]) -> Answer {
+/// A startdirect request carrying `body` (already encoded, maybe
+/// compressed) and `headers`.
+pub fn startdirect(
+    sb: &Sandbox,
+    body: Vec<u8>,
+    headers: &[(&str, &str)],
+) -> reqwest::RequestBuilder {
     let mut request = http()
         .post(format!("{}{STARTDIRECT}", sb.base_url()))
         .header(
@@ -206,7 +211,18 @@ pub async fn post_raw(sb: &Sandbox, body: Vec<u8>, headers: &[(&str, &str)]) -> 
     for (k, v) in headers {
         request = request.header(*k, *v);
     }
-    answer(request.send().await.expect("the sandbox answers")).await
+    request
+}
+
+/// Posts `body` to startdirect; the answer.
+pub async fn post_raw(sb: &Sandbox, body: Vec<u8>, headers: &[(&str, &str)]) -> Answer {
+    answer(
+        startdirect(sb, body, headers)
+            .send()
+            .await
+            .expect("the sandbox answers"),
+    )
+    .await
 }
 
 /// Posts a form with the right keys.
