@@ -63,8 +63,7 @@ use std::time::Duration;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
-use chrono::{DateTime, NaiveDate};
-use chrono_tz::Tz;
+use chrono::NaiveDate;
 use tempfile::TempDir;
 
 pub use callback::callback_hash;
@@ -114,10 +113,6 @@ impl State {
         self.config
             .today
             .unwrap_or_else(|| clock::now().date_naive())
-    }
-
-    fn now(&self) -> DateTime<Tz> {
-        clock::now()
     }
 
     /// Whether a batch's callback is gzip, given what its request asked.

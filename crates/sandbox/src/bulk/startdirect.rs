@@ -20,16 +20,17 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde::Serialize;
 use tracing::info;
 
 use super::config::{Config, Currency, DuplicateCode};
-use super::file::{self, CheckError, Rules};
+use super::file::{self, CheckError, Checked, Rules};
 use super::pattern::FilePattern;
-use super::store::{Batch, BatchRecord, NewBatch, Recorded};
+use super::store::{Batch, BatchRecord, Codec, NewBatch, Recorded};
 use super::upload::{self, Form, Upload, FILE_FIELD};
-use super::{fields, finish};
+use super::{clock, fields, finish};
 use crate::conn::Cut;
 use crate::envelope::{code, Envelope, Refusal};
 use crate::{faults, Shared};
@@ -137,8 +138,31 @@ async fn accept(
         }
     }
 
-    let created_at = bulk.now();
-    let new = NewBatch {
+    let new = new_batch(request, checked, codec, bulk.today());
+    match bulk.store.record(new, config.duplicate_code) {
+        Recorded::Created(batch) => {
+            info!(
+                bulk_payment_id = batch.record.bulk_payment_id,
+                rows = batch.record.rows,
+                amount = %batch.record.amount,
+                "sandbox: bulk payment accepted"
+            );
+            tokio::spawn(finish::finish(shared.clone(), batch.clone()));
+            Ok(BulkStart::of(&batch))
+        }
+        Recorded::Earlier(batch) => Ok(BulkStart::of(&batch)),
+        Recorded::Refused(earlier) => Err(duplicate(config, earlier)),
+    }
+}
+
+/// The batch to record from a request whose file passed the checks.
+fn new_batch(
+    request: Request,
+    checked: Checked,
+    codec: Option<Codec>,
+    today: NaiveDate,
+) -> NewBatch {
+    NewBatch {
         record: BatchRecord {
             bulk_payment_id: 0,
             merchant_unique_code: request.code,
@@ -163,22 +187,8 @@ async fn accept(
         pattern: request.pattern,
         spool: request.file.path,
         index: checked.index,
-        created_at,
-        accepted_on: bulk.today(),
-    };
-    match bulk.store.record(new, config.duplicate_code) {
-        Recorded::Created(batch) => {
-            info!(
-                bulk_payment_id = batch.record.bulk_payment_id,
-                rows = batch.record.rows,
-                amount = %batch.record.amount,
-                "sandbox: bulk payment accepted"
-            );
-            tokio::spawn(finish::finish(shared.clone(), batch.clone()));
-            Ok(BulkStart::of(&batch))
-        }
-        Recorded::Earlier(batch) => Ok(BulkStart::of(&batch)),
-        Recorded::Refused(earlier) => Err(duplicate(config, earlier)),
+        created_at: clock::now(),
+        accepted_on: today,
     }
 }
 
