@@ -16,6 +16,10 @@
 //! - [`export`]: the Partner-Center-style asynchronous payouts export;
 //! - [`breakdown`]: Craftgate's payment transaction breakdown;
 //! - [`report`]: Payzee's payment report, with its merchant login.
+//!
+//! Beside them: [`envelope`] (Paywall's answer envelope and API keys, shared
+//! by its surfaces) and [`faults`] (failures a test switches on while the
+//! sandbox runs, on connections that can be cut or refused).
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -30,7 +34,10 @@ use tracing::info;
 
 pub mod breakdown;
 pub mod bulk;
+mod conn;
+pub mod envelope;
 pub mod export;
+pub mod faults;
 pub mod marketplace;
 pub mod report;
 
@@ -49,6 +56,7 @@ pub struct SandboxConfig {
 pub(crate) struct Shared {
     pub(crate) base_url: String,
     pub(crate) cancel: CancellationToken,
+    pub(crate) faults: Arc<faults::Faults>,
     pub(crate) bulk: bulk::State,
     pub(crate) marketplace: marketplace::State,
     pub(crate) export: export::State,
@@ -71,6 +79,11 @@ impl Sandbox {
     /// `http://127.0.0.1:PORT`, the `base` of every provider URL.
     pub fn base_url(&self) -> String {
         self.shared.base_url.clone()
+    }
+
+    /// The fault switches, shared with the running server.
+    pub fn faults(&self) -> Arc<faults::Faults> {
+        self.shared.faults.clone()
     }
 
     /// Stops accepting, lets requests in flight finish (for at most five
@@ -119,11 +132,13 @@ async fn start(config: SandboxConfig, addr: SocketAddr) -> io::Result<Sandbox> {
             format!("the sandbox only listens on 127.0.0.1, not {}", addr.ip()),
         ));
     }
-    let listener = TcpListener::bind(addr).await?;
-    let addr = listener.local_addr()?;
+    let faults = Arc::new(faults::Faults::default());
+    let listener = conn::Listener::new(TcpListener::bind(addr).await?, faults.clone())?;
+    let addr = axum::serve::Listener::local_addr(&listener)?;
     let shared = Arc::new(Shared {
         base_url: format!("http://{addr}"),
         cancel: CancellationToken::new(),
+        faults,
         bulk: bulk::State::new(config.bulk)?,
         marketplace: marketplace::State::new(config.marketplace),
         export: export::State::new(config.export),
@@ -139,9 +154,14 @@ async fn start(config: SandboxConfig, addr: SocketAddr) -> io::Result<Sandbox> {
         .with_state(shared.clone());
     let cancel = shared.cancel.clone();
     let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { cancel.cancelled().await })
-            .await
+        // Handlers see their connection (`ConnectInfo<conn::Cut>`) so that
+        // a fault can cut it.
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<conn::Cut>(),
+        )
+        .with_graceful_shutdown(async move { cancel.cancelled().await })
+        .await
     });
     Ok(Sandbox {
         addr,
