@@ -1,7 +1,7 @@
 //! An embedded sandbox of the payment providers paydrop talks to, on
 //! 127.0.0.1, for the tests, the benches, the demo and `paydrop sandbox`.
 //!
-//! It is written from the providers' public pages (see `docs/providers.md`
+//! It is written from the providers' public pages (see `docs/providers/`
 //! in the repository), not from paydrop's code: this crate depends on no
 //! paydrop crate and shares none of its constants, validators or writers,
 //! so a client that passes against it agrees with the pages, not with
