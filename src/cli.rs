@@ -381,7 +381,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         .unwrap_or_else(|| PathBuf::from("patterns"));
     let registry = || Registry::load(Some(&patterns_dir)).map_err(anyhow::Error::from);
     match &cli.command {
-        Command::Validate(args) => validate_cmd(&registry()?, args),
+        Command::Validate(args) => validate_cmd(&registry()?, &config, args),
         Command::Patterns { command } => patterns_cmd(&patterns_dir, command),
         Command::Gen(args) => gen_cmd(&registry()?, args),
         Command::Submit(args) => runtime()?.block_on(submit_cmd(&registry()?, &config, args)),
@@ -441,6 +441,7 @@ async fn submit_cmd(registry: &Registry, config: &Config, args: &SubmitArgs) -> 
         },
         now: chrono::Utc::now(),
         as_of: args.as_of.unwrap_or_else(paydrop::provider_today),
+        limits: config.limits(),
     };
     let mut ledger = Ledger::open(&config.ledger.path)?;
     let sent = Arc::new(AtomicU64::new(0));
@@ -980,7 +981,7 @@ async fn sandbox_cmd(registry: Registry, args: &SandboxArgs) -> Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
-fn validate_cmd(registry: &Registry, args: &ValidateArgs) -> Result<ExitCode> {
+fn validate_cmd(registry: &Registry, config: &Config, args: &ValidateArgs) -> Result<ExitCode> {
     let pattern = match registry.get(args.pattern) {
         Ok(p) => p,
         Err(e) => {
@@ -994,6 +995,7 @@ fn validate_cmd(registry: &Registry, args: &ValidateArgs) -> Result<ExitCode> {
         currency: args.currency,
         split_rows: args.split_rows,
         max_line_bytes: args.max_line_bytes,
+        limits: config.limits(),
         ..Options::default()
     };
     let mut tsv = match &args.errors_tsv {

@@ -598,6 +598,7 @@ async fn process(shared: &Shared, claimed: &Claimed) -> Fate {
         },
         now: Utc::now(),
         as_of: crate::provider_today(),
+        limits: shared.config.limits(),
     };
     let sent = Arc::new(AtomicU64::new(0));
     let outcome = submit_file(
