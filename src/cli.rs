@@ -20,6 +20,7 @@ use paydrop::currency::Currency;
 use paydrop::export;
 use paydrop::generate::{generate, GenOptions};
 use paydrop::ledger::{Batch, Ledger, State};
+use paydrop::{mask, names};
 use paydrop::pattern::{Pattern, Registry};
 use paydrop::payout;
 use paydrop::sandbox::{self, SandboxConfig};
@@ -353,18 +354,25 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", masked(format!("{e:#}")));
             ExitCode::from(EXIT_UNUSABLE)
         }
     }
 }
 
+/// What the command line prints of an error or a message it did not write
+/// itself (the provider's, a library's): card numbers masked.
+fn masked(text: impl std::fmt::Display) -> String {
+    mask::card_numbers(&text.to_string())
+}
+
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PAYDROP_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Every log line passes through the masking, whatever its fields hold.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(io::stderr);
+        .with_writer(move || mask::MaskingWriter::new(io::stderr(), json));
     if json {
         builder.json().init();
     } else {
@@ -477,7 +485,7 @@ async fn submit_cmd(registry: &Registry, config: &Config, args: &SubmitArgs) -> 
             Ok(ExitCode::from(EXIT_INVALID))
         }
         Err(e) => {
-            eprintln!("error: {}: {e}", args.file.display());
+            eprintln!("error: {}: {}", names::path(&args.file), masked(&e));
             let code = match e {
                 SubmitError::AlreadySubmitted { .. } | SubmitError::Conflict { .. } => {
                     EXIT_ALREADY_SUBMITTED
@@ -496,7 +504,7 @@ fn print_batch(out: &mut impl Write, b: &Batch) -> io::Result<()> {
         out,
         "batch {} — {} — pattern {}, {} rows, {} {}, {}{}",
         b.id,
-        b.file,
+        names::sanitise(&b.file),
         b.pattern,
         b.rows,
         b.currency,
@@ -515,7 +523,7 @@ fn print_batch(out: &mut impl Write, b: &Batch) -> io::Result<()> {
             _ if s.outcome_unknown() => {
                 "OUTCOME UNKNOWN: submit the same file again to resend with the same code".into()
             }
-            (state, _) => format!("{state}: {}", s.message.as_deref().unwrap_or("")),
+            (state, _) => format!("{state}: {}", masked(s.message.as_deref().unwrap_or(""))),
         };
         writeln!(
             out,
@@ -599,7 +607,7 @@ async fn payout_cmd(config: &Config, command: &PayoutCommand) -> Result<ExitCode
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", masked(&e));
             Ok(ExitCode::from(match e {
                 payout::PayoutError::Rule(payout::RuleError::AlreadyOrdered { .. }) => {
                     EXIT_ALREADY_SUBMITTED
@@ -696,7 +704,7 @@ async fn export_cmd(config: &Config, args: &ExportArgs) -> Result<ExitCode> {
     let (request, info, summary) = match outcome {
         Ok(done) => done,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", masked(&e));
             return Ok(ExitCode::from(match e {
                 export::ExportError::Failed { .. } => EXIT_REJECTED,
                 export::ExportError::Timeout { .. } => EXIT_UNKNOWN,
@@ -929,7 +937,7 @@ fn ledger_cmd(config: &Config, command: &LedgerCommand) -> Result<ExitCode> {
                                 .map(|t| t.format("%H:%M:%S%.3f").to_string())
                                 .unwrap_or_else(|| "never finished".into()),
                             a.outcome.as_deref().unwrap_or("?"),
-                            a.message.as_deref().unwrap_or("")
+                            masked(a.message.as_deref().unwrap_or(""))
                         )?;
                     }
                 }
@@ -1033,7 +1041,7 @@ fn validate_cmd(registry: &Registry, config: &Config, args: &ValidateArgs) -> Re
     let report = match outcome {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {}: {e}", args.file.display());
+            eprintln!("error: {}: {}", names::path(&args.file), masked(&e));
             if let Fatal::Encoding { .. } | Fatal::Input(_) = e {
                 eprintln!("nothing was validated; the file was not changed");
             }
@@ -1097,7 +1105,7 @@ fn progress_bar(path: &Path) -> Option<ProgressBar> {
 }
 
 fn verdict(r: &Report) -> String {
-    let name = r.file.as_deref().unwrap_or("input");
+    let name = names::sanitise(r.file.as_deref().unwrap_or("input"));
     if r.is_valid() {
         format!("{name}: VALID, {} rows, {}", r.rows_read, totals_line(r))
     } else {
@@ -1128,7 +1136,7 @@ fn print_report(out: &mut impl Write, r: &Report, pattern: &Pattern) -> io::Resu
     writeln!(
         out,
         "{} — pattern {} \"{}\"",
-        r.file.as_deref().unwrap_or("input"),
+        names::sanitise(r.file.as_deref().unwrap_or("input")),
         pattern.id,
         pattern.name
     )?;
@@ -1230,7 +1238,9 @@ fn gen_cmd(registry: &Registry, args: &GenArgs) -> Result<ExitCode> {
         as_of: args.as_of.unwrap_or_else(paydrop::provider_today),
         ..GenOptions::default()
     };
-    let out = File::create(&args.output)
+    // Generated card numbers use real issuers' BINs and pass Luhn: kept
+    // private like any file of card numbers.
+    let out = paydrop::private::create(&args.output)
         .with_context(|| format!("creating {}", args.output.display()))?;
     let g = generate(out, pattern, &opts)?;
     if let Some(path) = &args.manifest {

@@ -53,7 +53,11 @@ pub fn identity(value: &str) -> String {
 ///
 /// What counts as a card number:
 /// - any run of 12 or more digits (a card number with a typo, which fails the
-///   Luhn check, is still a card number);
+///   Luhn check, is still a card number), except a date-time stamp
+///   `20YYMMDDhhmm…` (no card scheme issues numbers starting with 20: such
+///   names as `EXTRE_20261125143000.csv` stay readable) and a run inside a
+///   hexadecimal digest of 32, 40 or 64 characters (a sha256, a
+///   MerchantUniqueCode `pd-<32 hex>-…`);
 /// - 12 to 19 digits in groups separated by single spaces or dashes
 ///   (`4506 3491 1654 3218`, `4506-3491-1654-3218`) that pass the Luhn check;
 /// - the mantissa of a number in scientific notation (`4.506349116E+15`, as a
@@ -104,7 +108,7 @@ pub fn card_numbers(text: &str) -> String {
                 continue;
             }
             let (start, end) = groups[g];
-            if end - start >= 12 {
+            if end - start >= 12 && !date_time(&b[start..end]) && !in_digest(b, start, end) {
                 out.push_str(&mask_digits(&text[start..end]));
             } else {
                 out.push_str(&text[start..end]);
@@ -116,6 +120,27 @@ pub fn card_numbers(text: &str) -> String {
     }
     out.push_str(&text[copied..]);
     out
+}
+
+/// Whether digits start with a date-time `20YYMMDDhhmm` (no card number
+/// starts with 20: Mastercard's 2-series begins at 2221).
+fn date_time(d: &[u8]) -> bool {
+    let n = |i: usize| u32::from(d[i] - b'0') * 10 + u32::from(d[i + 1] - b'0');
+    d.len() >= 12
+        && d.starts_with(b"20")
+        && (1..=12).contains(&n(4))
+        && (1..=31).contains(&n(6))
+        && n(8) <= 23
+        && n(10) <= 59
+}
+
+/// Whether `start..end` lies in a hexadecimal token with at least one letter
+/// and the length of a digest (md5/our codes 32, sha1 40, sha256 64).
+fn in_digest(b: &[u8], start: usize, end: usize) -> bool {
+    let from = start - b[..start].iter().rev().take_while(|c| c.is_ascii_hexdigit()).count();
+    let to = end + b[end..].iter().take_while(|c| c.is_ascii_hexdigit()).count();
+    let token = &b[from..to];
+    matches!(token.len(), 32 | 40 | 64) && token.iter().any(u8::is_ascii_alphabetic)
 }
 
 /// The runs of digits from `start` on that are joined by a single space or
@@ -346,6 +371,9 @@ mod tests {
             // Not Luhn but 12+ digits in one run: masked all the same.
             ("4506349116543211", "450634******3211"),
             ("4155659970585567.59", "415565******5567.59"),
+            // Not a date-time (month 13), not a digest (too short).
+            ("2026132514300012", "202613******0012"),
+            ("ab4506349116543218cd", "ab450634******3218cd"),
         ] {
             assert_eq!(card_numbers(text), expected, "{text}");
             assert_eq!(card_numbers(expected), expected, "idempotent: {expected}");
@@ -363,6 +391,11 @@ mod tests {
             "TRY 1034038048.60 over 150000 rows",
             "0532 123 45 67",
             "has 16 fields; pattern 1 has 17 columns",
+            "EXTRE_20261125143000.csv",
+            "20261125143000123",
+            "sha256 5b1ae2527031c1e36da389def4d06c0bbdf42aae889abe8397120d48c2a9f9bd",
+            "sha256 5b1ae252703111136281234567890c0bbdf42aae889abe8397120d48c2a9f9bd",
+            "pd-5b1ae2527031c1e3628123456789f0bb-1of2",
         ] {
             assert_eq!(card_numbers(text), text);
         }

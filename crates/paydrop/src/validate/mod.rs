@@ -248,7 +248,7 @@ pub fn validate_file(
         validator.name_first_occurrences(open()?)?;
     }
     let mut report = validator.finish()?;
-    report.file = Some(path.display().to_string());
+    report.file = Some(crate::names::path(path));
     Ok(report)
 }
 
