@@ -851,6 +851,13 @@ fn status_cmd(config: &Config) -> Result<ExitCode> {
             .map(|(state, n)| format!("{n} {state}"))
             .collect();
         writeln!(out, "inbox {}: {}", inbox.path.display(), counts.join(", "))?;
+        for (path, kind) in watch::skipped(&inbox.path) {
+            writeln!(
+                out,
+                "  skipped {} ({kind}): only regular files are taken",
+                names::path(&path)
+            )?;
+        }
     }
     let awaiting = ledger.awaiting_results()?;
     if !awaiting.is_empty() {
