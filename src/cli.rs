@@ -919,11 +919,19 @@ fn ledger_cmd(config: &Config, command: &LedgerCommand) -> Result<ExitCode> {
                 .batch(*id)?
                 .with_context(|| format!("no batch {id} in {}", config.ledger.path.display()))?;
             if *json {
-                let attempts: Vec<_> = b
+                let mut attempts: Vec<Vec<paydrop::ledger::Attempt>> = b
                     .submissions
                     .iter()
                     .map(|s| ledger.attempts(s.id))
                     .collect::<Result<_, _>>()?;
+                // The provider's words may quote what it was sent.
+                let mask = |m: &mut Option<String>| *m = m.as_deref().map(mask::card_numbers);
+                let mut b = b;
+                for s in &mut b.submissions {
+                    mask(&mut s.message);
+                    mask(&mut s.response);
+                }
+                attempts.iter_mut().flatten().for_each(|a| mask(&mut a.message));
                 serde_json::to_writer_pretty(
                     &mut out,
                     &serde_json::json!({ "batch": b, "attempts": attempts }),
