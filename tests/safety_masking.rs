@@ -10,6 +10,8 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use std::process::Stdio;
+
 use paydrop::validate::{validate_reader, ErrorKind, Hooks, Options};
 use paydrop::watch::FAILED;
 use watch_common::*;
@@ -195,8 +197,48 @@ fn retry_and_generated_files_are_created_owner_only() {
         .args(["gen", "-p", "1", "--rows", "10", "-o"])
         .arg(&generated)
         .env("PAYDROP_PATTERNS", dir.path().join("patterns"))
-        .status()
+        .output()
         .unwrap();
-    assert!(status.success());
+    assert!(status.status.success(), "{status:?}");
     assert_eq!(mode(&generated), 0o600, "a generated file");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_process_masks_card_numbers_in_its_logs_text_and_json() {
+    let rig = Rig::start().await;
+    let config = rig.write_config_file("");
+    for (n, json) in [(1, false), (2, true)] {
+        // A card number as a file name: it is in every log line about it.
+        let name = format!("{n}-{}.csv", stray_card());
+        rig.drop_file(&name, b"not,a,payment\n");
+        let log = rig.dir.path().join(format!("daemon-{n}.log"));
+        let mut cmd = rig.cli();
+        if json {
+            cmd.arg("--log-json");
+        }
+        let mut child = cmd
+            .arg("watch")
+            .arg("--config")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let filed = rig.wait_filed(FAILED, &name).await;
+        // SAFETY: kill on our own child's pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        wait_for("the daemon to exit", || child.try_wait().unwrap()).await;
+
+        let text = fs::read_to_string(&log).unwrap();
+        assert_masked(&text, "the daemon's log");
+        if json {
+            for line in text.lines() {
+                serde_json::from_str::<serde_json::Value>(line)
+                    .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            }
+        }
+        let report = fs::read_to_string(sidecar(&filed, "report.json")).unwrap();
+        assert_masked(&report, "the failed/ report");
+    }
 }

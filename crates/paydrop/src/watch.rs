@@ -369,13 +369,13 @@ async fn watch_loop(
                         shared.metrics.files_claimed.fetch_add(1, Ordering::Relaxed);
                         queue.push_back(Claimed {
                             inbox: i,
-                            original: names::file_name(&path),
+                            original: shown_name(&path),
                             big: is_big(&claimed_path),
                             path: claimed_path,
                         });
                     }
                     Err(e) => {
-                        tracing::warn!(file = %names::path(&path), error = %e, "cannot claim")
+                        tracing::warn!(file = %shown(&path), error = %e, "cannot claim")
                     }
                 }
             }
@@ -436,7 +436,7 @@ fn recover(shared: &Shared) -> VecDeque<Claimed> {
         for e in entries.flatten() {
             let path = e.path();
             if path.is_file() {
-                let name = names::file_name(&path);
+                let name = shown_name(&path);
                 let original = name.splitn(3, '-').nth(2).unwrap_or(&name).to_string();
                 out.push(Claimed {
                     inbox: i,
@@ -514,8 +514,19 @@ fn claim(inbox: &Inbox, path: &Path, counter: u64) -> std::io::Result<PathBuf> {
     // The inbox may have been deleted and recreated meanwhile.
     std::fs::create_dir_all(inbox.sub(PROCESSING))?;
     std::fs::rename(path, &to)?;
-    tracing::info!(file = %names::path(path), claimed = %names::path(&to), "claimed");
+    tracing::info!(file = %shown(path), claimed = %shown(&to), "claimed");
     Ok(to)
+}
+
+/// A path as logs and reports show it: sanitised (a name can hold a line
+/// break) and masked (or a card number).
+fn shown(path: &Path) -> String {
+    mask::card_numbers(&names::path(path))
+}
+
+/// A file name as logs and reports show it (see [`shown`]).
+fn shown_name(path: &Path) -> String {
+    mask::card_numbers(&names::file_name(path))
 }
 
 /// `<time>-<n>-<name>`: unique, sorting in arrival order, and keeping the
@@ -543,9 +554,9 @@ fn refuse_unreadable(
 ) {
     let reason = unreadable_reason(error);
     let dest = inbox.sub(FAILED).join(claim_name(path, counter));
-    let claimed_as = names::path(&dest);
+    let claimed_as = shown(&dest);
     let report = FileReport {
-        file: &names::file_name(path),
+        file: &shown_name(path),
         claimed_as: claimed_as.clone(),
         state: FAILED,
         at: Utc::now(),
@@ -565,10 +576,10 @@ fn refuse_unreadable(
     match filed {
         Ok(()) => {
             shared.metrics.files_failed.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(file = %names::path(path), to = %claimed_as, reason = %reason, "filed unread");
+            tracing::error!(file = %shown(path), to = %claimed_as, reason = %reason, "filed unread");
         }
         Err(e) if scan.stuck(path, rescan) => tracing::error!(
-            file = %names::path(path),
+            file = %shown(path),
             reason = %reason,
             error = %e,
             "cannot read the file, nor move it to failed/: it stays in the inbox until it is \
@@ -650,9 +661,9 @@ async fn process(shared: &Shared, claimed: &Claimed) -> Fate {
     m.submit_millis
         .fetch_add(started.elapsed().as_millis() as u64, Ordering::Relaxed);
     // Compared with the ledger's record, so not sanitised; shown through
-    // `names::path`.
+    // `shown`.
     let claimed_path = claimed.path.display().to_string();
-    let shown_path = names::path(&claimed.path);
+    let shown_path = shown(&claimed.path);
     let (fate, reason, report, batch, notices) = match outcome {
         // The batch was created for another file with the same content,
         // still in flight when this copy was claimed: the provider
@@ -768,7 +779,7 @@ async fn process(shared: &Shared, claimed: &Claimed) -> Fate {
                 &m.files_failed
             };
             counter.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(file = %claimed.original, to = %names::path(&dest), reason = file_report.reason.as_deref().unwrap_or(""), "filed");
+            tracing::info!(file = %claimed.original, to = %shown(&dest), reason = file_report.reason.as_deref().unwrap_or(""), "filed");
             if let Some(b) = &batch {
                 write_outputs(shared, b.id).await;
             }

@@ -248,7 +248,8 @@ pub fn validate_file(
         validator.name_first_occurrences(open()?)?;
     }
     let mut report = validator.finish()?;
-    report.file = Some(crate::names::path(path));
+    // Shown, never opened again: sanitised and masked like any printed text.
+    report.file = Some(mask::card_numbers(&crate::names::path(path)));
     Ok(report)
 }
 

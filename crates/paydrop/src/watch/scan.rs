@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::{DONE, FAILED, PROCESSING};
-use crate::names;
 use crate::validate::file_kind;
 
 /// Whether a name is one the inbox ignores until it is renamed.
@@ -73,7 +72,7 @@ impl Scan {
             if let Some(kind) = skip_reason(&name, t) {
                 if self.skipped.insert(path.clone()) {
                     tracing::warn!(
-                        file = %names::path(&path),
+                        file = %super::shown(&path),
                         kind,
                         "skipped: not a regular file; paydrop takes only regular files: put \
                          the file itself in the inbox (write it, then rename it)"
