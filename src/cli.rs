@@ -20,7 +20,6 @@ use paydrop::currency::Currency;
 use paydrop::export;
 use paydrop::generate::{generate, GenOptions};
 use paydrop::ledger::{Batch, Ledger, State};
-use paydrop::{mask, names};
 use paydrop::pattern::{Pattern, Registry};
 use paydrop::payout;
 use paydrop::sandbox::{self, SandboxConfig};
@@ -28,6 +27,7 @@ use paydrop::submit::{submit_file, RetryPolicy, SubmitError, SubmitOptions};
 use paydrop::upload::{BodyMode, Client, Credentials};
 use paydrop::validate::{validate_file, Fatal, Hooks, Options, Report, RowError};
 use paydrop::watch::{self, WatchHooks};
+use paydrop::{mask, names};
 
 mod reports;
 
@@ -931,7 +931,10 @@ fn ledger_cmd(config: &Config, command: &LedgerCommand) -> Result<ExitCode> {
                     mask(&mut s.message);
                     mask(&mut s.response);
                 }
-                attempts.iter_mut().flatten().for_each(|a| mask(&mut a.message));
+                attempts
+                    .iter_mut()
+                    .flatten()
+                    .for_each(|a| mask(&mut a.message));
                 serde_json::to_writer_pretty(
                     &mut out,
                     &serde_json::json!({ "batch": b, "attempts": attempts }),

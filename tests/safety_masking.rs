@@ -161,7 +161,11 @@ fn card_numbers_are_masked_in_every_column_and_shape() {
     );
     let masked_dashed = masked_group.replace(' ', "-");
     assert!(
-        report.errors[2].value.as_deref().unwrap().contains(&masked_dashed),
+        report.errors[2]
+            .value
+            .as_deref()
+            .unwrap()
+            .contains(&masked_dashed),
         "{}",
         report.errors[2]
     );
@@ -189,7 +193,10 @@ fn retry_and_generated_files_are_created_owner_only() {
     let tally = paydrop::results::write_retry_file(&original, &pattern, &retry, 1, &out).unwrap();
     assert_eq!(tally.rows, 2);
     let text = fs::read_to_string(&out).unwrap();
-    assert!(text.contains(&row_cells(903, 2)[0]), "full card numbers, by design");
+    assert!(
+        text.contains(&row_cells(903, 2)[0]),
+        "full card numbers, by design"
+    );
     assert_eq!(mode(&out), 0o600, "the retry file");
 
     let generated = dir.path().join("gen.csv");

@@ -51,8 +51,28 @@ fn validate(pattern: &Pattern, file: &[u8], limits: Limits) -> Report {
     validate_reader(file, pattern, &opts, Hooks::default()).unwrap()
 }
 
-fn all(amount: &str) -> Option<Bound> {
-    Some(Bound::All(dec(amount)))
+/// Asserts that the report has exactly one error, and that its reason says
+/// `wanted`.
+fn assert_one_reason(r: &Report, wanted: &str) {
+    assert_eq!(r.errors.len(), 1, "{:?}", r.errors);
+    let reason = &r.errors[0].reason;
+    assert!(reason.contains(wanted), "expected\n{wanted}\nin\n{reason}");
+}
+
+/// Bounds with one per-row maximum for every currency.
+fn row_max(amount: &str) -> Limits {
+    Limits {
+        max_row_amount: Some(Bound::All(dec(amount))),
+        ..Limits::default()
+    }
+}
+
+/// Bounds with this per-file total.
+fn file_max(bound: Bound) -> Limits {
+    Limits {
+        max_file_total: Some(bound),
+        ..Limits::default()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -87,9 +107,10 @@ async fn the_file_total_bound_of_the_config_refuses_the_file_before_it_is_sent()
     assert!(total_1_2 < dec("1500") && total_1_2 + dec("1000") > dec("1500"));
 
     let config = rig.write_config_file("");
-    let toml = fs::read_to_string(&config)
-        .unwrap()
-        .replace("[submit]\n", "[submit]\nmax_file_total = { TRY = \"1500\" }\n");
+    let toml = fs::read_to_string(&config).unwrap().replace(
+        "[submit]\n",
+        "[submit]\nmax_file_total = { TRY = \"1500\" }\n",
+    );
     fs::write(&config, toml).unwrap();
     let config = config.to_str().unwrap();
 
@@ -123,56 +144,38 @@ fn the_lower_of_the_pattern_max_and_the_config_bound_applies_and_is_named() {
     let file = with_amount(503, 2, "600.00");
 
     // The config is lower: it is named.
-    let r = validate(
-        p1,
-        &file,
-        Limits {
-            max_row_amount: all("500"),
-            ..Limits::default()
-        },
+    let r = validate(p1, &file, row_max("500"));
+    assert_one_reason(
+        &r,
+        "maximum TRY 500 for one row (set by [submit] max_row_amount in paydrop.toml)",
     );
-    assert_eq!(r.errors.len(), 1, "{:?}", r.errors);
     let e = &r.errors[0];
     assert_eq!((e.line, e.kind), (2, ErrorKind::Range));
     assert_eq!(e.value.as_deref(), Some("600.00"));
-    assert!(
-        e.reason
-            .contains("maximum TRY 500 for one row (set by [submit] max_row_amount in paydrop.toml)"),
-        "{}",
-        e.reason
-    );
 
     // A pattern whose `max` is lower: the pattern is named.
-    let toml = p1.to_toml().replace("max = \"999999999.99\"", "max = \"550\"");
+    let toml = p1
+        .to_toml()
+        .replace("max = \"999999999.99\"", "max = \"550\"");
     let custom = Pattern::from_toml(&toml, "patterns/1-capped.toml").unwrap();
     let r = validate(&custom, &file, Limits::default());
-    assert_eq!(r.errors.len(), 1, "{:?}", r.errors);
-    assert!(
-        r.errors[0].reason.contains(
-            "maximum TRY 550 for one row (set by `max` of column amount in pattern 1 \
-             (patterns/1-capped.toml))"
-        ),
-        "{}",
-        r.errors[0].reason
+    assert_one_reason(
+        &r,
+        "maximum TRY 550 for one row (set by `max` of column amount in pattern 1 \
+         (patterns/1-capped.toml))",
     );
 
     // Built in: no amount has ten integer digits, whatever the config says.
-    let huge = Some(Bound::All(rust_decimal::Decimal::MAX));
-    let r = validate(
-        p1,
-        &with_amount(503, 1, "1000000000.00"),
-        Limits {
-            max_row_amount: huge.clone(),
-            max_file_total: huge,
-        },
-    );
-    assert_eq!(r.errors.len(), 1, "{:?}", r.errors);
-    assert!(
-        r.errors[0]
-            .reason
-            .contains("maximum TRY 999999999.99 for one row (set by `max` of column amount in pattern 1 (built-in))"),
-        "{}",
-        r.errors[0].reason
+    let huge = Bound::All(rust_decimal::Decimal::MAX);
+    let limits = Limits {
+        max_row_amount: Some(huge.clone()),
+        max_file_total: Some(huge),
+    };
+    let r = validate(p1, &with_amount(503, 1, "1000000000.00"), limits);
+    assert_one_reason(
+        &r,
+        "maximum TRY 999999999.99 for one row (set by `max` of column amount in pattern 1 \
+         (built-in))",
     );
 }
 
@@ -187,35 +190,20 @@ fn a_total_above_the_bound_is_one_error_on_the_row_that_crosses_it() {
         file.extend_from_slice(cells.join(",").as_bytes());
         file.push(b'\n');
     }
-    let r = validate(
-        p1,
-        &file,
-        Limits {
-            max_file_total: all("1000"),
-            ..Limits::default()
-        },
+    let r = validate(p1, &file, file_max(Bound::All(dec("1000"))));
+    assert_one_reason(
+        &r,
+        "takes the file's TRY total to 1200.00, above the maximum TRY 1000",
     );
-    let kinds: Vec<(u64, ErrorKind)> = r.errors.iter().map(|e| (e.line, e.kind)).collect();
-    assert_eq!(kinds, [(3, ErrorKind::FileTotal)], "once, where it crosses");
-    assert!(
-        r.errors[0]
-            .reason
-            .starts_with("takes the file's TRY total to 1200.00, above the maximum TRY 1000"),
-        "{}",
-        r.errors[0].reason
+    assert_eq!(
+        (r.errors[0].line, r.errors[0].kind),
+        (3, ErrorKind::FileTotal)
     );
     assert!(!r.is_valid());
     assert_eq!((r.rows_valid, r.rows_invalid), (5, 1));
 
     // Another currency has its own bound: per currency in the config.
     let per_currency = Bound::PerCurrency([("USD", dec("100"))].into());
-    let r = validate(
-        p1,
-        &file,
-        Limits {
-            max_file_total: Some(per_currency),
-            ..Limits::default()
-        },
-    );
+    let r = validate(p1, &file, file_max(per_currency));
     assert!(r.is_valid(), "TRY keeps the default: {:?}", r.errors);
 }

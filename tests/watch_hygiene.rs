@@ -44,7 +44,10 @@ fn chmod(path: &Path, mode: u32) {
 fn make_unreadable(path: &Path) {
     chmod(path, 0o000);
     if !running_as_root() {
-        assert!(File::open(path).is_err(), "mode 000 stops this user's reads");
+        assert!(
+            File::open(path).is_err(),
+            "mode 000 stops this user's reads"
+        );
     }
 }
 
@@ -155,7 +158,10 @@ async fn links_folders_and_fifos_are_skipped_with_one_warning_each() {
         let warnings = log_lines(&["WARN", "skipped", &format!("file={shown} ")]);
         assert_eq!(warnings.len(), 1, "one WARN for {shown}:\n{}", logs());
         assert!(warnings[0].contains(kind), "{}", warnings[0]);
-        assert!(path.symlink_metadata().is_ok(), "{shown} is left where it is");
+        assert!(
+            path.symlink_metadata().is_ok(),
+            "{shown} is left where it is"
+        );
     }
     assert_eq!(
         fs::read(&target).unwrap(),
@@ -164,22 +170,21 @@ async fn links_folders_and_fifos_are_skipped_with_one_warning_each() {
     );
     assert!(rig.filed_as(DONE, "link.csv").is_empty());
     assert!(entries(&rig.sub(PROCESSING)).is_empty());
-    assert_eq!(rig.sandbox_batches_of(&sha256_hex(&payments(951, 3))).len(), 0);
+    assert_eq!(
+        rig.sandbox_batches_of(&sha256_hex(&payments(951, 3))).len(),
+        0
+    );
 
-    let config = rig.write_config_file("");
-    let out = rig
-        .cli()
-        .arg("status")
-        .arg("--config")
-        .arg(&config)
-        .output()
-        .unwrap();
+    let out = rig.status(&rig.write_config_file(""));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let counts = format!(
         "inbox {}: 0 waiting, 0 processing, 2 done, 0 failed",
         rig.inbox.display()
     );
-    assert!(stdout.contains(&counts), "expected '{counts}' in:\n{stdout}");
+    assert!(
+        stdout.contains(&counts),
+        "expected '{counts}' in:\n{stdout}"
+    );
     for (path, kind) in [(&link, "a symbolic link"), (&fifo, "a FIFO (named pipe)")] {
         let line = format!("  skipped {} ({kind})", path.display());
         assert!(stdout.contains(&line), "expected '{line}' in:\n{stdout}");

@@ -137,8 +137,17 @@ fn date_time(d: &[u8]) -> bool {
 /// Whether `start..end` lies in a hexadecimal token with at least one letter
 /// and the length of a digest (md5/our codes 32, sha1 40, sha256 64).
 fn in_digest(b: &[u8], start: usize, end: usize) -> bool {
-    let from = start - b[..start].iter().rev().take_while(|c| c.is_ascii_hexdigit()).count();
-    let to = end + b[end..].iter().take_while(|c| c.is_ascii_hexdigit()).count();
+    let from = start
+        - b[..start]
+            .iter()
+            .rev()
+            .take_while(|c| c.is_ascii_hexdigit())
+            .count();
+    let to = end
+        + b[end..]
+            .iter()
+            .take_while(|c| c.is_ascii_hexdigit())
+            .count();
     let token = &b[from..to];
     matches!(token.len(), 32 | 40 | 64) && token.iter().any(u8::is_ascii_alphabetic)
 }
@@ -151,8 +160,8 @@ fn digit_groups(b: &[u8], start: usize) -> Vec<(usize, usize)> {
     loop {
         let e = s + b[s..].iter().take_while(|c| c.is_ascii_digit()).count();
         groups.push((s, e));
-        let joined = matches!(b.get(e), Some(b' ' | b'-'))
-            && b.get(e + 1).is_some_and(u8::is_ascii_digit);
+        let joined =
+            matches!(b.get(e), Some(b' ' | b'-')) && b.get(e + 1).is_some_and(u8::is_ascii_digit);
         if !joined {
             return groups;
         }
@@ -215,7 +224,9 @@ fn scientific(b: &[u8], start: usize) -> Option<usize> {
         i += 1;
     }
     match digits(i) {
-        1..=3 if !b.get(i + digits(i)).is_some_and(u8::is_ascii_alphanumeric) => Some(i + digits(i)),
+        1..=3 if !b.get(i + digits(i)).is_some_and(u8::is_ascii_alphanumeric) => {
+            Some(i + digits(i))
+        }
         _ => None,
     }
 }
@@ -362,7 +373,10 @@ mod tests {
             (card16, "450634******3218"),
             ("4506 3491 1654 3218", "4506 34** **** 3218"),
             ("4506-3491-1654-3218", "4506-34**-****-3218"),
-            ("line 3: is 5289391525332536 but", "line 3: is 528939******2536 but"),
+            (
+                "line 3: is 5289391525332536 but",
+                "line 3: is 528939******2536 but",
+            ),
             ("x5289391525332536y", "x528939******2536y"),
             ("Amex 3782 822463 10005 paid", "Amex 3782 82**** *0005 paid"),
             // A card after a short number, and a year after a card.
@@ -425,7 +439,10 @@ mod tests {
             w.write_all(b"refused: 45063491").unwrap();
             w.write_all(b"16543218\n").unwrap();
         }
-        assert_eq!(String::from_utf8(out).unwrap(), "refused: 450634******3218\n");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "refused: 450634******3218\n"
+        );
 
         let mut out = Vec::new();
         {

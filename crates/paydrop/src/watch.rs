@@ -41,8 +41,8 @@ use crate::validate::{Fatal, Report};
 use crate::{mask, names};
 
 mod scan;
-pub use scan::{ignored, skipped};
 use scan::Scan;
+pub use scan::{ignored, skipped};
 
 /// Sub-folders of every inbox.
 pub const PROCESSING: &str = "processing";
@@ -739,7 +739,13 @@ async fn process(shared: &Shared, claimed: &Claimed) -> Fate {
                     }
                     // Unreadable (e.g. claimed by an older version): filed in
                     // failed/, never claimed again on a restart.
-                    (Fate::Failed, Some(unreadable_reason(f)), None, None, Vec::new())
+                    (
+                        Fate::Failed,
+                        Some(unreadable_reason(f)),
+                        None,
+                        None,
+                        Vec::new(),
+                    )
                 }
                 _ => (Fate::Failed, Some(e.to_string()), None, None, Vec::new()),
             }
@@ -802,7 +808,9 @@ fn file_away(
     state: &str,
     report: &FileReport<'_>,
 ) -> std::io::Result<PathBuf> {
-    let dest = inbox.sub(state).join(claimed.path.file_name().unwrap_or_default());
+    let dest = inbox
+        .sub(state)
+        .join(claimed.path.file_name().unwrap_or_default());
     let report_path = sibling(&dest, "report.json");
     if shared
         .hooks

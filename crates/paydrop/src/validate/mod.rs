@@ -1011,7 +1011,11 @@ impl<'a, 'h> Validator<'a, 'h> {
             return i;
         }
         let mut row = self.opts.limits.row(currency);
-        if let Some(column) = self.pattern.amount_column().map(|c| &self.pattern.columns[c]) {
+        if let Some(column) = self
+            .pattern
+            .amount_column()
+            .map(|c| &self.pattern.columns[c])
+        {
             if let ColumnType::Decimal { max: Some(max), .. } = column.kind {
                 if max <= row.value {
                     row = Limit {

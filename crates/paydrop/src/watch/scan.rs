@@ -153,7 +153,10 @@ mod tests {
         );
 
         let mut scan = Scan::default();
-        assert!(scan.stable_files(d, Duration::ZERO).is_empty(), "first sight");
+        assert!(
+            scan.stable_files(d, Duration::ZERO).is_empty(),
+            "first sight"
+        );
         assert_eq!(scan.stable_files(d, Duration::ZERO), [d.join("pay.csv")]);
         assert_eq!(scan.skipped.len(), 3, "each remembered, so warned once");
     }
