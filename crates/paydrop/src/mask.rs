@@ -57,9 +57,10 @@ pub fn identity(value: &str) -> String {
 ///   `20YYMMDDhhmm…` (no card scheme issues numbers starting with 20: such
 ///   names as `EXTRE_20261125143000.csv` stay readable) and a run inside a
 ///   hexadecimal digest of 32, 40 or 64 characters (a sha256, a
-///   MerchantUniqueCode `pd-<32 hex>-…`);
+///   MerchantUniqueCode `pd-<32 hex>-…`) or a UUID;
 /// - 12 to 19 digits in groups separated by single spaces or dashes
-///   (`4506 3491 1654 3218`, `4506-3491-1654-3218`) that pass the Luhn check;
+///   (`4506 3491 1654 3218`, `4506-3491-1654-3218`) that pass the Luhn check
+///   and stand apart from letters (not the digit groups of a UUID);
 /// - the mantissa of a number in scientific notation (`4.506349116E+15`, as a
 ///   spreadsheet shows a card number) beyond its sixth digit.
 ///
@@ -101,14 +102,16 @@ pub fn card_numbers(text: &str) -> String {
             if g > 0 {
                 out.push_str(&text[groups[g - 1].1..groups[g].0]);
             }
-            if let Some(last) = grouped_card(b, &groups[g..]) {
-                let (start, end) = (groups[g].0, groups[g + last].1);
-                out.push_str(&mask_digits(&text[start..end]));
-                g += last + 1;
-                continue;
+            if let Some(last) = grouped_card(b, &groups, g) {
+                let (start, end) = (groups[g].0, groups[last].1);
+                if !in_identifier(b, start, end) {
+                    out.push_str(&mask_digits(&text[start..end]));
+                    g = last + 1;
+                    continue;
+                }
             }
             let (start, end) = groups[g];
-            if end - start >= 12 && !date_time(&b[start..end]) && !in_digest(b, start, end) {
+            if end - start >= 12 && !date_time(&b[start..end]) && !in_identifier(b, start, end) {
                 out.push_str(&mask_digits(&text[start..end]));
             } else {
                 out.push_str(&text[start..end]);
@@ -134,22 +137,22 @@ fn date_time(d: &[u8]) -> bool {
         && n(10) <= 59
 }
 
-/// Whether `start..end` lies in a hexadecimal token with at least one letter
-/// and the length of a digest (md5/our codes 32, sha1 40, sha256 64).
-fn in_digest(b: &[u8], start: usize, end: usize) -> bool {
-    let from = start
-        - b[..start]
-            .iter()
-            .rev()
-            .take_while(|c| c.is_ascii_hexdigit())
-            .count();
-    let to = end
-        + b[end..]
-            .iter()
-            .take_while(|c| c.is_ascii_hexdigit())
-            .count();
-    let token = &b[from..to];
-    matches!(token.len(), 32 | 40 | 64) && token.iter().any(u8::is_ascii_alphabetic)
+/// Whether `start..end` lies in a hexadecimal digest (a token of 32, 40 or
+/// 64 hex characters with a letter: md5 or our codes, sha1, sha256) or in a
+/// UUID (8-4-4-4-12 hex characters).
+fn in_identifier(b: &[u8], start: usize, end: usize) -> bool {
+    let token = |part: fn(&u8) -> bool| {
+        let from = start - b[..start].iter().rev().take_while(|c| part(c)).count();
+        let to = end + b[end..].iter().take_while(|c| part(c)).count();
+        &b[from..to]
+    };
+    let hex = token(u8::is_ascii_hexdigit);
+    let digest = matches!(hex.len(), 32 | 40 | 64) && hex.iter().any(u8::is_ascii_alphabetic);
+    let uuid = token(|c| c.is_ascii_hexdigit() || *c == b'-')
+        .split(|c| *c == b'-')
+        .map(<[u8]>::len)
+        .eq([8, 4, 4, 4, 12]);
+    digest || uuid
 }
 
 /// The runs of digits from `start` on that are joined by a single space or
@@ -169,19 +172,26 @@ fn digit_groups(b: &[u8], start: usize) -> Vec<(usize, usize)> {
     }
 }
 
-/// The most groups, from the first on and at least two, that together are a
-/// card number (12–19 digits passing Luhn); as the index of the last group.
-fn grouped_card(b: &[u8], groups: &[(usize, usize)]) -> Option<usize> {
+/// The most groups from group `first` on, at least two, that together are a
+/// card number (12–19 digits passing Luhn) standing apart from letters and
+/// digits; as the index of the last group.
+fn grouped_card(b: &[u8], groups: &[(usize, usize)], first: usize) -> Option<usize> {
+    let apart = |at: Option<&u8>| !at.is_some_and(u8::is_ascii_alphanumeric);
+    let starts_apart = first > 0 || apart(groups[0].0.checked_sub(1).and_then(|i| b.get(i)));
+    if !starts_apart {
+        return None;
+    }
     let mut digits = [0u8; 19];
     let mut n = 0;
     let mut best = None;
-    for (k, &(s, e)) in groups.iter().enumerate() {
+    for (k, &(s, e)) in groups.iter().enumerate().skip(first) {
         if n + (e - s) > digits.len() {
             break;
         }
         digits[n..n + (e - s)].copy_from_slice(&b[s..e]);
         n += e - s;
-        if k > 0 && n >= 12 && luhn(&digits[..n]) {
+        let ends_apart = k + 1 < groups.len() || apart(b.get(e));
+        if k > first && n >= 12 && ends_apart && luhn(&digits[..n]) {
             best = Some(k);
         }
     }
@@ -410,6 +420,10 @@ mod tests {
             "sha256 5b1ae2527031c1e36da389def4d06c0bbdf42aae889abe8397120d48c2a9f9bd",
             "sha256 5b1ae252703111136281234567890c0bbdf42aae889abe8397120d48c2a9f9bd",
             "pd-5b1ae2527031c1e3628123456789f0bb-1of2",
+            // UUIDs, whose digit groups may pass Luhn or run to 12 digits.
+            "a9277a1c-80db-4868-a072-481799038a00",
+            "a9277a1c-80db-4868-4072-481799038100",
+            "a9277a1c-80db-4868-4506-349116543218",
         ] {
             assert_eq!(card_numbers(text), text);
         }
