@@ -218,14 +218,24 @@ async fn an_unreadable_file_goes_to_failed_with_its_reason_and_never_comes_back(
         "the error is logged:\n{first}"
     );
 
-    // A restart does not pick it up again.
+    // A restart does not pick it up again. An unreadable file left in
+    // processing/ (claimed by an older version) is filed in failed/ too.
+    let left = rig
+        .sub(PROCESSING)
+        .join("20260101T000000000Z-000001-left.csv");
+    fs::write(&left, payments(964, 3)).unwrap();
+    make_unreadable(&left);
     let log = rig.dir.path().join("second.log");
     let child = spawn_daemon(&rig, &config, &log).expect("started before");
+    let left_filed = rig.wait_filed(FAILED, "left.csv").await;
     scans_went_by(&rig, "marker-2.csv", 963).await;
     stop(child).await;
     let second = read(&log);
     assert!(!second.contains("locked.csv"), "seen again:\n{second}");
     assert_eq!(rig.filed_as(FAILED, "locked.csv"), [filed]);
+    let reason = read_json(&sidecar(&left_filed, "report.json"))["reason"].to_string();
+    assert!(reason.contains("Permission denied"), "{reason}");
+    assert!(entries(&rig.sub(PROCESSING)).is_empty());
     assert_eq!(
         rig.sandbox_batches_of(&sha256_hex(&payments(961, 3))).len(),
         0
