@@ -145,6 +145,7 @@ fn submission(c: &mut Criterion) {
         },
         now: chrono::Utc::now(),
         as_of: as_of(),
+        limits: Default::default(),
     };
     let vopts = Options {
         as_of: as_of(),

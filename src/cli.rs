@@ -27,6 +27,7 @@ use paydrop::submit::{submit_file, RetryPolicy, SubmitError, SubmitOptions};
 use paydrop::upload::{BodyMode, Client, Credentials};
 use paydrop::validate::{validate_file, Fatal, Hooks, Options, Report, RowError};
 use paydrop::watch::{self, WatchHooks};
+use paydrop::{mask, names};
 
 mod reports;
 
@@ -353,18 +354,25 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", masked(format!("{e:#}")));
             ExitCode::from(EXIT_UNUSABLE)
         }
     }
 }
 
+/// What the command line prints of an error or a message it did not write
+/// itself (the provider's, a library's): card numbers masked.
+fn masked(text: impl std::fmt::Display) -> String {
+    mask::card_numbers(&text.to_string())
+}
+
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PAYDROP_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Every log line passes through the masking, whatever its fields hold.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(io::stderr);
+        .with_writer(move || mask::MaskingWriter::new(io::stderr(), json));
     if json {
         builder.json().init();
     } else {
@@ -381,7 +389,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         .unwrap_or_else(|| PathBuf::from("patterns"));
     let registry = || Registry::load(Some(&patterns_dir)).map_err(anyhow::Error::from);
     match &cli.command {
-        Command::Validate(args) => validate_cmd(&registry()?, args),
+        Command::Validate(args) => validate_cmd(&registry()?, &config, args),
         Command::Patterns { command } => patterns_cmd(&patterns_dir, command),
         Command::Gen(args) => gen_cmd(&registry()?, args),
         Command::Submit(args) => runtime()?.block_on(submit_cmd(&registry()?, &config, args)),
@@ -441,6 +449,7 @@ async fn submit_cmd(registry: &Registry, config: &Config, args: &SubmitArgs) -> 
         },
         now: chrono::Utc::now(),
         as_of: args.as_of.unwrap_or_else(paydrop::provider_today),
+        limits: config.limits(),
     };
     let mut ledger = Ledger::open(&config.ledger.path)?;
     let sent = Arc::new(AtomicU64::new(0));
@@ -476,7 +485,7 @@ async fn submit_cmd(registry: &Registry, config: &Config, args: &SubmitArgs) -> 
             Ok(ExitCode::from(EXIT_INVALID))
         }
         Err(e) => {
-            eprintln!("error: {}: {e}", args.file.display());
+            eprintln!("error: {}: {}", names::path(&args.file), masked(&e));
             let code = match e {
                 SubmitError::AlreadySubmitted { .. } | SubmitError::Conflict { .. } => {
                     EXIT_ALREADY_SUBMITTED
@@ -495,7 +504,7 @@ fn print_batch(out: &mut impl Write, b: &Batch) -> io::Result<()> {
         out,
         "batch {} — {} — pattern {}, {} rows, {} {}, {}{}",
         b.id,
-        b.file,
+        names::sanitise(&b.file),
         b.pattern,
         b.rows,
         b.currency,
@@ -514,7 +523,7 @@ fn print_batch(out: &mut impl Write, b: &Batch) -> io::Result<()> {
             _ if s.outcome_unknown() => {
                 "OUTCOME UNKNOWN: submit the same file again to resend with the same code".into()
             }
-            (state, _) => format!("{state}: {}", s.message.as_deref().unwrap_or("")),
+            (state, _) => format!("{state}: {}", masked(s.message.as_deref().unwrap_or(""))),
         };
         writeln!(
             out,
@@ -598,7 +607,7 @@ async fn payout_cmd(config: &Config, command: &PayoutCommand) -> Result<ExitCode
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", masked(&e));
             Ok(ExitCode::from(match e {
                 payout::PayoutError::Rule(payout::RuleError::AlreadyOrdered { .. }) => {
                     EXIT_ALREADY_SUBMITTED
@@ -695,7 +704,7 @@ async fn export_cmd(config: &Config, args: &ExportArgs) -> Result<ExitCode> {
     let (request, info, summary) = match outcome {
         Ok(done) => done,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", masked(&e));
             return Ok(ExitCode::from(match e {
                 export::ExportError::Failed { .. } => EXIT_REJECTED,
                 export::ExportError::Timeout { .. } => EXIT_UNKNOWN,
@@ -842,6 +851,13 @@ fn status_cmd(config: &Config) -> Result<ExitCode> {
             .map(|(state, n)| format!("{n} {state}"))
             .collect();
         writeln!(out, "inbox {}: {}", inbox.path.display(), counts.join(", "))?;
+        for (path, kind) in watch::skipped(&inbox.path) {
+            writeln!(
+                out,
+                "  skipped {} ({kind}): only regular files are taken",
+                names::path(&path)
+            )?;
+        }
     }
     let awaiting = ledger.awaiting_results()?;
     if !awaiting.is_empty() {
@@ -903,11 +919,22 @@ fn ledger_cmd(config: &Config, command: &LedgerCommand) -> Result<ExitCode> {
                 .batch(*id)?
                 .with_context(|| format!("no batch {id} in {}", config.ledger.path.display()))?;
             if *json {
-                let attempts: Vec<_> = b
+                let mut attempts: Vec<Vec<paydrop::ledger::Attempt>> = b
                     .submissions
                     .iter()
                     .map(|s| ledger.attempts(s.id))
                     .collect::<Result<_, _>>()?;
+                // The provider's words may quote what it was sent.
+                let mask = |m: &mut Option<String>| *m = m.as_deref().map(mask::card_numbers);
+                let mut b = b;
+                for s in &mut b.submissions {
+                    mask(&mut s.message);
+                    mask(&mut s.response);
+                }
+                attempts
+                    .iter_mut()
+                    .flatten()
+                    .for_each(|a| mask(&mut a.message));
                 serde_json::to_writer_pretty(
                     &mut out,
                     &serde_json::json!({ "batch": b, "attempts": attempts }),
@@ -928,7 +955,7 @@ fn ledger_cmd(config: &Config, command: &LedgerCommand) -> Result<ExitCode> {
                                 .map(|t| t.format("%H:%M:%S%.3f").to_string())
                                 .unwrap_or_else(|| "never finished".into()),
                             a.outcome.as_deref().unwrap_or("?"),
-                            a.message.as_deref().unwrap_or("")
+                            masked(a.message.as_deref().unwrap_or(""))
                         )?;
                     }
                 }
@@ -980,7 +1007,7 @@ async fn sandbox_cmd(registry: Registry, args: &SandboxArgs) -> Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
-fn validate_cmd(registry: &Registry, args: &ValidateArgs) -> Result<ExitCode> {
+fn validate_cmd(registry: &Registry, config: &Config, args: &ValidateArgs) -> Result<ExitCode> {
     let pattern = match registry.get(args.pattern) {
         Ok(p) => p,
         Err(e) => {
@@ -994,6 +1021,7 @@ fn validate_cmd(registry: &Registry, args: &ValidateArgs) -> Result<ExitCode> {
         currency: args.currency,
         split_rows: args.split_rows,
         max_line_bytes: args.max_line_bytes,
+        limits: config.limits(),
         ..Options::default()
     };
     let mut tsv = match &args.errors_tsv {
@@ -1032,7 +1060,7 @@ fn validate_cmd(registry: &Registry, args: &ValidateArgs) -> Result<ExitCode> {
     let report = match outcome {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {}: {e}", args.file.display());
+            eprintln!("error: {}: {}", names::path(&args.file), masked(&e));
             if let Fatal::Encoding { .. } | Fatal::Input(_) = e {
                 eprintln!("nothing was validated; the file was not changed");
             }
@@ -1096,7 +1124,7 @@ fn progress_bar(path: &Path) -> Option<ProgressBar> {
 }
 
 fn verdict(r: &Report) -> String {
-    let name = r.file.as_deref().unwrap_or("input");
+    let name = names::sanitise(r.file.as_deref().unwrap_or("input"));
     if r.is_valid() {
         format!("{name}: VALID, {} rows, {}", r.rows_read, totals_line(r))
     } else {
@@ -1127,7 +1155,7 @@ fn print_report(out: &mut impl Write, r: &Report, pattern: &Pattern) -> io::Resu
     writeln!(
         out,
         "{} — pattern {} \"{}\"",
-        r.file.as_deref().unwrap_or("input"),
+        names::sanitise(r.file.as_deref().unwrap_or("input")),
         pattern.id,
         pattern.name
     )?;
@@ -1229,7 +1257,9 @@ fn gen_cmd(registry: &Registry, args: &GenArgs) -> Result<ExitCode> {
         as_of: args.as_of.unwrap_or_else(paydrop::provider_today),
         ..GenOptions::default()
     };
-    let out = File::create(&args.output)
+    // Generated card numbers use real issuers' BINs and pass Luhn: kept
+    // private like any file of card numbers.
+    let out = paydrop::private::create(&args.output)
         .with_context(|| format!("creating {}", args.output.display()))?;
     let g = generate(out, pattern, &opts)?;
     if let Some(path) = &args.manifest {

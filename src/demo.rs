@@ -86,7 +86,7 @@ pub async fn run(registry: Registry, rows: u64, out: &mut impl Write) -> Result<
             seed,
             ..GenOptions::default()
         };
-        generate(std::fs::File::create(&path)?, pattern, &opts)?;
+        generate(paydrop::private::create(&path)?, pattern, &opts)?;
         Ok(path)
     };
     let big = make("payments-large.csv", rows, 0.0, 2026)?;

@@ -165,14 +165,7 @@ async fn status_lists_the_inbox_counts() {
     )
     .unwrap();
 
-    let config = rig.write_config_file("");
-    let out = rig
-        .cli()
-        .arg("status")
-        .arg("--config")
-        .arg(&config)
-        .output()
-        .expect("paydrop status runs");
+    let out = rig.status(&rig.write_config_file(""));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),

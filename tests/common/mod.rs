@@ -42,6 +42,19 @@ pub fn options() -> Options {
     }
 }
 
+/// Options without money bounds (beyond what `Decimal` holds), for tests of
+/// huge amounts.
+pub fn unbounded_options() -> Options {
+    let unbounded = Some(paydrop::bounds::Bound::All(rust_decimal::Decimal::MAX));
+    Options {
+        limits: paydrop::bounds::Limits {
+            max_row_amount: unbounded.clone(),
+            max_file_total: unbounded,
+        },
+        ..options()
+    }
+}
+
 /// Validates bytes held in memory.
 pub fn validate_bytes(bytes: &[u8], pattern: &Pattern, opts: &Options) -> Result<Report, Fatal> {
     validate_reader(bytes, pattern, opts, Hooks::default())

@@ -101,6 +101,7 @@ pub fn options(codec: Codec, mode: BodyMode) -> SubmitOptions {
         retry: fast_retry(6),
         now: Utc::now(),
         as_of: today(),
+        limits: Default::default(),
     }
 }
 

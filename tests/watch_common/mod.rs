@@ -508,6 +508,16 @@ impl Rig {
         cmd
     }
 
+    /// `paydrop status --config {config}`, run to its end.
+    pub fn status(&self, config: &Path) -> std::process::Output {
+        self.cli()
+            .arg("status")
+            .arg("--config")
+            .arg(config)
+            .output()
+            .expect("paydrop status runs")
+    }
+
     /// Writes a `paydrop.toml` for the binary: this rig's sandbox, ledger and
     /// inbox, callbacks on 127.0.0.1:0. The credentials are not in it (they
     /// come from the environment, see [`Rig::cli`]).

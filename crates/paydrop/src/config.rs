@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
+use crate::bounds::{Bound, Limits};
 use crate::currency::Currency;
 
 /// Environment variables that override the file.
@@ -149,6 +150,12 @@ pub struct SubmitConfig {
     /// for codes not listed.
     #[serde(default)]
     pub currency_ids: BTreeMap<String, u32>,
+    /// The most one row may carry, for every currency or per currency
+    /// (default [`crate::bounds::DEFAULT_MAX_ROW_AMOUNT`]).
+    pub max_row_amount: Option<Bound>,
+    /// The most one file may total (default
+    /// [`crate::bounds::DEFAULT_MAX_FILE_TOTAL`]).
+    pub max_file_total: Option<Bound>,
 }
 
 impl Default for SubmitConfig {
@@ -162,6 +169,8 @@ impl Default for SubmitConfig {
             backoff_ms: default_backoff_ms(),
             backoff_max_ms: default_backoff_max_ms(),
             currency_ids: BTreeMap::new(),
+            max_row_amount: None,
+            max_file_total: None,
         }
     }
 }
@@ -382,6 +391,14 @@ impl Config {
                  paydrop.toml (ask the provider for its id)"
             )
         })
+    }
+
+    /// The money bounds of the `[submit]` section, which validation applies.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_row_amount: self.submit.max_row_amount.clone(),
+            max_file_total: self.submit.max_file_total.clone(),
+        }
     }
 
     /// The retry policy of the `[submit]` section.

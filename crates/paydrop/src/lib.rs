@@ -11,6 +11,7 @@
 //! stage; the binary (`src/main.rs`) is only the command line in [`cli`].
 
 pub mod api;
+pub mod bounds;
 pub mod compress;
 pub mod config;
 pub mod currency;
@@ -18,8 +19,10 @@ pub mod export;
 pub mod generate;
 pub mod ledger;
 pub mod mask;
+pub mod names;
 pub mod pattern;
 pub mod payout;
+pub mod private;
 pub mod read;
 pub mod reconcile;
 pub mod report;

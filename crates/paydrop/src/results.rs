@@ -82,7 +82,11 @@ pub fn parse<R: Read>(reader: R) -> impl Iterator<Item = Result<ResultLine, Resu
 }
 
 fn line_from(rec: &csv::StringRecord, line: u64) -> Result<ResultLine, ResultError> {
-    let bad = |reason: String| ResultError::Line { line, reason };
+    // The values quoted in a reason may be anything the provider sent.
+    let bad = |reason: String| ResultError::Line {
+        line,
+        reason: crate::mask::card_numbers(&reason),
+    };
     if rec.len() != CALLBACK_COLUMNS.len() {
         return Err(bad(format!(
             "has {} fields, a result line has {}",
@@ -186,7 +190,7 @@ impl Summary {
             self.retryable.add(line.amount);
         }
         let t = self.by_code.entry(line.error_code.clone()).or_default();
-        t.message.clone_from(&line.error_message);
+        t.message = crate::mask::card_numbers(&line.error_message);
         t.retryable = retryable;
         t.rows += 1;
         t.amount += line.amount;
@@ -218,7 +222,7 @@ pub fn write_retry_file(
     let tmp = out.with_extension("tmp");
     let mut w = csv::WriterBuilder::new()
         .delimiter(pattern.delimiter)
-        .from_writer(BufWriter::new(File::create(&tmp)?));
+        .from_writer(BufWriter::new(crate::private::create(&tmp)?));
     let mut rec = csv::ByteRecord::new();
     let mut tally = Tally::default();
     let mut first = true;

@@ -19,6 +19,7 @@ use std::time::Duration;
 use chrono::{DateTime, Timelike, Utc};
 use rand::Rng;
 
+use crate::bounds::Limits;
 use crate::compress::Compression;
 use crate::currency::Currency;
 use crate::ledger::{
@@ -48,6 +49,9 @@ pub struct SubmitOptions {
     pub now: DateTime<Utc>,
     /// Card expiry is checked against this date.
     pub as_of: chrono::NaiveDate,
+    /// The most a row may carry and the file may total (checked by
+    /// validation, before anything is sent).
+    pub limits: Limits,
 }
 
 /// Exponential backoff with full jitter.
@@ -234,6 +238,7 @@ async fn validate(
         as_of: opts.as_of,
         currency: opts.currency,
         split_rows: opts.split_rows,
+        limits: opts.limits.clone(),
         ..Options::default()
     };
     // csv on a blocking thread measured faster than csv-async (README).

@@ -14,7 +14,7 @@ use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use axum::extract::{Multipart, Path as UrlPath, State as AxumState};
@@ -37,7 +37,12 @@ use crate::pattern::{Pattern, Registry};
 use crate::results::{self, Summary};
 use crate::submit::{submit_file, RetryPolicy, SubmitError, SubmitOptions, Submitted};
 use crate::upload::{BodyMode, Client};
-use crate::validate::Report;
+use crate::validate::{Fatal, Report};
+use crate::{mask, names};
+
+mod scan;
+use scan::Scan;
+pub use scan::{ignored, skipped};
 
 /// Sub-folders of every inbox.
 pub const PROCESSING: &str = "processing";
@@ -314,7 +319,8 @@ async fn watch_loop(
     let tick = Duration::from_millis(cfg.rescan_ms.min(cfg.quiet_ms / 2).max(50));
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut seen: HashMap<PathBuf, (u64, SystemTime, Instant)> = HashMap::new();
+    let rescan = Duration::from_millis(cfg.rescan_ms);
+    let mut scan = Scan::default();
     let mut queue: VecDeque<Claimed> = recover(&shared);
     let mut running: JoinSet<(Claimed, Fate)> = JoinSet::new();
     // Which running tasks are big files (by task id, so that a task that
@@ -350,19 +356,27 @@ async fn watch_loop(
         }
         for (i, inbox) in shared.inboxes.iter().enumerate() {
             keep_watching(&mut watchers, i, inbox, &wake_tx);
-            for path in stable_files(inbox, &mut seen, quiet) {
+            for path in scan.stable_files(&inbox.dir, quiet) {
                 counter += 1;
+                // A file that cannot be read is never claimed: nothing could
+                // be done with it in processing/, on any restart.
+                if let Err(e) = crate::validate::open_regular(&path) {
+                    refuse_unreadable(&shared, inbox, &path, counter, &e, &mut scan, rescan);
+                    continue;
+                }
                 match claim(inbox, &path, counter) {
                     Ok(claimed_path) => {
                         shared.metrics.files_claimed.fetch_add(1, Ordering::Relaxed);
                         queue.push_back(Claimed {
                             inbox: i,
-                            original: file_name(&path),
+                            original: shown_name(&path),
                             big: is_big(&claimed_path),
                             path: claimed_path,
                         });
                     }
-                    Err(e) => tracing::warn!(file = %path.display(), error = %e, "cannot claim"),
+                    Err(e) => {
+                        tracing::warn!(file = %shown(&path), error = %e, "cannot claim")
+                    }
                 }
             }
         }
@@ -422,7 +436,7 @@ fn recover(shared: &Shared) -> VecDeque<Claimed> {
         for e in entries.flatten() {
             let path = e.path();
             if path.is_file() {
-                let name = file_name(&path);
+                let name = shown_name(&path);
                 let original = name.splitn(3, '-').nth(2).unwrap_or(&name).to_string();
                 out.push(Claimed {
                     inbox: i,
@@ -487,11 +501,6 @@ fn keep_watching(
     }
 }
 
-/// Whether a name is one the inbox ignores until it is renamed.
-pub fn ignored(name: &str) -> bool {
-    name.starts_with('.') || name.ends_with(".part") || name.ends_with(".tmp")
-}
-
 /// Files paydrop writes beside a filed payment file.
 fn is_sidecar(name: &str) -> bool {
     [".report.json", ".results.json", ".retry.csv"]
@@ -499,62 +508,98 @@ fn is_sidecar(name: &str) -> bool {
         .any(|s| name.ends_with(s))
 }
 
-/// Files of the inbox whose size and mtime have not changed for `quiet`.
-fn stable_files(
-    inbox: &Inbox,
-    seen: &mut HashMap<PathBuf, (u64, SystemTime, Instant)>,
-    quiet: Duration,
-) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(&inbox.dir) else {
-        return Vec::new();
-    };
-    let now = Instant::now();
-    let mut ready = Vec::new();
-    for e in entries.flatten() {
-        let path = e.path();
-        let Ok(meta) = e.metadata() else { continue };
-        if !meta.is_file() || ignored(&file_name(&path)) {
-            continue;
-        }
-        let size = meta.len();
-        let mtime = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-        match seen.get(&path) {
-            Some(&(s, m, since)) if s == size && m == mtime => {
-                if now.duration_since(since) >= quiet {
-                    seen.remove(&path);
-                    ready.push((mtime, path));
-                }
-            }
-            _ => {
-                seen.insert(path, (size, mtime, now));
-            }
-        }
-    }
-    seen.retain(|p, _| p.exists());
-    // Arrival order: oldest first.
-    ready.sort();
-    ready.into_iter().map(|(_, p)| p).collect()
-}
-
 /// Moves a file into `processing/` under a name that never collides.
 fn claim(inbox: &Inbox, path: &Path, counter: u64) -> std::io::Result<PathBuf> {
-    let name = format!(
-        "{}-{counter:06}-{}",
-        Utc::now().format("%Y%m%dT%H%M%S%3fZ"),
-        file_name(path)
-    );
-    let to = inbox.sub(PROCESSING).join(name);
+    let to = inbox.sub(PROCESSING).join(claim_name(path, counter));
     // The inbox may have been deleted and recreated meanwhile.
     std::fs::create_dir_all(inbox.sub(PROCESSING))?;
     std::fs::rename(path, &to)?;
-    tracing::info!(file = %path.display(), claimed = %to.display(), "claimed");
+    tracing::info!(file = %shown(path), claimed = %shown(&to), "claimed");
     Ok(to)
 }
 
-fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
+/// A path as logs and reports show it: sanitised (a name can hold a line
+/// break) and masked (or a card number).
+fn shown(path: &Path) -> String {
+    mask::card_numbers(&names::path(path))
+}
+
+/// A file name as logs and reports show it (see [`shown`]).
+fn shown_name(path: &Path) -> String {
+    mask::card_numbers(&names::file_name(path))
+}
+
+/// `<time>-<n>-<name>`: unique, sorting in arrival order, and keeping the
+/// original name (bytes and all) after the second dash.
+fn claim_name(path: &Path, counter: u64) -> std::ffi::OsString {
+    let mut name = std::ffi::OsString::from(format!(
+        "{}-{counter:06}-",
+        Utc::now().format("%Y%m%dT%H%M%S%3fZ")
+    ));
+    name.push(path.file_name().unwrap_or_default());
+    name
+}
+
+/// Files a file that cannot be read straight from the inbox to `failed/`,
+/// with a report saying why. When even that fails it stays in the inbox,
+/// with one ERROR per rescan period.
+fn refuse_unreadable(
+    shared: &Shared,
+    inbox: &Inbox,
+    path: &Path,
+    counter: u64,
+    error: &Fatal,
+    scan: &mut Scan,
+    rescan: Duration,
+) {
+    let reason = unreadable_reason(error);
+    let dest = inbox.sub(FAILED).join(claim_name(path, counter));
+    let claimed_as = shown(&dest);
+    let report = FileReport {
+        file: &shown_name(path),
+        claimed_as: claimed_as.clone(),
+        state: FAILED,
+        at: Utc::now(),
+        reason: Some(reason.clone()),
+        validation: None,
+        batch: None,
+        notices: &[],
+    };
+    let report_path = sibling(&dest, "report.json");
+    let filed = std::fs::create_dir_all(inbox.sub(FAILED))
+        .and_then(|()| write_json(&report_path, &report))
+        .and_then(|()| {
+            std::fs::rename(path, &dest).inspect_err(|_| {
+                let _ = std::fs::remove_file(&report_path);
+            })
+        });
+    match filed {
+        Ok(()) => {
+            shared.metrics.files_failed.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(file = %shown(path), to = %claimed_as, reason = %reason, "filed unread");
+        }
+        Err(e) if scan.stuck(path, rescan) => tracing::error!(
+            file = %shown(path),
+            reason = %reason,
+            error = %e,
+            "cannot read the file, nor move it to failed/: it stays in the inbox until it is \
+             readable or removed"
+        ),
+        Err(_) => {}
+    }
+}
+
+/// Why a file could not be read, and what to do about it.
+fn unreadable_reason(error: &Fatal) -> String {
+    #[cfg(unix)]
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let who = format!("the paydrop daemon (uid {})", unsafe { libc::geteuid() });
+    #[cfg(not(unix))]
+    let who = "the paydrop daemon".to_string();
+    format!(
+        "{error}; nothing was sent: {who} must be able to read the file: fix its permissions \
+         (chmod / chown) and drop it into the inbox again"
+    )
 }
 
 /// The report written beside a file in `done/` or `failed/`.
@@ -598,6 +643,7 @@ async fn process(shared: &Shared, claimed: &Claimed) -> Fate {
         },
         now: Utc::now(),
         as_of: crate::provider_today(),
+        limits: shared.config.limits(),
     };
     let sent = Arc::new(AtomicU64::new(0));
     let outcome = submit_file(
@@ -614,7 +660,10 @@ async fn process(shared: &Shared, claimed: &Claimed) -> Fate {
         .fetch_add(sent.load(Ordering::Relaxed), Ordering::Relaxed);
     m.submit_millis
         .fetch_add(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    // Compared with the ledger's record, so not sanitised; shown through
+    // `shown`.
     let claimed_path = claimed.path.display().to_string();
+    let shown_path = shown(&claimed.path);
     let (fate, reason, report, batch, notices) = match outcome {
         // The batch was created for another file with the same content,
         // still in flight when this copy was claimed: the provider
@@ -680,13 +729,26 @@ async fn process(shared: &Shared, claimed: &Claimed) -> Fate {
             | SubmitError::Conflict { .. }
             | SubmitError::Currency { .. }),
         ) => {
-            if let SubmitError::Unusable(crate::validate::Fatal::Open { .. }) = e {
-                // Deleted while we worked: nothing left to file.
-                tracing::error!(file = %claimed_path, error = %e, "file disappeared");
-                m.files_failed.fetch_add(1, Ordering::Relaxed);
-                return Fate::Failed;
+            match &e {
+                SubmitError::Unusable(f @ Fatal::Open { .. }) => {
+                    if claimed.path.symlink_metadata().is_err() {
+                        // Deleted while we worked: nothing left to file.
+                        tracing::error!(file = %shown_path, error = %e, "file disappeared");
+                        m.files_failed.fetch_add(1, Ordering::Relaxed);
+                        return Fate::Failed;
+                    }
+                    // Unreadable (e.g. claimed by an older version): filed in
+                    // failed/, never claimed again on a restart.
+                    (
+                        Fate::Failed,
+                        Some(unreadable_reason(f)),
+                        None,
+                        None,
+                        Vec::new(),
+                    )
+                }
+                _ => (Fate::Failed, Some(e.to_string()), None, None, Vec::new()),
             }
-            (Fate::Failed, Some(e.to_string()), None, None, Vec::new())
         }
         Err(
             e @ (SubmitError::Unknown { .. }
@@ -694,7 +756,7 @@ async fn process(shared: &Shared, claimed: &Claimed) -> Fate {
             | SubmitError::Spool(_)
             | SubmitError::Join(_)),
         ) => {
-            tracing::warn!(file = %claimed_path, error = %e, "no definite outcome; the file stays in processing/ and is retried");
+            tracing::warn!(file = %shown_path, error = %e, "no definite outcome; the file stays in processing/ and is retried");
             m.files_deferred.fetch_add(1, Ordering::Relaxed);
             return Fate::Deferred;
         }
@@ -706,10 +768,11 @@ async fn process(shared: &Shared, claimed: &Claimed) -> Fate {
     };
     let file_report = FileReport {
         file: &claimed.original,
-        claimed_as: claimed_path.clone(),
+        claimed_as: shown_path.clone(),
         state,
         at: Utc::now(),
-        reason,
+        // A provider's message or an error may quote a value.
+        reason: reason.map(|r| mask::card_numbers(&r)),
         validation: report.as_ref(),
         batch: batch.as_ref(),
         notices: &notices,
@@ -727,14 +790,14 @@ async fn process(shared: &Shared, claimed: &Claimed) -> Fate {
                 &m.files_failed
             };
             counter.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(file = %claimed.original, to = %dest.display(), reason = file_report.reason.as_deref().unwrap_or(""), "filed");
+            tracing::info!(file = %claimed.original, to = %shown(&dest), reason = file_report.reason.as_deref().unwrap_or(""), "filed");
             if let Some(b) = &batch {
                 write_outputs(shared, b.id).await;
             }
             fate
         }
         Err(e) => {
-            tracing::error!(file = %claimed_path, error = %e, "cannot move the file; it stays in processing/ and is retried");
+            tracing::error!(file = %shown_path, error = %e, "cannot move the file; it stays in processing/ and is retried");
             m.files_deferred.fetch_add(1, Ordering::Relaxed);
             Fate::Deferred
         }
@@ -750,7 +813,9 @@ fn file_away(
     state: &str,
     report: &FileReport<'_>,
 ) -> std::io::Result<PathBuf> {
-    let dest = inbox.sub(state).join(file_name(&claimed.path));
+    let dest = inbox
+        .sub(state)
+        .join(claimed.path.file_name().unwrap_or_default());
     let report_path = sibling(&dest, "report.json");
     if shared
         .hooks
@@ -1085,7 +1150,8 @@ pub fn inbox_counts(dir: &Path) -> [(String, usize); 4] {
         std::fs::read_dir(d)
             .map(|es| {
                 es.flatten()
-                    .filter(|e| e.path().is_file())
+                    // The entry itself: a link to a file is not a file here.
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
                     .filter(|e| {
                         let n = e.file_name().to_string_lossy().into_owned();
                         !(ignored(&n) || (reports && is_sidecar(&n)))

@@ -38,6 +38,7 @@ use csv::ByteRecord;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use crate::bounds::{Limit, Limits};
 use crate::currency::Currency;
 use crate::pattern::{Column, ColumnType, Encoding, Header, Pattern};
 use crate::read::{input_error, Input, InputError};
@@ -75,6 +76,8 @@ pub enum ErrorKind {
     Duplicate,
     LineNumber,
     Overflow,
+    /// The row takes the file's total above `[submit] max_file_total`.
+    FileTotal,
 }
 
 /// One problem in one row.
@@ -93,15 +96,16 @@ pub struct RowError {
 }
 
 impl fmt::Display for RowError {
+    /// Masked again: a `RowError` may be built outside the validator.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "line {}", self.line)?;
         if let Some(c) = &self.column {
             write!(f, ", {c}")?;
         }
         if let Some(v) = &self.value {
-            write!(f, " '{v}'")?;
+            write!(f, " '{}'", mask::card_numbers(v))?;
         }
-        write!(f, ": {}", self.reason)
+        write!(f, ": {}", mask::card_numbers(&self.reason))
     }
 }
 
@@ -110,6 +114,11 @@ impl fmt::Display for RowError {
 pub enum Fatal {
     #[error("cannot open {path}: {source}")]
     Open { path: String, source: io::Error },
+    #[error(
+        "{path} is {kind}, not a regular file: pass the payment file itself (paydrop does not \
+         read from pipes, devices or folders)"
+    )]
+    NotRegular { path: String, kind: &'static str },
     #[error("{0}")]
     Input(#[from] InputError),
     #[error("the file is empty (0 bytes): there is nothing to submit")]
@@ -147,6 +156,9 @@ pub struct Options {
     /// the first row's value (a provider receiving one part of a split file
     /// sees it start at 150,001).
     pub first_line_number: Option<i64>,
+    /// The most a row may carry and a file may total (`[submit]
+    /// max_row_amount` / `max_file_total`).
+    pub limits: Limits,
 }
 
 impl Default for Options {
@@ -158,6 +170,7 @@ impl Default for Options {
             split_rows: PROVIDER_MAX_ROWS,
             max_line_bytes: 1 << 20,
             first_line_number: Some(1),
+            limits: Limits::default(),
         }
     }
 }
@@ -247,20 +260,77 @@ pub fn validate_file(
     opts: &Options,
     hooks: Hooks<'_>,
 ) -> Result<Report, Fatal> {
-    let open = || {
-        File::open(path).map_err(|source| Fatal::Open {
-            path: path.display().to_string(),
-            source,
-        })
-    };
+    let open = || open_regular(path);
     let mut validator = Validator::new(pattern, opts, hooks);
     validator.run(open()?)?;
     if !validator.duplicates.is_empty() {
         validator.name_first_occurrences(open()?)?;
     }
     let mut report = validator.finish()?;
-    report.file = Some(path.display().to_string());
+    // Shown, never opened again: sanitised and masked like any printed text.
+    report.file = Some(mask::card_numbers(&crate::names::path(path)));
     Ok(report)
+}
+
+/// Opens a file for reading, refusing anything but a regular file at once: a
+/// FIFO would block the read until some writer comes, a device may never
+/// end, a folder cannot be read. The type is looked at before opening (opening
+/// some devices does something) and again on the open file (the name may have
+/// been replaced in between), which is opened non-blocking for that reason.
+pub fn open_regular(path: &Path) -> Result<File, Fatal> {
+    let shown = || crate::names::path(path);
+    let open_error = |source| Fatal::Open {
+        path: shown(),
+        source,
+    };
+    let not_regular = |t: std::fs::FileType| {
+        (!t.is_file()).then(|| Fatal::NotRegular {
+            path: shown(),
+            kind: file_kind(t),
+        })
+    };
+    if let Some(e) = not_regular(std::fs::metadata(path).map_err(open_error)?.file_type()) {
+        return Err(e);
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // Reading a regular file ignores O_NONBLOCK.
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options.open(path).map_err(open_error)?;
+    match not_regular(file.metadata().map_err(open_error)?.file_type()) {
+        Some(e) => Err(e),
+        None => Ok(file),
+    }
+}
+
+/// What a non-regular file is, for messages ("a FIFO (named pipe)").
+pub fn file_kind(t: std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_fifo() {
+            return "a FIFO (named pipe)";
+        }
+        if t.is_char_device() || t.is_block_device() {
+            return "a device";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+    }
+    if t.is_dir() {
+        "a folder"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_file() {
+        "a regular file"
+    } else {
+        "not a regular file"
+    }
 }
 
 /// Validates any reader (first occurrences of duplicates are not named).
@@ -524,6 +594,18 @@ struct Validator<'a, 'h> {
     part_open: bool,
     /// The first row's line number, once known.
     line_base: Option<i64>,
+    /// The money bounds of each currency met so far.
+    bounds: Vec<CurrencyBounds>,
+}
+
+/// The bounds in force for one currency, resolved once per file.
+struct CurrencyBounds {
+    currency: Currency,
+    /// The most one row may carry: the pattern's `max` or the configured bound.
+    row: Limit,
+    file_total: Limit,
+    /// The file total went above the bound (reported once).
+    exceeded: bool,
 }
 
 impl<'a, 'h> Validator<'a, 'h> {
@@ -564,6 +646,7 @@ impl<'a, 'h> Validator<'a, 'h> {
             duplicates: Vec::new(),
             part_open: false,
             line_base: opts.first_line_number,
+            bounds: Vec::new(),
         }
     }
 
@@ -919,6 +1002,31 @@ impl<'a, 'h> Validator<'a, 'h> {
             self.cell_error(rec, line, row, col(), ErrorKind::Scale, reason);
             return;
         }
+        let b = self.bounds_of(currency);
+        if amount > self.bounds[b].row.value {
+            let Limit { value, key } = &self.bounds[b].row;
+            let reason = format!(
+                "is above the maximum {currency} {value} for one row (set by {key}): is this a \
+                 card number or a reference in the amount column? If the amount is right, raise \
+                 the bound"
+            );
+            self.cell_error(rec, line, row, col(), ErrorKind::Range, reason);
+            return;
+        }
+        let max_total = self.bounds[b].file_total.value;
+        let total = self.report.totals.check_add(currency, amount);
+        if let Some(total) = total.ok().filter(|t| *t > max_total) {
+            if !std::mem::replace(&mut self.bounds[b].exceeded, true) {
+                let Limit { value, key } = &self.bounds[b].file_total;
+                let reason = format!(
+                    "takes the file's {currency} total to {total}, above the maximum {currency} \
+                     {value} for one file (set by {key}): nothing is sent; split the file before \
+                     this line, or raise the bound if the total is right"
+                );
+                self.cell_error(rec, line, row, col(), ErrorKind::FileTotal, reason);
+                return;
+            }
+        }
         let part = self.report.parts.last_mut().expect("a part is open");
         match Totals::add_to_both(&mut self.report.totals, &mut part.totals, currency, amount) {
             Ok(()) => {}
@@ -926,6 +1034,40 @@ impl<'a, 'h> Validator<'a, 'h> {
                 self.cell_error(rec, line, row, col(), ErrorKind::Overflow, e.to_string());
             }
         }
+    }
+
+    /// Index of `currency`'s bounds in `self.bounds`, resolving them at its
+    /// first row: the row bound is the pattern's `max` on the amount column
+    /// or the configured one, whichever is lower.
+    fn bounds_of(&mut self, currency: Currency) -> usize {
+        if let Some(i) = self.bounds.iter().position(|b| b.currency == currency) {
+            return i;
+        }
+        let mut row = self.opts.limits.row(currency);
+        if let Some(column) = self
+            .pattern
+            .amount_column()
+            .map(|c| &self.pattern.columns[c])
+        {
+            if let ColumnType::Decimal { max: Some(max), .. } = column.kind {
+                if max <= row.value {
+                    row = Limit {
+                        value: max,
+                        key: format!(
+                            "`max` of column {} in pattern {} ({})",
+                            column.name, self.pattern.id, self.pattern.source
+                        ),
+                    };
+                }
+            }
+        }
+        self.bounds.push(CurrencyBounds {
+            currency,
+            row,
+            file_total: self.opts.limits.file_total(currency),
+            exceeded: false,
+        });
+        self.bounds.len() - 1
     }
 
     fn check_unique(&mut self, rec: &ByteRecord, line: u64, row: u64, col: usize, f: &[u8]) {
@@ -1052,7 +1194,9 @@ impl<'a, 'h> Validator<'a, 'h> {
                         format!("must not be negative (minimum {})", min.unwrap_or_default()),
                     );
                 }
-                range(d, *min, *max)?;
+                // An amount's maximum is checked with the configured bound,
+                // which depends on the row's currency (`add_amount`).
+                range(d, *min, if column.amount { None } else { *max })?;
                 Ok(if column.amount {
                     Value::Amount(d)
                 } else {
@@ -1130,7 +1274,12 @@ impl<'a, 'h> Validator<'a, 'h> {
         })
     }
 
-    fn error(&mut self, e: RowError) -> Option<usize> {
+    /// Records an error. Its value and reason are masked here, whatever the
+    /// column: a card number in the wrong column appears in both ("is
+    /// 5289391525332536 but this is data row 3").
+    fn error(&mut self, mut e: RowError) -> Option<usize> {
+        e.reason = mask::card_numbers(&e.reason);
+        e.value = e.value.map(|v| mask::card_numbers(&v));
         self.report.errors_total += 1;
         if let Some(cb) = self.hooks.on_error.as_mut() {
             cb(&e);
