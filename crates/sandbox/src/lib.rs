@@ -30,6 +30,7 @@ use tracing::info;
 
 pub mod breakdown;
 pub mod bulk;
+pub mod countdown;
 pub mod export;
 pub mod marketplace;
 pub mod report;
