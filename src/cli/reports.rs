@@ -18,7 +18,6 @@ use paydrop::pattern::Registry;
 use paydrop::reconcile::{self, Against, Key, Sent};
 use paydrop::report::payzee::Login;
 use paydrop::report::{CraftgateClient, Format, PaymentQuery, PayzeeClient};
-use paydrop::submit::RetryPolicy;
 
 #[derive(Subcommand)]
 pub(super) enum ReportCommand {
@@ -113,15 +112,6 @@ pub(super) struct ReconcileArgs {
     memory_mb: u64,
 }
 
-fn retry(config: &Config) -> RetryPolicy {
-    let (max_attempts, base, max) = config.backoff();
-    RetryPolicy {
-        max_attempts,
-        base,
-        max,
-    }
-}
-
 /// The Craftgate client from `[breakdown]` (and an optional override).
 fn craftgate_client(config: &Config, base: Option<&str>) -> Result<CraftgateClient> {
     let c = &config.breakdown;
@@ -135,7 +125,7 @@ fn craftgate_client(config: &Config, base: Option<&str>) -> Result<CraftgateClie
     let secret = c.secret_key.clone().with_context(|| {
         format!("no Craftgate secret key: set {ENV_CRAFTGATE_SECRET_KEY} or [breakdown] secret_key")
     })?;
-    Ok(CraftgateClient::new(&base, key, secret, retry(config))?)
+    Ok(CraftgateClient::new(&base, key, secret, super::retry_policy(config))?)
 }
 
 /// The Payzee client from `[report]` (and optional overrides).
@@ -160,7 +150,7 @@ fn payzee_client(config: &Config, args: &PaymentsArgs) -> Result<PayzeeClient> {
         })?,
         lang: c.lang.clone(),
     };
-    Ok(PayzeeClient::new(&base, &auth_base, login, retry(config))?)
+    Ok(PayzeeClient::new(&base, &auth_base, login, super::retry_policy(config))?)
 }
 
 /// A temporary file beside `path`, persisted over it once complete (so

@@ -39,6 +39,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tracing::info;
 
+use crate::mix::mix;
 use crate::countdown::{Busy, Fault};
 use crate::{Sandbox, Shared};
 
@@ -187,13 +188,6 @@ fn authenticate(
     Ok(())
 }
 
-/// splitmix64 of `(seed, n)`.
-fn mix(seed: u64, n: u64) -> u64 {
-    let mut z = seed.rotate_left(17) ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
 
 /// Eight decimals, as the docs' example writes money.
 fn money(d: Decimal) -> Value {

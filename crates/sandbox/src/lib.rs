@@ -33,6 +33,7 @@ pub mod bulk;
 pub mod countdown;
 pub mod export;
 pub mod marketplace;
+mod mix;
 pub mod report;
 
 /// How the sandbox behaves, per surface.

@@ -40,6 +40,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tracing::info;
 
+use crate::mix::mix;
 use crate::countdown::{Busy, Fault};
 use crate::{Sandbox, Shared};
 
@@ -303,12 +304,6 @@ pub struct Transaction {
     pub sparse: bool,
 }
 
-fn mix(seed: u64, n: u64) -> u64 {
-    let mut z = seed.rotate_left(29) ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
 
 /// Transaction `i` (1-based).
 pub fn transaction(seed: u64, i: u64) -> Transaction {

@@ -26,6 +26,7 @@ use futures::StreamExt;
 use rust_decimal::Decimal;
 
 use super::filter::Filter;
+use crate::mix::mix;
 
 /// The column layout of a generated file.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -145,16 +146,6 @@ pub struct Payment {
     pub status_updated: DateTime<Utc>,
 }
 
-/// A cheap, well-mixed hash of `(seed, i)` (splitmix64).
-fn mix(seed: u64, i: u64) -> u64 {
-    let mut z = seed
-        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
-        .wrapping_add(i)
-        .wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
 
 /// Row `i` (0-based) of a generated export of `rows` rows: dates ascend
 /// over three years; `FEE` payments are negative.
