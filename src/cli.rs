@@ -682,7 +682,8 @@ async fn payout_status(config: &Config, args: &StatusArgs) -> Result<ExitCode> {
     }
     let client = client_from(config, args.base.as_deref())?;
     let retry = retry_policy(config);
-    let targets: Vec<(Option<paydrop::ledger::PayoutOrder>, String)> = match (&args.job, args.order) {
+    let targets: Vec<(Option<paydrop::ledger::PayoutOrder>, String)> = match (&args.job, args.order)
+    {
         (Some(job), Some(id)) => {
             let o = order(id)?;
             if o.job_id.as_deref().is_some_and(|j| j != job) {
@@ -720,7 +721,9 @@ async fn payout_status(config: &Config, args: &StatusArgs) -> Result<ExitCode> {
             Some(o) => payout::resolve(&ledger, &client, o, &job, retry)
                 .await
                 .map(|(o, i)| (Some(o), i)),
-            None => payout::inquire(&client, &job, retry).await.map(|i| (None, i)),
+            None => payout::inquire(&client, &job, retry)
+                .await
+                .map(|i| (None, i)),
         };
         match answer {
             Ok((o, inquiry)) => {
@@ -1097,13 +1100,12 @@ async fn sandbox_cmd(registry: Registry, args: &SandboxArgs) -> Result<ExitCode>
     let mut receiving = paydrop_sandbox::SandboxConfig::default();
     receiving.marketplace.api_key = config.api_key.clone();
     receiving.marketplace.api_client = config.api_client.clone();
-    receiving.export.content = paydrop_sandbox::export::Content::Generated(
-        paydrop_sandbox::export::Generated {
+    receiving.export.content =
+        paydrop_sandbox::export::Content::Generated(paydrop_sandbox::export::Generated {
             rows: args.export_rows,
             seed: 1,
             schema: paydrop_sandbox::export::Schema::default(),
-        },
-    );
+        });
     receiving.export.encoding = match (args.export_gzip, args.export_zip) {
         (true, _) => paydrop_sandbox::export::Encoding::GzipFile,
         (_, Some(entries)) => paydrop_sandbox::export::Encoding::Zip { entries },
@@ -1116,7 +1118,10 @@ async fn sandbox_cmd(registry: Registry, args: &SandboxArgs) -> Result<ExitCode>
         (ENV_REPORT_EMAIL, &mut receiving.report.email),
         (ENV_REPORT_PASSWORD, &mut receiving.report.password),
         (ENV_CRAFTGATE_API_KEY, &mut receiving.breakdown.api_key),
-        (ENV_CRAFTGATE_SECRET_KEY, &mut receiving.breakdown.secret_key),
+        (
+            ENV_CRAFTGATE_SECRET_KEY,
+            &mut receiving.breakdown.secret_key,
+        ),
     ] {
         if let Some(v) = env(name) {
             *slot = v;

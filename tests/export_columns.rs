@@ -9,13 +9,19 @@ use common_export::*;
 use paydrop::export::{ExportError, Format, Mapping, Sink};
 use paydrop_sandbox::export::{Content, Encoding, Schema};
 
-async fn summary_of(c: paydrop_sandbox::SandboxConfig, mapping: Mapping) -> Result<paydrop::export::Summary, ExportError> {
+async fn summary_of(
+    c: paydrop_sandbox::SandboxConfig,
+    mapping: Mapping,
+) -> Result<paydrop::export::Summary, ExportError> {
     let sandbox = spawn(c).await;
     let client = client(&sandbox, TOKEN).with_columns(mapping);
     guard("export", async {
         let queued = client.queue(None, Format::Csv).await?;
         let done = client.wait(queued, poll(HANG_GUARD), |_| {}).await?;
-        Ok(client.download(&done, Format::Csv, &mut Sink::Discard).await?.1)
+        Ok(client
+            .download(&done, Format::Csv, &mut Sink::Discard)
+            .await?
+            .1)
     })
     .await
 }
@@ -67,9 +73,15 @@ async fn the_earnings_fixture_and_a_user_mapping_give_the_same_exact_totals() {
     for s in [&earnings, &mapped] {
         assert_eq!(s.rows, 4);
         let usd = &s.by_currency["USD"]["USD"];
-        assert_eq!((usd.rows, usd.amount.to_string()), (3, "1230.55".to_string()));
+        assert_eq!(
+            (usd.rows, usd.amount.to_string()),
+            (3, "1230.55".to_string())
+        );
         let eur = &s.by_currency["EUR"]["EUR"];
-        assert_eq!((eur.rows, eur.amount.to_string()), (1, "-15.00".to_string()));
+        assert_eq!(
+            (eur.rows, eur.amount.to_string()),
+            (1, "-15.00".to_string())
+        );
         assert_eq!(s.by_status["Sent"]["USD"].amount.to_string(), "1000.05");
     }
     assert_eq!(mapped.roles["amount"], "Paid");
@@ -84,7 +96,9 @@ async fn the_earnings_fixture_and_a_user_mapping_give_the_same_exact_totals() {
 #[tokio::test]
 async fn a_header_without_an_amount_column_names_it_the_aliases_and_the_key() {
     let text = fixture("earnings-payments.csv").replace("totalPayment", "grossTotal");
-    let e = summary_of(fixed(text), Mapping::default()).await.unwrap_err();
+    let e = summary_of(fixed(text), Mapping::default())
+        .await
+        .unwrap_err();
     let msg = e.to_string();
     assert!(
         msg.contains("no amount column: looked for totalPayment / paymentAmount")
@@ -108,7 +122,10 @@ async fn a_header_without_an_amount_column_names_it_the_aliases_and_the_key() {
     let (code, out, err) = run(cmd).await;
     assert_eq!(code, 0, "{out}{err}");
     let printed = collapse(&out);
-    assert!(printed.contains(&"USD USD 1230.55 (3 rows)".to_string()), "{out}");
+    assert!(
+        printed.contains(&"USD USD 1230.55 (3 rows)".to_string()),
+        "{out}"
+    );
     assert!(out.contains("amount = Paid"), "{out}");
 }
 
@@ -120,9 +137,17 @@ async fn the_sandbox_applies_the_filter_and_the_summary_shows_it() {
     assert_eq!(code, 0, "{err}");
     let want = expected_filtered(8, 3000, Some(filter));
     let all = expected(8, 3000);
-    assert!(want.rows > 0 && want.rows < all.rows / 2, "{} of {}", want.rows, all.rows);
+    assert!(
+        want.rows > 0 && want.rows < all.rows / 2,
+        "{} of {}",
+        want.rows,
+        all.rows
+    );
     let printed = collapse(&out);
-    assert!(printed[0].contains(&format!(": {} rows,", want.rows)), "{out}");
+    assert!(
+        printed[0].contains(&format!(": {} rows,", want.rows)),
+        "{out}"
+    );
     for line in summary_lines(&want) {
         assert!(printed.contains(&line), "missing '{line}' in\n{out}");
     }

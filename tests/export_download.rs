@@ -41,7 +41,12 @@ async fn the_binary_prints_exact_totals() {
                 "{format}: missing '{line}' in\n{out}"
             );
         }
-        for title in ["paymentStatus", "programName", "paymentCurrencyCode", "month"] {
+        for title in [
+            "paymentStatus",
+            "programName",
+            "paymentCurrencyCode",
+            "month",
+        ] {
             assert!(printed.iter().any(|l| l == title), "{out}");
         }
     }
@@ -62,7 +67,11 @@ async fn gzip_is_unpacked_by_magic_bytes_and_by_content_encoding() {
 
 #[tokio::test]
 async fn a_download_cut_off_midway_resumes_with_range() {
-    for encoding in [Encoding::Plain, Encoding::GzipFile, Encoding::Zip { entries: 2 }] {
+    for encoding in [
+        Encoding::Plain,
+        Encoding::GzipFile,
+        Encoding::Zip { entries: 2 },
+    ] {
         let mut c = generated(20_000, 5);
         c.export.encoding = encoding;
         let sandbox = spawn(c).await;
@@ -96,7 +105,10 @@ async fn without_range_support_a_cut_off_download_is_a_clear_error() {
         text.contains("does not support resuming") && text.contains("run the command again"),
         "{text}"
     );
-    assert!(!text.contains("sig="), "the blob's signature leaked: {text}");
+    assert!(
+        !text.contains("sig="),
+        "the blob's signature leaked: {text}"
+    );
 }
 
 #[tokio::test]

@@ -119,7 +119,9 @@ async fn extra_columns_are_kept_and_missing_ones_named() {
         .await
         .unwrap();
     // Every column no role uses passes through, the unpublished ones too.
-    assert!(summary.extra_columns.ends_with(&["commission".into(), "region".into()]));
+    assert!(summary
+        .extra_columns
+        .ends_with(&["commission".into(), "region".into()]));
     assert!(summary.extra_columns.contains(&"earnedUSD".to_string()));
     assert_eq!(summary.rows, 1);
     let (code, out, err, dir) = export_cli(

@@ -275,7 +275,11 @@ async fn the_sandbox_enforces_the_same_rules_server_side() {
     let s = &w.sandbox;
     let code_of = |v: &serde_json::Value| v["ErrorCode"].as_i64().unwrap();
     let (status, v) = post_raw(s, raw("2026-03-01", "2026-03-15", false, false), API_KEY).await;
-    assert_eq!((status, code_of(&v)), (200, code::INVALID_PROCESS_TIME), "{v}");
+    assert_eq!(
+        (status, code_of(&v)),
+        (200, code::INVALID_PROCESS_TIME),
+        "{v}"
+    );
     assert_eq!(v["Result"], false);
     let (_, v) = post_raw(s, raw("2026-03-05", "2026-03-01", false, false), API_KEY).await;
     assert_eq!(code_of(&v), code::INVALID_DATA, "{v}");
@@ -331,7 +335,11 @@ async fn a_refusal_by_the_provider_is_recorded_as_rejected() {
     assert_eq!(w.states(), vec![State::Rejected]);
     let recorded = &w.ledger.recent_payout_orders(1).unwrap()[0];
     assert!(
-        recorded.message.as_deref().unwrap().contains("already ordered"),
+        recorded
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("already ordered"),
         "{recorded:?}"
     );
 }
@@ -388,9 +396,13 @@ async fn the_job_id_is_recorded_and_the_inquiry_reads_it_back() {
     assert_eq!(inquiry.verdict(), Verdict::Done);
     assert!(inquiry.any_success);
     assert_eq!(inquiry.earning, Some(job.earning));
-    let e = payout::inquire(&w.client, "00000000-0000-0000-0000-000000000000", fast_retry(3))
-        .await
-        .unwrap_err();
+    let e = payout::inquire(
+        &w.client,
+        "00000000-0000-0000-0000-000000000000",
+        fast_retry(3),
+    )
+    .await
+    .unwrap_err();
     assert!(e.to_string().contains("ErrorCode 404"), "{e}");
 
     // The binary reads it back too, and records what it said.
@@ -413,13 +425,19 @@ async fn the_job_id_is_recorded_and_the_inquiry_reads_it_back() {
 #[tokio::test]
 async fn a_partial_job_is_reported_as_partial_never_as_done() {
     let mut w = world_with(Outcome::Partial).await;
-    w.trigger(&order("2026-03-02", "2026-03-03")).await.0.unwrap();
+    w.trigger(&order("2026-03-02", "2026-03-03"))
+        .await
+        .0
+        .unwrap();
     let job = w.sandbox.marketplace_jobs()[0].job_id.clone();
     let mut cmd = paydrop(&w.sandbox, w.dir.path());
     cmd.args(["payout", "status", &job]);
     let (code, out, err) = run(cmd).await;
     assert_eq!(code, 5, "{out}{err}");
-    assert!(out.contains("PARTIAL: 1 of 3 results succeeded (AnySuccess true)"), "{out}");
+    assert!(
+        out.contains("PARTIAL: 1 of 3 results succeeded (AnySuccess true)"),
+        "{out}"
+    );
     assert!(out.contains("IBAN rejected"), "{out}");
 }
 
@@ -433,7 +451,10 @@ async fn after_a_lost_answer_the_range_is_inquired_never_ordered_blind() {
         .0
         .unwrap_err();
     assert!(matches!(e, PayoutError::Unknown { .. }), "{e}");
-    assert!(e.to_string().contains("payout status JOBID --order 1"), "{e}");
+    assert!(
+        e.to_string().contains("payout status JOBID --order 1"),
+        "{e}"
+    );
     // The provider did order it; its answer was lost.
     let jobs = w.sandbox.marketplace_jobs();
     assert_eq!(jobs.len(), 1);
@@ -450,14 +471,20 @@ async fn after_a_lost_answer_the_range_is_inquired_never_ordered_blind() {
     }
     assert_eq!(w.sandbox.marketplace_jobs().len(), 1, "nothing was sent");
     // Dates elsewhere are fine.
-    w.trigger(&order("2026-03-10", "2026-03-11")).await.0.unwrap();
+    w.trigger(&order("2026-03-10", "2026-03-11"))
+        .await
+        .0
+        .unwrap();
 
     // The JobId from the provider's panel resolves the order.
     let mut cmd = paydrop(&w.sandbox, w.dir.path());
     cmd.args(["payout", "status", &jobs[0].job_id, "--order", "1"]);
     let (code, out, err) = run(cmd).await;
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("payout order #1") && out.contains("done"), "{out}");
+    assert!(
+        out.contains("payout order #1") && out.contains("done"),
+        "{out}"
+    );
     let o = w.ledger.payout_order(1).unwrap().unwrap();
     assert_eq!(o.state, State::Accepted);
     assert_eq!(o.job_id.as_deref(), Some(jobs[0].job_id.as_str()));
@@ -467,20 +494,29 @@ async fn after_a_lost_answer_the_range_is_inquired_never_ordered_blind() {
         .await
         .0
         .unwrap_err();
-    assert!(matches!(e, PayoutError::Rule(RuleError::AlreadyOrdered { .. })), "{e}");
+    assert!(
+        matches!(e, PayoutError::Rule(RuleError::AlreadyOrdered { .. })),
+        "{e}"
+    );
 }
 
 #[tokio::test]
 async fn an_order_the_panel_does_not_show_can_be_recorded_as_not_ordered() {
     let mut w = world().await;
     w.sandbox.marketplace_faults().busy.server_errors.set(1);
-    w.trigger(&order("2026-03-01", "2026-03-05")).await.0.unwrap_err();
+    w.trigger(&order("2026-03-01", "2026-03-05"))
+        .await
+        .0
+        .unwrap_err();
     let mut cmd = paydrop(&w.sandbox, w.dir.path());
     cmd.args(["payout", "status", "--order", "1", "--not-ordered"]);
     let (code, out, err) = run(cmd).await;
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(w.states(), vec![State::Rejected]);
-    w.trigger(&order("2026-03-01", "2026-03-05")).await.0.unwrap();
+    w.trigger(&order("2026-03-01", "2026-03-05"))
+        .await
+        .0
+        .unwrap();
 }
 
 #[tokio::test]

@@ -20,7 +20,13 @@ use paydrop::results::{ResultError, ResultLine};
 use paydrop::totals::Tally;
 use rust_decimal::Decimal;
 
-const SETS: [&str; 5] = [MATCHED_CSV, FAILED_CSV, MISMATCH_CSV, MISSING_CSV, UNKNOWN_CSV];
+const SETS: [&str; 5] = [
+    MATCHED_CSV,
+    FAILED_CSV,
+    MISMATCH_CSV,
+    MISSING_CSV,
+    UNKNOWN_CSV,
+];
 
 /// Sent row `i`: (merchantUniqueCode, amount, card number).
 fn sent_row(i: u64) -> (String, Decimal, String) {
@@ -277,11 +283,12 @@ fn every_set_is_found_with_exact_totals_by_both_join_methods() {
     assert!(by_name[FAILED_CSV]
         .iter()
         .any(|l| l.starts_with(&want) && l.contains(",FAILED,454360******0011,")));
-    assert!(!by_name[MATCHED_CSV].iter().any(|l| l.starts_with("PD-000011,")));
+    assert!(!by_name[MATCHED_CSV]
+        .iter()
+        .any(|l| l.starts_with("PD-000011,")));
     assert!(!s2.matched_by_status.contains_key("FAILED"));
     assert_eq!(
-        s2.failed_by_status["Refunded"]["TRY"].rows
-            + s2.failed_by_status["FAILED"]["TRY"].rows,
+        s2.failed_by_status["Refunded"]["TRY"].rows + s2.failed_by_status["FAILED"]["TRY"].rows,
         c.failed.rows
     );
     let written = std::fs::read_to_string(sorted.join("summary.txt")).unwrap();

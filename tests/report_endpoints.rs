@@ -31,7 +31,9 @@ async fn start(tweak: impl FnOnce(&mut SandboxConfig)) -> Sandbox {
     config.report.email = EMAIL.into();
     config.report.password = PASSWORD.into();
     tweak(&mut config);
-    paydrop_sandbox::spawn(config).await.expect("sandbox starts")
+    paydrop_sandbox::spawn(config)
+        .await
+        .expect("sandbox starts")
 }
 
 fn retry() -> RetryPolicy {
@@ -135,17 +137,31 @@ async fn a_signed_breakdown_call_passes_with_every_field() {
     let flags = warned.items.last().unwrap().check();
     assert_eq!(flags.len(), 1, "{flags:?}");
     assert_eq!(flags[0].rule, "payout split (heuristic)");
-    assert!(flags[0].message.contains("(difference 0.01)"), "{}", flags[0].message);
+    assert!(
+        flags[0].message.contains("(difference 0.01)"),
+        "{}",
+        flags[0].message
+    );
 
-    let e = craftgate(&sb, SECRET_KEY).transactions(0).await.unwrap_err();
+    let e = craftgate(&sb, SECRET_KEY)
+        .transactions(0)
+        .await
+        .unwrap_err();
     assert!(matches!(e, ReportError::NotFound { .. }), "{e}");
-    assert!(e.to_string().contains("errorCode 1001: payment 0 not found"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("errorCode 1001: payment 0 not found"),
+        "{e}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unsigned_and_bearer_calls_get_401_with_craftgate_s_error() {
     let sb = start(|_| {}).await;
-    let url = format!("{}/payment-reporting/v1/payments/12/transactions", sb.base_url());
+    let url = format!(
+        "{}/payment-reporting/v1/payments/12/transactions",
+        sb.base_url()
+    );
     let http = reqwest::Client::new();
     for request in [http.get(&url), http.get(&url).bearer_auth("some-token")] {
         let answer = request.send().await.unwrap();
@@ -158,7 +174,10 @@ async fn unsigned_and_bearer_calls_get_401_with_craftgate_s_error() {
             .starts_with("Unauthorized"));
     }
     // A wrong secret key signs wrongly: the provider's text is shown.
-    let e = craftgate(&sb, "not-the-secret").transactions(12).await.unwrap_err();
+    let e = craftgate(&sb, "not-the-secret")
+        .transactions(12)
+        .await
+        .unwrap_err();
     let text = e.to_string();
     assert!(matches!(e, ReportError::Unauthorized { .. }), "{text}");
     assert!(text.contains("x-signature does not match"), "{text}");
@@ -207,7 +226,10 @@ async fn the_report_logs_in_and_streams_sloppy_numbers_exactly() {
         .unwrap();
     assert_eq!(raw.status(), 401);
     let v: serde_json::Value = raw.json().await.unwrap();
-    assert_eq!((v["fail"].clone(), v["statusCode"].clone()), (true.into(), 401.into()));
+    assert_eq!(
+        (v["fail"].clone(), v["statusCode"].clone()),
+        (true.into(), 401.into())
+    );
     assert!(v["errorDescription"].is_string(), "{v}");
 
     let (summary, out) = payzee(&sb, PASSWORD)
@@ -238,11 +260,19 @@ async fn the_report_logs_in_and_streams_sloppy_numbers_exactly() {
         assert_eq!(v["commission"], t.commission.to_string().as_str());
         assert_eq!(v["payzeeCurrencyCode"], t.currency);
         // Every published field is kept, the sample-only ones too.
-        for field in ["cardTransferStatus", "eftStatus", "payzeePfAcquiredBankName", "totalHeadCommissionAmount"] {
+        for field in [
+            "cardTransferStatus",
+            "eftStatus",
+            "payzeePfAcquiredBankName",
+            "totalHeadCommissionAmount",
+        ] {
             assert!(v.get(field).is_some(), "{field} in {v}");
         }
         if t.sparse {
-            assert_eq!(v["headIban"], "", "an empty optional field is kept as it came");
+            assert_eq!(
+                v["headIban"], "",
+                "an empty optional field is kept as it came"
+            );
             assert!(v["productId"].is_null());
         }
     }
@@ -274,7 +304,10 @@ async fn the_report_survives_a_token_expiry_mid_run() {
         .unwrap_err();
     let text = e.to_string();
     assert!(matches!(e, ReportError::Unauthorized { .. }), "{text}");
-    assert!(text.contains("a fresh token was refused too") && text.contains("errorCode 6"), "{text}");
+    assert!(
+        text.contains("a fresh token was refused too") && text.contains("errorCode 6"),
+        "{text}"
+    );
     assert_eq!(sb.report_logins(), 2);
 }
 
@@ -287,7 +320,10 @@ async fn a_wrong_password_shows_the_provider_s_text_and_never_the_password() {
         .unwrap_err();
     let text = e.to_string();
     assert!(matches!(e, ReportError::Unauthorized { .. }), "{text}");
-    assert!(text.contains("errorCode 3: e-mail or password is wrong"), "{text}");
+    assert!(
+        text.contains("errorCode 3: e-mail or password is wrong"),
+        "{text}"
+    );
     assert!(!text.contains("wrong-pw-77"), "{text}");
 
     let mut cmd = paydrop(&sb);
@@ -299,7 +335,10 @@ async fn a_wrong_password_shows_the_provider_s_text_and_never_the_password() {
     ]);
     let (code, out, err) = output(cmd).await;
     assert_eq!(code, 2, "{out}{err}");
-    assert!(err.contains("HTTP 401") && err.contains("PAYDROP_REPORT_PASSWORD"), "{err}");
+    assert!(
+        err.contains("HTTP 401") && err.contains("PAYDROP_REPORT_PASSWORD"),
+        "{err}"
+    );
     assert!(!format!("{out}{err}").contains("wrong-pw-77"));
 }
 
@@ -324,7 +363,9 @@ async fn unknown_fields_pass_through_and_dates_are_optional() {
     no_secret(&format!("{out}{err}"));
     let text = std::fs::read_to_string(&out_file).unwrap();
     assert_eq!(text.lines().count(), 30);
-    assert!(text.lines().all(|l| l.contains(r#""sandboxRiskScore":"low""#)));
+    assert!(text
+        .lines()
+        .all(|l| l.contains(r#""sandboxRiskScore":"low""#)));
 
     // CSV keeps the published columns.
     let (summary, csv) = payzee(&sb, PASSWORD)
@@ -431,7 +472,10 @@ async fn the_sandbox_refuses_a_reversed_range_itself() {
     let sb = start(|_| {}).await;
     let client = reqwest::Client::new();
     let login: serde_json::Value = client
-        .post(format!("{}/api/ppg/Securities/authenticationMerchant", sb.base_url()))
+        .post(format!(
+            "{}/api/ppg/Securities/authenticationMerchant",
+            sb.base_url()
+        ))
         .json(&serde_json::json!({"email": EMAIL, "password": PASSWORD, "lang": "TR"}))
         .send()
         .await

@@ -125,7 +125,12 @@ fn craftgate_client(config: &Config, base: Option<&str>) -> Result<CraftgateClie
     let secret = c.secret_key.clone().with_context(|| {
         format!("no Craftgate secret key: set {ENV_CRAFTGATE_SECRET_KEY} or [breakdown] secret_key")
     })?;
-    Ok(CraftgateClient::new(&base, key, secret, super::retry_policy(config))?)
+    Ok(CraftgateClient::new(
+        &base,
+        key,
+        secret,
+        super::retry_policy(config),
+    )?)
 }
 
 /// The Payzee client from `[report]` (and optional overrides).
@@ -150,7 +155,12 @@ fn payzee_client(config: &Config, args: &PaymentsArgs) -> Result<PayzeeClient> {
         })?,
         lang: c.lang.clone(),
     };
-    Ok(PayzeeClient::new(&base, &auth_base, login, super::retry_policy(config))?)
+    Ok(PayzeeClient::new(
+        &base,
+        &auth_base,
+        login,
+        super::retry_policy(config),
+    )?)
 }
 
 /// A temporary file beside `path`, persisted over it once complete (so

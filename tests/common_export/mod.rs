@@ -53,7 +53,9 @@ pub fn generated(rows: u64, seed: u64) -> SandboxConfig {
 }
 
 pub async fn spawn(config: SandboxConfig) -> Sandbox {
-    paydrop_sandbox::spawn(config).await.expect("sandbox starts")
+    paydrop_sandbox::spawn(config)
+        .await
+        .expect("sandbox starts")
 }
 
 pub fn client(sandbox: &Sandbox, token: &str) -> ExportClient {

@@ -43,8 +43,8 @@ use crate::config::{Secret, ENV_EXPORT_TOKEN};
 use crate::submit::RetryPolicy;
 use crate::upload::{describe, read_capped, retry_after};
 pub use blob::{BlobError, BlobInfo, GzipError};
-pub use filter::{Field, Filter, FilterError};
 pub use columns::{Mapping, Missing, Role};
+pub use filter::{Field, Filter, FilterError};
 pub use rows::{Format, Groups, RowReader, Sink, Summary, Tally};
 
 /// Path of the payouts export API.

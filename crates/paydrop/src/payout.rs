@@ -434,7 +434,11 @@ pub async fn trigger(
     let code = order.currency.code;
     let wire = order.wire();
     // Rules that need no ledger first: nothing is sent, nothing inquired.
-    check(&wire, opts.today, std::iter::empty::<(NaiveDate, NaiveDate, String)>())?;
+    check(
+        &wire,
+        opts.today,
+        std::iter::empty::<(NaiveDate, NaiveDate, String)>(),
+    )?;
     for o in ledger.overlapping_payout_orders(code, order.date_from, order.date_to)? {
         if matches!(o.state, State::Accepted | State::Rejected) {
             continue;
@@ -443,7 +447,10 @@ pub async fn trigger(
             return Err(PayoutError::Unresolved { order: Box::new(o) });
         };
         let (resolved, inquiry) = resolve(ledger, client, &o, &job_id, opts.retry).await?;
-        warn(&format!("{resolved} was inquired first: {}", inquiry.describe()));
+        warn(&format!(
+            "{resolved} was inquired first: {}",
+            inquiry.describe()
+        ));
     }
     let overlapping = ledger.overlapping_payout_orders(code, order.date_from, order.date_to)?;
     let warnings = check(
@@ -496,7 +503,8 @@ pub async fn trigger(
                 return Err(PayoutError::Refused { order, message });
             }
             Outcome::Unknown(message) => {
-                let message = format!("{message}; not repeated, as the provider may have ordered it");
+                let message =
+                    format!("{message}; not repeated, as the provider may have ordered it");
                 let (order, message) = settle(ledger, State::Unknown, message)?;
                 return Err(PayoutError::Unknown { order, message });
             }

@@ -886,7 +886,9 @@ impl Summary {
                 or_none(c),
                 m.sent,
                 m.provider,
-                m.provider - m.sent
+                m.provider
+                    .checked_sub(m.sent)
+                    .map_or_else(|| "out of range".into(), |d| d.to_string())
             );
         }
         set(&mut s, "failed at provider", &self.failed_at_provider);
@@ -1040,7 +1042,11 @@ fn publish(dir: &Path, files: Vec<(&'static str, tempfile::TempPath)>) -> Result
 }
 
 /// A whole text file, staged.
-fn stage_text(dir: &Path, name: &'static str, text: &[u8]) -> Result<(&'static str, tempfile::TempPath)> {
+fn stage_text(
+    dir: &Path,
+    name: &'static str,
+    text: &[u8],
+) -> Result<(&'static str, tempfile::TempPath)> {
     use std::io::Write as _;
     let mut f = tempfile::Builder::new()
         .prefix(&format!(".{name}-"))
@@ -1193,9 +1199,14 @@ impl Sets {
 
     fn unknown(&mut self, p: Rec) -> Result<()> {
         let amount = p.amount.to_string();
-        self.unknown
-            .writer
-            .write_record([&p.key, &p.currency, &amount, &p.at, &p.status, &p.card])?;
+        self.unknown.writer.write_record([
+            &p.key,
+            &p.currency,
+            &amount,
+            &p.at,
+            &p.status,
+            &p.card,
+        ])?;
         add(&mut self.summary.unknown_at_provider, &p.currency, p.amount)
     }
 
@@ -1343,7 +1354,11 @@ pub fn reconcile(sent: Sent, against: Against, opts: &Options) -> Result<Summary
         totals: provider_totals,
     };
     summary.notes = sent_side.notes();
-    files.push(stage_text(&opts.out_dir, "summary.txt", summary.text().as_bytes())?);
+    files.push(stage_text(
+        &opts.out_dir,
+        "summary.txt",
+        summary.text().as_bytes(),
+    )?);
     let json = serde_json::to_vec_pretty(&summary)?;
     files.push(stage_text(&opts.out_dir, "summary.json", &json)?);
     publish(&opts.out_dir, files)?;

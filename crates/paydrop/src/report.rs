@@ -35,7 +35,7 @@ use json::{JsonError, Value};
 pub use breakdown::{Breakdown, Flag, Item};
 pub use craftgate::CraftgateClient;
 pub use payments::{write_payments, Format, PaymentSummary, MAX_TRANSACTION_BYTES};
-pub use payzee::{PayzeeClient, PaymentQuery, PAYMENT_LIST_PATH};
+pub use payzee::{PaymentQuery, PayzeeClient, PAYMENT_LIST_PATH};
 
 /// Why a report could not be read.
 #[derive(Debug, thiserror::Error)]

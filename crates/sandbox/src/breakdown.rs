@@ -39,8 +39,8 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tracing::info;
 
-use crate::mix::mix;
 use crate::countdown::{Busy, Fault};
+use crate::mix::mix;
 use crate::{Sandbox, Shared};
 
 /// Settings of this surface.
@@ -187,7 +187,6 @@ fn authenticate(
     }
     Ok(())
 }
-
 
 /// Eight decimals, as the docs' example writes money.
 fn money(d: Decimal) -> Value {

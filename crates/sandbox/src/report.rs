@@ -40,8 +40,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tracing::info;
 
-use crate::mix::mix;
 use crate::countdown::{Busy, Fault};
+use crate::mix::mix;
 use crate::{Sandbox, Shared};
 
 pub const LOGIN_PATH: &str = "/api/ppg/Securities/authenticationMerchant";
@@ -304,7 +304,6 @@ pub struct Transaction {
     pub sparse: bool,
 }
 
-
 /// Transaction `i` (1-based).
 pub fn transaction(seed: u64, i: u64) -> Transaction {
     let h = mix(seed, i);
@@ -330,13 +329,13 @@ pub fn transaction(seed: u64, i: u64) -> Transaction {
         net_amount: amount - commission,
         currency,
         masked_card: format!("454360******{:04}", (h >> 32) % 10_000),
-        status: if (h >> 40) % 20 == 0 {
+        status: if (h >> 40).is_multiple_of(20) {
             "FAILED"
         } else {
             "SUCCESS"
         },
         day: (h >> 44) % 366,
-        sparse: i % 10 == 0,
+        sparse: i.is_multiple_of(10),
     }
 }
 

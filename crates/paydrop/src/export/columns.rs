@@ -226,16 +226,29 @@ mod tests {
 
     #[test]
     fn a_missing_amount_names_the_aliases_and_the_key() {
-        let e = find(&header("paymentId,currencyCode,paymentDate,paymentStatus,earned"), &Mapping::default())
-            .unwrap_err();
+        let e = find(
+            &header("paymentId,currencyCode,paymentDate,paymentStatus,earned"),
+            &Mapping::default(),
+        )
+        .unwrap_err();
         assert_eq!(e.len(), 1);
         let text = e[0].to_string();
-        assert!(text.contains("no amount column: looked for totalPayment / paymentAmount"), "{text}");
-        assert!(text.contains("amount = \"…\"` under [export.columns]"), "{text}");
+        assert!(
+            text.contains("no amount column: looked for totalPayment / paymentAmount"),
+            "{text}"
+        );
+        assert!(
+            text.contains("amount = \"…\"` under [export.columns]"),
+            "{text}"
+        );
         let mapped = Mapping {
             amount: Some("earned".into()),
             ..Mapping::default()
         };
-        assert!(find(&header("paymentId,currencyCode,paymentDate,paymentStatus,earned"), &mapped).is_ok());
+        assert!(find(
+            &header("paymentId,currencyCode,paymentDate,paymentStatus,earned"),
+            &mapped
+        )
+        .is_ok());
     }
 }

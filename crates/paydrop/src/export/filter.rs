@@ -583,7 +583,10 @@ mod tests {
     #[test]
     fn payment_amount_takes_numbers() {
         let f = Filter::parse("paymentAmount ge 100 and paymentAmount le 900.50").unwrap();
-        assert_eq!(f.to_string(), "paymentAmount ge 100 and (paymentAmount le 900.50)");
+        assert_eq!(
+            f.to_string(),
+            "paymentAmount ge 100 and (paymentAmount le 900.50)"
+        );
     }
 
     #[test]

@@ -566,7 +566,8 @@ impl RowReader {
             }
         };
         let running = &mut self.running;
-        let at = |line: u64| entry.map_or_else(String::new, |e| format!("{e}: ")) + &line.to_string();
+        let at =
+            |line: u64| entry.map_or_else(String::new, |e| format!("{e}: ")) + &line.to_string();
         loop {
             let more = reader
                 .read_byte_record(&mut record)
@@ -706,7 +707,10 @@ mod tests {
             "13/1/2019",
             "",
         ] {
-            assert!(DateCheck::default().month(bad.as_bytes()).is_none(), "{bad}");
+            assert!(
+                DateCheck::default().month(bad.as_bytes()).is_none(),
+                "{bad}"
+            );
         }
     }
 }

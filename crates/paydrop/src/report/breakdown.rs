@@ -146,10 +146,11 @@ impl Item {
             m("subMerchantMemberPayoutAmount"),
             m("bankCommissionRateAmount"),
         ) {
-            let split = merchant
-                .checked_add(sub)
-                .and_then(|s| s.checked_add(bank));
-            if let Some(split) = split.filter(|s| *s != paid) {
+            let split = merchant.checked_add(sub).and_then(|s| s.checked_add(bank));
+            if let Some((split, gap)) = split
+                .filter(|s| *s != paid)
+                .and_then(|s| Some((s, s.checked_sub(paid)?)))
+            {
                 flags.push(Flag {
                     rule: "payout split (heuristic)",
                     message: format!(
@@ -157,7 +158,7 @@ impl Item {
                          bankCommissionRateAmount {bank} = {split}, paidPrice is {paid} \
                          (difference {}); Craftgate states no such rule, so this is only a \
                          heuristic",
-                        split - paid
+                        gap
                     ),
                 });
             }
@@ -167,10 +168,9 @@ impl Item {
             m("bankCommissionRate"),
             m("bankCommissionRateAmount"),
         ) {
-            let expected = paid
-                .checked_mul(rate)
-                .map(|x| x / Decimal::ONE_HUNDRED);
-            if let Some(expected) = expected.filter(|e| (*e - bank).abs() > unit) {
+            let expected = paid.checked_mul(rate).map(|x| x / Decimal::ONE_HUNDRED);
+            let off = |e: &Decimal| e.checked_sub(bank).is_some_and(|d| d.abs() > unit);
+            if let Some(expected) = expected.filter(off) {
                 flags.push(Flag {
                     rule: "bank commission rate (heuristic)",
                     message: format!(
@@ -389,19 +389,32 @@ mod tests {
         assert_eq!(it.money("refundablePrice"), Some(Decimal::new(25000, 2)));
         assert_eq!(it.money("payout.parity"), Some(Decimal::ONE));
         assert_eq!(it.text("payout.currency"), "TRY");
-        assert_eq!(it.text("payoutStatus.subMerchantMemberStatus"), "WAITING_FOR_PAYOUT");
-        assert_eq!(it.text("subMerchantMember.iban"), "TR000000000000000000000512");
+        assert_eq!(
+            it.text("payoutStatus.subMerchantMemberStatus"),
+            "WAITING_FOR_PAYOUT"
+        );
+        assert_eq!(
+            it.text("subMerchantMember.iban"),
+            "TR000000000000000000000512"
+        );
         assert_eq!(it.text("subMerchantMember.isSubMerchant"), "true");
         assert!(it.check().is_empty(), "{:?}", it.check());
     }
 
     #[test]
     fn a_split_that_does_not_add_up_is_a_heuristic_warning() {
-        let off = EXAMPLE.replace("\"merchantPayoutAmount\":21.25", "\"merchantPayoutAmount\":21.26");
+        let off = EXAMPLE.replace(
+            "\"merchantPayoutAmount\":21.25",
+            "\"merchantPayoutAmount\":21.26",
+        );
         let b = Breakdown::parse(1, off.as_bytes()).unwrap();
         let flags = b.items[0].check();
         assert_eq!(flags.len(), 1, "{flags:?}");
         assert!(flags[0].rule.contains("heuristic"));
-        assert!(flags[0].message.contains("(difference 0.01)"), "{}", flags[0].message);
+        assert!(
+            flags[0].message.contains("(difference 0.01)"),
+            "{}",
+            flags[0].message
+        );
     }
 }

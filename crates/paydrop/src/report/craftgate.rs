@@ -128,17 +128,15 @@ impl CraftgateClient {
             Err(refusal) => {
                 let detail = provider_message(&refusal.text);
                 return Err(match refusal.status {
-                    StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                        ReportError::Unauthorized {
-                            service: "Craftgate",
-                            detail,
-                            hint: format!(
-                                "Check the API key and secret key ({ENV_CRAFTGATE_API_KEY}, \
+                    StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ReportError::Unauthorized {
+                        service: "Craftgate",
+                        detail,
+                        hint: format!(
+                            "Check the API key and secret key ({ENV_CRAFTGATE_API_KEY}, \
                                  {ENV_CRAFTGATE_SECRET_KEY} or [breakdown] api_key / secret_key) \
                                  and [breakdown] base_url"
-                            ),
-                        }
-                    }
+                        ),
+                    },
                     StatusCode::NOT_FOUND => ReportError::NotFound { what, detail },
                     s => ReportError::Refused {
                         status: s.as_u16(),
@@ -175,7 +173,13 @@ mod tests {
         // craftgate-php-client unit-tests/Craftgate/Tests/Util/SignatureTest.php
         let base = "http://localhost:8000";
         let s = |path: &str, body: &str| {
-            sign(&format!("{base}{path}"), "api-key", "secret-key", "1234", body)
+            sign(
+                &format!("{base}{path}"),
+                "api-key",
+                "secret-key",
+                "1234",
+                body,
+            )
         };
         assert_eq!(
             s("/installment/v1/installments", ""),

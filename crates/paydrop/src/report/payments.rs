@@ -179,7 +179,9 @@ impl Payment {
                     &code
                 })
                 .ok_or_else(|| {
-                    format!("payzeeCurrencyCode '{code}' is not an ISO 4217 code (949 TL, 840 USD, …)")
+                    format!(
+                        "payzeeCurrencyCode '{code}' is not an ISO 4217 code (949 TL, 840 USD, …)"
+                    )
                 })?,
             )
         };
@@ -211,10 +213,7 @@ impl Payment {
             };
             fields.push((k.clone(), cell));
         }
-        fields.push((
-            "currency".into(),
-            currency.map(|c| c.code.to_string()),
-        ));
+        fields.push(("currency".into(), currency.map(|c| c.code.to_string())));
         let order_id = Some(text(v, "payzeeTrnOrderId"))
             .filter(|o| !o.is_empty())
             .unwrap_or_else(|| text(v, "bankOrderNumber"));
@@ -302,8 +301,7 @@ impl<R: Read> PaymentList<R> {
                                 "fail" => self.fail = v == Value::Bool(true),
                                 "statusCode" => self.status = v.text(),
                                 "errorCode" | "responseCode" => self.error_code = v.text(),
-                                "errorDescription" | "responseMessage" | "message"
-                                | "Message" => {
+                                "errorDescription" | "responseMessage" | "message" | "Message" => {
                                     self.message = self.message.take().or_else(|| v.text())
                                 }
                                 _ => {
@@ -465,7 +463,9 @@ impl PaymentSummary {
             if let Some(d) = declared.filter(|d| *d != actual) {
                 out.push(format!(
                     "{key} says {d}, the transactions add up to {actual} (difference {})",
-                    actual - d
+                    actual
+                        .checked_sub(d)
+                        .map_or_else(|| "out of range".into(), |x| x.to_string())
                 ));
             }
         }

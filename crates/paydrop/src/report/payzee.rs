@@ -68,7 +68,10 @@ impl PaymentQuery {
             let d = |name: &str, v: Option<&str>| v.map(|v| parse_date(name, v)).transpose();
             let q = PaymentQuery {
                 txn: (d("--from", txn.0)?, d("--to", txn.1)?),
-                payment: (d("--payment-from", payment.0)?, d("--payment-to", payment.1)?),
+                payment: (
+                    d("--payment-from", payment.0)?,
+                    d("--payment-to", payment.1)?,
+                ),
             };
             for ((a, b), (an, bn)) in [
                 (q.txn, ("--from", "--to")),
@@ -76,7 +79,9 @@ impl PaymentQuery {
             ] {
                 if let (Some(a), Some(b)) = (a, b) {
                     if a > b {
-                        return Err(format!("{an} {a} is after {bn} {b}: the range must run forward"));
+                        return Err(format!(
+                            "{an} {a} is after {bn} {b}: the range must run forward"
+                        ));
                     }
                 }
             }
@@ -213,11 +218,7 @@ impl PayzeeClient {
 
     /// The cached token, or a new one.
     async fn token(&self) -> Result<Secret, ReportError> {
-        let cached = self
-            .token
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let cached = self.token.lock().unwrap_or_else(|e| e.into_inner()).clone();
         match cached {
             Some(t) => Ok(t),
             None => self.log_in().await,
@@ -295,14 +296,22 @@ mod tests {
         let today = NaiveDate::from_ymd_opt(2025, 1, 1).unwrap();
         let q = PaymentQuery::new((None, None), (None, None), today).unwrap();
         assert_eq!(q.body(), serde_json::json!({}));
-        let q = PaymentQuery::new((Some("2024-10-01"), None), (None, Some("2024-11-01")), today)
-            .unwrap();
+        let q = PaymentQuery::new(
+            (Some("2024-10-01"), None),
+            (None, Some("2024-11-01")),
+            today,
+        )
+        .unwrap();
         assert_eq!(
             q.body(),
             serde_json::json!({"txnStartDate": "2024-10-01", "paymentEndDate": "2024-11-01"})
         );
-        let e = PaymentQuery::new((Some("2024-10-02"), Some("2024-10-01")), (None, None), today)
-            .unwrap_err();
+        let e = PaymentQuery::new(
+            (Some("2024-10-02"), Some("2024-10-01")),
+            (None, None),
+            today,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("must run forward"), "{e}");
     }
 }

@@ -98,7 +98,6 @@ use crate::mask;
 use crate::pattern::{ColumnType, Encoding, Pattern, Registry, FILE_FORMAT_TXT};
 use crate::validate::{validate_file, Hooks, Options, Report};
 
-
 /// `ErrorCode`s of refused requests (see the module documentation).
 pub mod code {
     pub const BAD_REQUEST: i64 = 400;

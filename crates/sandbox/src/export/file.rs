@@ -146,7 +146,6 @@ pub struct Payment {
     pub status_updated: DateTime<Utc>,
 }
 
-
 /// Row `i` (0-based) of a generated export of `rows` rows: dates ascend
 /// over three years; `FEE` payments are negative.
 pub fn payment(seed: u64, rows: u64, i: u64) -> Payment {
