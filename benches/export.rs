@@ -9,7 +9,8 @@
 //! - `parse/paydrop_summary_gunzip`: the same from gzip bytes through the
 //!   streaming gunzip the download uses ("gzip on the wire").
 //! - `download/*`: the whole path from the in-process sandbox over
-//!   127.0.0.1 (queue, poll, stream, parse, total), plain and gzip. The
+//!   127.0.0.1 (queue, poll, stream, parse, total), plain, gzip and a zip
+//!   (the Partner Center sample's packing). The
 //!   sandbox renders (and gzips) the file while it is sent, on the same
 //!   machine: these figures include the server's work.
 //!
@@ -24,9 +25,9 @@ use futures::TryStreamExt;
 use paydrop::config::Secret;
 use paydrop::export::rows::read_rows;
 use paydrop::export::{ExportClient, Format, PollPolicy, Sink};
-use paydrop::sandbox::export::generated_file;
-use paydrop::sandbox::{self, BlobEncoding, ExportBlob, SandboxConfig};
 use paydrop::submit::RetryPolicy;
+use paydrop_sandbox::export::{Content, Encoding, Generated, Schema, TextFormat};
+use paydrop_sandbox::SandboxConfig;
 
 const ROWS: u64 = 300_000;
 const SEED: u64 = 42;
@@ -40,7 +41,13 @@ fn runtime() -> tokio::runtime::Runtime {
 
 fn export_bytes(rt: &tokio::runtime::Runtime, rows: u64) -> Vec<u8> {
     rt.block_on(async {
-        let chunks: Vec<bytes::Bytes> = generated_file(SEED, rows, Format::Csv)
+        let g = Generated {
+            rows,
+            seed: SEED,
+            schema: Schema::default(),
+        };
+        let chunks: Vec<bytes::Bytes> = g
+            .text(None, TextFormat::Csv, 0, 1)
             .try_collect()
             .await
             .expect("generated");
@@ -129,20 +136,25 @@ fn download(c: &mut Criterion) {
     g.sample_size(10);
     g.measurement_time(Duration::from_secs(10));
     for (name, encoding) in [
-        ("plain", BlobEncoding::Plain),
-        ("gzip", BlobEncoding::GzipFile),
+        ("plain", Encoding::Plain),
+        ("gzip", Encoding::GzipFile),
+        ("zip", Encoding::Zip { entries: 1 }),
     ] {
+        let mut config = SandboxConfig::default();
+        config.export.content = Content::Generated(Generated {
+            rows,
+            seed: SEED,
+            schema: Schema::default(),
+        });
+        config.export.encoding = encoding;
+        config.export.polls = 1;
+        let token = config.export.token.clone();
         let sandbox = rt
-            .block_on(sandbox::spawn(SandboxConfig {
-                export_blob: ExportBlob::Generated { rows, seed: SEED },
-                export_encoding: encoding,
-                export_polls: 1,
-                ..SandboxConfig::default()
-            }))
+            .block_on(paydrop_sandbox::spawn(config))
             .expect("sandbox");
         let client = ExportClient::new(
             &sandbox.base_url(),
-            Secret::new(SandboxConfig::default().export_token),
+            Secret::new(token),
             RetryPolicy {
                 max_attempts: 3,
                 base: Duration::from_millis(5),

@@ -6,7 +6,7 @@ use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -15,7 +15,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use paydrop::compress::{Codec, Compression};
-use paydrop::config::{Config, ENV_API_CLIENT, ENV_API_KEY, ENV_EXPORT_TOKEN, ENV_REPORT_TOKEN};
+use paydrop::config::{
+    Config, ENV_API_CLIENT, ENV_API_KEY, ENV_CRAFTGATE_API_KEY, ENV_CRAFTGATE_SECRET_KEY,
+    ENV_EXPORT_TOKEN, ENV_REPORT_EMAIL, ENV_REPORT_PASSWORD,
+};
 use paydrop::currency::Currency;
 use paydrop::export;
 use paydrop::generate::{generate, GenOptions};
@@ -128,6 +131,29 @@ enum PayoutCommand {
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
+    /// Ask the provider how an order went (the trigger's inquiry, by
+    /// JobId). Without JOB: every recent order with a JobId.
+    Status(StatusArgs),
+}
+
+#[derive(Args)]
+struct StatusArgs {
+    /// The JobId to inquire.
+    job: Option<String>,
+    /// The ledger's order this JobId belongs to (found in the provider's
+    /// panel after a lost answer): it is recorded with the outcome.
+    #[arg(long)]
+    order: Option<i64>,
+    /// Record --order as not ordered: the provider's panel shows no such
+    /// order (only for an order without a definite answer).
+    #[arg(long, requires = "order", conflicts_with = "job")]
+    not_ordered: bool,
+    /// Orders looked at without JOB.
+    #[arg(long, default_value_t = 20)]
+    limit: usize,
+    /// Provider base URL [default: [provider] base_url or PAYDROP_BASE_URL].
+    #[arg(long)]
+    base: Option<String>,
 }
 
 #[derive(Args)]
@@ -164,7 +190,9 @@ enum ExportCommand {
 
 #[derive(Args)]
 struct ExportArgs {
-    /// A raw OData $filter, e.g. "paymentDate ge 2023-03-01 and (programName eq 'CSP Direct Bill Partner')".
+    /// A raw OData $filter, e.g. "paymentDate ge 2023-03-01 and (programName eq 'CSP Direct Bill Partner')"
+    /// (fields: programName, enrollmentParticipantId, payoutOrderType, paymentId, paymentDate,
+    /// payoutStatusUpdateTS, paymentAmount).
     #[arg(long, conflicts_with_all = ["from", "to", "program", "order_type", "payment_id", "participant"])]
     filter: Option<String>,
     /// paymentDate on or after this day.
@@ -193,8 +221,8 @@ struct ExportArgs {
     /// Format of the rows written.
     #[arg(long, value_enum, default_value_t = OutFormat::Csv)]
     out_format: OutFormat,
-    /// Print count and exact sum per status, program, currency and month
-    /// (without -o, no rows are written).
+    /// Print count and exact sum per status, program (when the file has
+    /// programName), currency and month (without -o, no rows are written).
     #[arg(long)]
     summary: bool,
     /// Wait for (and download) an export queued before instead of a new one.
@@ -203,7 +231,8 @@ struct ExportArgs {
     /// Export API base URL [default: [export] base_url or PAYDROP_EXPORT_BASE_URL].
     #[arg(long)]
     base: Option<String>,
-    /// Seconds to wait for the export [default: [export] poll_timeout_secs].
+    /// Seconds to wait for the export [default: [export] poll_timeout_secs,
+    /// one hour]; processing may take up to 24 h: resume with --request-id.
     #[arg(long)]
     poll_timeout: Option<u64>,
 }
@@ -271,8 +300,13 @@ struct SubmitArgs {
 
 #[derive(Args)]
 struct SandboxArgs {
+    /// Port of the bulk payment (startdirect) sandbox.
     #[arg(long, default_value_t = 8080)]
     port: u16,
+    /// Port of the receiving side (marketplace trigger, payouts export,
+    /// breakdown, payment report) [default: --port + 1].
+    #[arg(long)]
+    receiving_port: Option<u16>,
     /// Share of payments (0–1) the result callback declines.
     #[arg(long, default_value_t = 0.1)]
     decline_rate: f64,
@@ -280,8 +314,11 @@ struct SandboxArgs {
     #[arg(long, default_value_t = 1000)]
     export_rows: u64,
     /// Serve payout export files gzipped.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "export_zip")]
     export_gzip: bool,
+    /// Serve payout export files as a zip of this many CSV files.
+    #[arg(long)]
+    export_zip: Option<u32>,
     /// Transactions in the payment report (generated as it is sent).
     #[arg(long, default_value_t = 1000)]
     report_rows: u64,
@@ -582,9 +619,13 @@ async fn payout_cmd(config: &Config, command: &PayoutCommand) -> Result<ExitCode
             let mut out = io::stdout().lock();
             for order in ledger.recent_payout_orders(*limit)? {
                 writeln!(out, "{order}: {}", order.message.as_deref().unwrap_or(""))?;
+                if let Some(i) = &order.inquiry {
+                    writeln!(out, "  last inquiry: {i}")?;
+                }
             }
             return Ok(ExitCode::SUCCESS);
         }
+        PayoutCommand::Status(args) => return payout_status(config, args).await,
     };
     let client = client_from(config, args.base.as_deref())?;
     let order = payout::Order {
@@ -608,17 +649,106 @@ async fn payout_cmd(config: &Config, command: &PayoutCommand) -> Result<ExitCode
         }
         Err(e) => {
             eprintln!("error: {}", masked(&e));
-            Ok(ExitCode::from(match e {
-                payout::PayoutError::Rule(payout::RuleError::AlreadyOrdered { .. }) => {
-                    EXIT_ALREADY_SUBMITTED
-                }
-                payout::PayoutError::Rule(_) => EXIT_INVALID,
-                payout::PayoutError::Refused { .. } => EXIT_REJECTED,
-                payout::PayoutError::Unknown { .. } => EXIT_UNKNOWN,
-                payout::PayoutError::Ledger(_) => EXIT_UNUSABLE,
-            }))
+            Ok(ExitCode::from(payout_exit(&e)))
         }
     }
+}
+
+fn payout_exit(e: &payout::PayoutError) -> u8 {
+    match e {
+        payout::PayoutError::Rule(payout::RuleError::AlreadyOrdered { .. }) => {
+            EXIT_ALREADY_SUBMITTED
+        }
+        payout::PayoutError::Rule(_) => EXIT_INVALID,
+        payout::PayoutError::Refused { .. } => EXIT_REJECTED,
+        payout::PayoutError::Unknown { .. } | payout::PayoutError::Unresolved { .. } => {
+            EXIT_UNKNOWN
+        }
+        payout::PayoutError::Inquiry { .. } | payout::PayoutError::Ledger(_) => EXIT_UNUSABLE,
+    }
+}
+
+/// `paydrop payout status [JOB] [--order N] [--not-ordered]`.
+async fn payout_status(config: &Config, args: &StatusArgs) -> Result<ExitCode> {
+    let ledger = Ledger::open(&config.ledger.path)?;
+    let order = |id: i64| -> Result<paydrop::ledger::PayoutOrder> {
+        ledger
+            .payout_order(id)?
+            .with_context(|| format!("there is no payout order #{id} in the ledger"))
+    };
+    if args.not_ordered {
+        let o = order(args.order.expect("clap requires --order"))?;
+        if matches!(o.state, State::Accepted | State::Rejected) {
+            bail!("{o} has a definite answer already; nothing to record");
+        }
+        ledger.settle_payout_order(
+            o.id,
+            State::Rejected,
+            "the merchant found no such order in the provider's panel",
+        )?;
+        println!("{}: recorded as not ordered", order(o.id)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let client = client_from(config, args.base.as_deref())?;
+    let retry = retry_policy(config);
+    let targets: Vec<(Option<paydrop::ledger::PayoutOrder>, String)> = match (&args.job, args.order)
+    {
+        (Some(job), Some(id)) => {
+            let o = order(id)?;
+            if o.job_id.as_deref().is_some_and(|j| j != job) {
+                bail!("{o} already has another JobId");
+            }
+            vec![(Some(o), job.clone())]
+        }
+        (Some(job), None) => vec![(ledger.payout_order_by_job(job)?, job.clone())],
+        (None, Some(id)) => {
+            let o = order(id)?;
+            let job = o.job_id.clone().with_context(|| {
+                format!("{o} has no JobId: give the one the provider's panel shows (`payout status JOB --order {id}`)")
+            })?;
+            vec![(Some(o), job)]
+        }
+        (None, None) => {
+            let mut v = Vec::new();
+            for o in ledger.recent_payout_orders(args.limit)? {
+                match o.job_id.clone() {
+                    Some(j) => v.push((Some(o), j)),
+                    None if matches!(o.state, State::Pending | State::Unknown) => println!(
+                        "{o}: no definite answer and no JobId; find it in the provider's panel and \
+                         run `paydrop payout status JOBID --order {}`",
+                        o.id
+                    ),
+                    None => {}
+                }
+            }
+            v
+        }
+    };
+    let mut code = ExitCode::SUCCESS;
+    for (o, job) in targets {
+        let answer = match &o {
+            Some(o) => payout::resolve(&ledger, &client, o, &job, retry)
+                .await
+                .map(|(o, i)| (Some(o), i)),
+            None => payout::inquire(&client, &job, retry)
+                .await
+                .map(|i| (None, i)),
+        };
+        match answer {
+            Ok((o, inquiry)) => {
+                let who = o.map_or_else(|| format!("JobId {job}"), |o| o.to_string());
+                println!("{who}: {}", inquiry.describe());
+                if inquiry.verdict() != payout::Verdict::Done {
+                    code = ExitCode::from(EXIT_UNKNOWN);
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                code = ExitCode::from(payout_exit(&e));
+            }
+        }
+    }
+    Ok(code)
 }
 
 /// The `$filter` of `paydrop export payments`.
@@ -666,7 +796,8 @@ async fn export_cmd(config: &Config, args: &ExportArgs) -> Result<ExitCode> {
         retry_policy(config),
         Duration::from_secs(config.provider.timeout_secs),
         Duration::from_secs(config.provider.connect_timeout_secs),
-    )?;
+    )?
+    .with_columns(config.export.columns.clone());
     let poll = export::PollPolicy {
         first: Duration::from_millis(config.export.poll_ms),
         max: Duration::from_millis(config.export.poll_max_ms),
@@ -764,14 +895,24 @@ fn print_export(
 ) -> io::Result<()> {
     writeln!(
         out,
-        "export {}: {} rows, {} columns{}{}",
+        "export {}: {} rows, {} columns{}{}{}",
         request.request_id,
         summary.rows,
         summary.columns.len(),
         info.length
             .map_or_else(String::new, |n| format!(", {n} bytes")),
-        if info.gzip { " (gzip)" } else { "" }
+        if info.gzip { " (gzip)" } else { "" },
+        match summary.entries {
+            0 => String::new(),
+            n => format!(" (zip of {n} files)"),
+        }
     )?;
+    let roles: Vec<String> = summary
+        .roles
+        .iter()
+        .map(|(role, column)| format!("{role} = {column}"))
+        .collect();
+    writeln!(out, "  columns used: {}", roles.join(", "))?;
     if !summary.extra_columns.is_empty() {
         writeln!(
             out,
@@ -782,15 +923,18 @@ fn print_export(
     if !totals {
         return Ok(());
     }
+    let title = |role: &str| summary.roles.get(role).cloned();
     for (title, groups) in [
-        ("payoutStatus", &summary.by_status),
-        ("programName", &summary.by_program),
-        ("currency", &summary.by_currency),
-        ("month", &summary.by_month),
+        (title("status"), &summary.by_status),
+        (title("program"), &summary.by_program),
+        (title("currency"), &summary.by_currency),
+        (Some("month".to_string()), &summary.by_month),
     ] {
+        let Some(title) = title else { continue };
         writeln!(out, "{title}")?;
         for (value, per_currency) in groups {
             for (currency, tally) in per_currency {
+                let value = if value.is_empty() { "(none)" } else { value };
                 writeln!(
                     out,
                     "  {value:<28} {currency} {:>18} ({} rows)",
@@ -969,41 +1113,63 @@ async fn sandbox_cmd(registry: Registry, args: &SandboxArgs) -> Result<ExitCode>
     let mut config = SandboxConfig {
         registry,
         decline_rate: args.decline_rate,
-        export_blob: sandbox::ExportBlob::Generated {
-            rows: args.export_rows,
-            seed: 1,
-        },
-        export_encoding: if args.export_gzip {
-            sandbox::BlobEncoding::GzipFile
-        } else {
-            sandbox::BlobEncoding::Plain
-        },
-        report_rows: args.report_rows,
-        report_sloppy_numbers: !args.report_plain_numbers,
         ..SandboxConfig::default()
     };
-    // The sandbox accepts the same keys the client sends, so one environment
-    // serves both; without them it uses its public test keys.
-    if let Ok(key) = std::env::var(ENV_API_KEY) {
+    // The sandbox accepts the same credentials the client sends, so one
+    // environment serves both; without them it uses its public test ones.
+    let env = |name: &str| std::env::var(name).ok();
+    if let Some(key) = env(ENV_API_KEY) {
         config.api_key = key;
     }
-    if let Ok(client) = std::env::var(ENV_API_CLIENT) {
+    if let Some(client) = env(ENV_API_CLIENT) {
         config.api_client = client;
     }
-    if let Ok(token) = std::env::var(ENV_REPORT_TOKEN) {
-        config.report_token = token;
-    }
-    if let Ok(token) = std::env::var(ENV_EXPORT_TOKEN) {
-        config.export_token = token;
+    let mut receiving = paydrop_sandbox::SandboxConfig::default();
+    receiving.marketplace.api_key = config.api_key.clone();
+    receiving.marketplace.api_client = config.api_client.clone();
+    receiving.export.content =
+        paydrop_sandbox::export::Content::Generated(paydrop_sandbox::export::Generated {
+            rows: args.export_rows,
+            seed: 1,
+            schema: paydrop_sandbox::export::Schema::default(),
+        });
+    receiving.export.encoding = match (args.export_gzip, args.export_zip) {
+        (true, _) => paydrop_sandbox::export::Encoding::GzipFile,
+        (_, Some(entries)) => paydrop_sandbox::export::Encoding::Zip { entries },
+        _ => paydrop_sandbox::export::Encoding::Plain,
+    };
+    receiving.report.rows = args.report_rows;
+    receiving.report.sloppy_numbers = !args.report_plain_numbers;
+    for (name, slot) in [
+        (ENV_EXPORT_TOKEN, &mut receiving.export.token),
+        (ENV_REPORT_EMAIL, &mut receiving.report.email),
+        (ENV_REPORT_PASSWORD, &mut receiving.report.password),
+        (ENV_CRAFTGATE_API_KEY, &mut receiving.breakdown.api_key),
+        (
+            ENV_CRAFTGATE_SECRET_KEY,
+            &mut receiving.breakdown.secret_key,
+        ),
+    ] {
+        if let Some(v) = env(name) {
+            *slot = v;
+        }
     }
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], args.port));
+    let receiving_port = args.receiving_port.unwrap_or(args.port.wrapping_add(1));
+    let receiving_addr = std::net::SocketAddr::from(([127, 0, 0, 1], receiving_port));
     eprintln!(
-        "sandbox provider on http://{addr}; it expects the keys in {ENV_API_KEY} / \
-         {ENV_API_CLIENT} (default: its test keys sandbox-key / sandbox-client) and the export \
-         token in {ENV_EXPORT_TOKEN} (default: sandbox-export-token), the report token in \
-         {ENV_REPORT_TOKEN} (default: sandbox-report-token); Ctrl-C stops it"
+        "sandbox: bulk payments on http://{addr} (keys {ENV_API_KEY} / {ENV_API_CLIENT}, default \
+         sandbox-key / sandbox-client); marketplace trigger, payouts export, breakdown and \
+         payment report on http://{receiving_addr} (export token {ENV_EXPORT_TOKEN}, default \
+         sandbox-export-token; Craftgate keys {ENV_CRAFTGATE_API_KEY} / \
+         {ENV_CRAFTGATE_SECRET_KEY}, default sandbox-craftgate-api-key / \
+         sandbox-craftgate-secret-key; Payzee login {ENV_REPORT_EMAIL} / {ENV_REPORT_PASSWORD}, \
+         default merchant@sandbox.example / sandbox-pass); Ctrl-C stops both"
     );
-    sandbox::serve(config, addr).await?;
+    tokio::try_join!(
+        sandbox::serve(config, addr),
+        paydrop_sandbox::serve(receiving, receiving_addr)
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -4,19 +4,14 @@
 
 mod common_export;
 
-use std::sync::atomic::Ordering;
-
 use common_export::*;
-use paydrop::export::rows::COLUMNS;
 use paydrop::export::{ExportError, Format, Sink};
-use paydrop::sandbox::{BlobEncoding, ExportBlob, SandboxConfig};
+use paydrop_sandbox::export::{Encoding, Schema};
 use rust_decimal::Decimal;
 
-fn generated(rows: u64, seed: u64) -> SandboxConfig {
-    SandboxConfig {
-        export_blob: ExportBlob::Generated { rows, seed },
-        ..config()
-    }
+/// The Earnings – Payments schema's columns, as the sandbox writes them.
+fn columns() -> &'static [&'static str] {
+    Schema::EarningsPayments.columns()
 }
 
 #[tokio::test]
@@ -25,8 +20,9 @@ async fn csv_and_tsv_totals_equal_the_generated_sums() {
         let sandbox = spawn(generated(3000, 7)).await;
         let summary = export(&sandbox, format, &mut Sink::Discard).await.unwrap();
         assert_matches(&summary, &expected(7, 3000));
-        assert_eq!(summary.columns.len(), COLUMNS.len());
-        assert!(summary.extra_columns.is_empty());
+        assert_eq!(summary.columns.len(), columns().len());
+        // Every column no role uses passes through.
+        assert_eq!(summary.extra_columns.len(), columns().len() - 6);
     }
 }
 
@@ -38,14 +34,19 @@ async fn the_binary_prints_exact_totals() {
         let (code, out, err, _) = export_cli(&sandbox, &["--summary", "--format", format]).await;
         assert_eq!(code, 0, "{err}");
         let printed = collapse(&out);
-        assert!(printed[0].contains(": 2500 rows, 12 columns, "), "{out}");
+        assert!(printed[0].contains(": 2500 rows, 18 columns, "), "{out}");
         for line in summary_lines(&want) {
             assert!(
                 printed.contains(&line),
                 "{format}: missing '{line}' in\n{out}"
             );
         }
-        for title in ["payoutStatus", "programName", "currency", "month"] {
+        for title in [
+            "paymentStatus",
+            "programName",
+            "paymentCurrencyCode",
+            "month",
+        ] {
             assert!(printed.iter().any(|l| l == title), "{out}");
         }
     }
@@ -53,12 +54,10 @@ async fn the_binary_prints_exact_totals() {
 
 #[tokio::test]
 async fn gzip_is_unpacked_by_magic_bytes_and_by_content_encoding() {
-    for encoding in [BlobEncoding::GzipFile, BlobEncoding::GzipEncoded] {
-        let sandbox = spawn(SandboxConfig {
-            export_encoding: encoding,
-            ..generated(4000, 3)
-        })
-        .await;
+    for encoding in [Encoding::GzipFile, Encoding::GzipEncoded] {
+        let mut c = generated(4000, 3);
+        c.export.encoding = encoding;
+        let sandbox = spawn(c).await;
         let summary = export(&sandbox, Format::Csv, &mut Sink::Discard)
             .await
             .unwrap();
@@ -68,18 +67,20 @@ async fn gzip_is_unpacked_by_magic_bytes_and_by_content_encoding() {
 
 #[tokio::test]
 async fn a_download_cut_off_midway_resumes_with_range() {
-    for encoding in [BlobEncoding::Plain, BlobEncoding::GzipFile] {
-        let sandbox = spawn(SandboxConfig {
-            export_encoding: encoding,
-            ..generated(20_000, 5)
-        })
-        .await;
-        sandbox.faults().drop_mid_blob.store(1, Ordering::SeqCst);
+    for encoding in [
+        Encoding::Plain,
+        Encoding::GzipFile,
+        Encoding::Zip { entries: 2 },
+    ] {
+        let mut c = generated(20_000, 5);
+        c.export.encoding = encoding;
+        let sandbox = spawn(c).await;
+        sandbox.export_faults().drop_mid_blob.set(1);
         let summary = export(&sandbox, Format::Csv, &mut Sink::Discard)
             .await
             .unwrap();
         assert_matches(&summary, &expected(5, 20_000));
-        let ranges = sandbox.blob_ranges();
+        let ranges = sandbox.export_ranges();
         assert_eq!(ranges.len(), 2, "{ranges:?}");
         assert_eq!(ranges[0], None);
         assert!(
@@ -91,12 +92,10 @@ async fn a_download_cut_off_midway_resumes_with_range() {
 
 #[tokio::test]
 async fn without_range_support_a_cut_off_download_is_a_clear_error() {
-    let sandbox = spawn(SandboxConfig {
-        export_ranges: false,
-        ..generated(20_000, 5)
-    })
-    .await;
-    sandbox.faults().drop_mid_blob.store(1, Ordering::SeqCst);
+    let mut c = generated(20_000, 5);
+    c.export.ranges = false;
+    let sandbox = spawn(c).await;
+    sandbox.export_faults().drop_mid_blob.set(1);
     let e = export(&sandbox, Format::Csv, &mut Sink::Discard)
         .await
         .unwrap_err();
@@ -106,7 +105,10 @@ async fn without_range_support_a_cut_off_download_is_a_clear_error() {
         text.contains("does not support resuming") && text.contains("run the command again"),
         "{text}"
     );
-    assert!(!text.contains("token="), "the blob's token leaked: {text}");
+    assert!(
+        !text.contains("sig="),
+        "the blob's signature leaked: {text}"
+    );
 }
 
 #[tokio::test]
@@ -129,18 +131,19 @@ async fn rows_are_written_as_csv_or_json_lines() {
         .iter()
         .map(str::to_string)
         .collect();
-    let names: Vec<&str> = COLUMNS.iter().map(|(n, _)| *n).collect();
-    assert_eq!(header, names);
+    assert_eq!(header, columns());
+    let at = |name: &str| columns().iter().position(|c| *c == name).unwrap();
     let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
     assert_eq!(records.len() as u64, rows);
     let sum: Decimal = records
         .iter()
-        .map(|r| r[7].parse::<Decimal>().unwrap())
+        .map(|r| r[at("totalPayment")].parse::<Decimal>().unwrap())
         .sum();
     assert_eq!(sum, total);
+    let name = at("participantName");
     assert!(
-        records.iter().any(|r| &r[5] == "Northwind\r\nTraders")
-            && records.iter().any(|r| &r[5] == "Tailspin\tToys"),
+        records.iter().any(|r| &r[name] == "Northwind\r\nTraders")
+            && records.iter().any(|r| &r[name] == "Tailspin\tToys"),
         "names with line breaks and tabs survive the re-encoding"
     );
 
@@ -164,7 +167,7 @@ async fn rows_are_written_as_csv_or_json_lines() {
     let sum: Decimal = objects
         .iter()
         .map(|o| {
-            o["paidAmount"]
+            o["totalPayment"]
                 .as_str()
                 .unwrap()
                 .parse::<Decimal>()
@@ -172,7 +175,7 @@ async fn rows_are_written_as_csv_or_json_lines() {
         })
         .sum();
     assert_eq!(sum, total, "amounts are exact strings");
-    assert_eq!(objects[0]["paymentId"], "100000000000");
+    assert_eq!(objects[0]["paymentID"], "200000000000");
 }
 
 #[tokio::test]
@@ -182,16 +185,15 @@ async fn without_output_or_summary_rows_go_to_stdout() {
     assert_eq!(code, 0, "{err}");
     let mut reader = csv::Reader::from_reader(out.as_bytes());
     assert_eq!(reader.records().count(), 40);
-    assert!(err.contains("40 rows, 12 columns"), "{err}");
+    assert!(err.contains("40 rows, 18 columns"), "{err}");
 }
 
 #[tokio::test]
 async fn every_call_has_a_new_correlation_id_and_retries_keep_the_request_id() {
     let sandbox = spawn(generated(100, 1)).await;
-    let faults = sandbox.faults();
-    faults.retry_after_secs.store(0, Ordering::SeqCst);
-    faults.too_many.store(1, Ordering::SeqCst);
-    faults.server_errors.store(1, Ordering::SeqCst);
+    let faults = sandbox.export_faults();
+    faults.busy.too_many.set(1);
+    faults.busy.server_errors.set(1);
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = paydrop(&sandbox, dir.path());
     cmd.args(["export", "payments", "--summary"])
@@ -230,5 +232,5 @@ async fn every_call_has_a_new_correlation_id_and_retries_keep_the_request_id() {
 
     let all = format!("{out}{err}");
     assert!(!all.contains(TOKEN), "the Bearer token leaked:\n{all}");
-    assert!(!all.contains("token="), "the blob's token leaked:\n{all}");
+    assert!(!all.contains("sig="), "the blob's signature leaked:\n{all}");
 }

@@ -6,7 +6,6 @@
 mod common_export;
 
 use std::io::Write;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,24 +13,27 @@ use common_export::*;
 use flate2::write::GzEncoder;
 use paydrop::export::filter::{Field, Filter, Op, Value};
 use paydrop::export::{ExportError, Format, Sink};
-use paydrop::sandbox::{ExportBlob, Sandbox, SandboxConfig};
+use paydrop_sandbox::export::Content;
+use paydrop_sandbox::{Sandbox, SandboxConfig};
 
-const HEADER: &str = "paymentId,paymentDate,payoutOrderType,programName,enrollmentParticipantId,\
-participantName,currency,paidAmount,payoutStatus,payoutStatusUpdateTS,paymentMethod,payoutOrderId";
+/// The "Payments download" columns of the payout statement (the last two
+/// swapped: columns are found by name, whatever their order).
+const HEADER: &str = "participantID,participantIDType,participantName,programName,earned,\
+earnedUSD,withheldTax,salesTax,serviceFeeTax,totalPayment,currencyCode,paymentMethod,paymentId,\
+paymentStatus,paymentDate,paymentStatusDescription";
 
 fn row(n: u32, name: &str, amount: &str) -> String {
     format!(
-        "{n:012},2024-02-0{},REBATE,CSP Indirect Provider,4000001,{name},USD,{amount},Paid,\
-         2024-02-05T10:00:00.000Z,Wire,PO-7",
+        "4000001,MPN,{name},CSP Indirect Provider,{amount},{amount},0.00,0.00,0.00,{amount},USD,\
+         Wire,{n:012},Sent,2024-02-0{},Payment sent",
         n % 9 + 1
     )
 }
 
 fn fixed(bytes: impl Into<Bytes>) -> SandboxConfig {
-    SandboxConfig {
-        export_blob: ExportBlob::Fixed(bytes.into()),
-        ..config()
-    }
+    let mut c = config();
+    c.export.content = Content::Fixed(bytes.into());
+    c
 }
 
 async fn export_of(
@@ -116,7 +118,11 @@ async fn extra_columns_are_kept_and_missing_ones_named() {
     let summary = export(&sandbox, Format::Tsv, &mut Sink::Discard)
         .await
         .unwrap();
-    assert_eq!(summary.extra_columns, ["commission", "region"]);
+    // Every column no role uses passes through, the unpublished ones too.
+    assert!(summary
+        .extra_columns
+        .ends_with(&["commission".into(), "region".into()]));
+    assert!(summary.extra_columns.contains(&"earnedUSD".to_string()));
     assert_eq!(summary.rows, 1);
     let (code, out, err, dir) = export_cli(
         &sandbox,
@@ -125,7 +131,7 @@ async fn extra_columns_are_kept_and_missing_ones_named() {
     .await;
     assert_eq!(code, 0, "{err}");
     assert!(
-        out.contains("extra columns kept: commission, region"),
+        out.contains("extra columns kept: ") && out.contains("commission, region"),
         "{out}"
     );
     let written = std::fs::read_to_string(dir.path().join("out.csv")).unwrap();
@@ -135,14 +141,18 @@ async fn extra_columns_are_kept_and_missing_ones_named() {
     );
 
     let missing = tsv(
-        &header.replace("\tpaidAmount", "").replace("currency\t", ""),
+        &header
+            .replace("\ttotalPayment", "")
+            .replace("currencyCode\t", ""),
         "1\t2\t3",
     );
     let e = export_of(missing, Format::Tsv).await.unwrap_err();
     let text = e.to_string();
     assert!(matches!(e, ExportError::Header { .. }), "{text}");
     assert!(
-        text.contains("required column(s) currency, paidAmount"),
+        text.contains("no amount column: looked for totalPayment / paymentAmount")
+            && text.contains("no currency column: looked for paymentCurrencyCode / currencyCode")
+            && text.contains("[export.columns]"),
         "{text}"
     );
 
@@ -176,7 +186,7 @@ async fn quoted_fields_with_line_breaks_and_delimiters_are_one_field() {
         } => {
             assert_eq!(
                 (*line, column.as_str(), value.as_str()),
-                (7, "paidAmount", "1O.50"),
+                (7, "totalPayment", "1O.50"),
                 "{e}"
             )
         }
@@ -201,12 +211,13 @@ async fn bad_rows_name_their_line_and_column() {
                 line: 3,
                 row: 2,
                 found: 3,
-                expected: 12
+                expected: 16
             }
         ),
         "{e}"
     );
     let bad_date = file(&[row(1, "A", "1.00").replace("2024-02-02", "02.02.2024")]);
+    assert!(bad_date.contains("02.02.2024"));
     let e = export_of(bad_date, Format::Csv).await.unwrap_err();
     assert!(
         e.to_string()
@@ -217,12 +228,11 @@ async fn bad_rows_name_their_line_and_column() {
     assert!(matches!(e, ExportError::Empty), "{e}");
     let long = row(1, "A", "1.00").replace("CSP Indirect Provider", &"P".repeat(300));
     let mut latin1 = file(&[long, row(2, "A", "1.00")]).into_bytes();
-    let at = latin1.len() - 30;
-    let paid = latin1[..at].windows(4).rposition(|w| w == b"Paid").unwrap();
-    latin1[paid + 1] = 0xe4; // "Päid" in Latin-1: not UTF-8
+    let sent = latin1.windows(4).rposition(|w| w == b"Sent").unwrap();
+    latin1[sent + 1] = 0xe9; // "Sént" in Latin-1: not UTF-8
     let e = export_of(latin1, Format::Csv).await.unwrap_err();
     assert!(
-        e.to_string().contains("line 3, column payoutStatus")
+        e.to_string().contains("line 3, column paymentStatus")
             && e.to_string().contains("not UTF-8"),
         "{e}"
     );
@@ -254,7 +264,7 @@ async fn wait_error(sandbox: &Sandbox, timeout: Duration) -> ExportError {
 #[tokio::test]
 async fn a_status_that_never_completes_times_out() {
     let sandbox = spawn(config()).await;
-    sandbox.faults().export_stuck.store(1, Ordering::SeqCst);
+    sandbox.export_faults().stuck.set(1);
     let e = wait_error(&sandbox, Duration::from_millis(300)).await;
     let text = e.to_string();
     assert!(
@@ -272,7 +282,7 @@ async fn a_status_that_never_completes_times_out() {
         "{text}"
     );
 
-    sandbox.faults().export_stuck.store(1, Ordering::SeqCst);
+    sandbox.export_faults().stuck.set(1);
     let (code, _, err, _) = export_cli(&sandbox, &["--summary", "--poll-timeout", "0"]).await;
     assert_eq!(code, 5, "{err}");
     assert!(err.contains("is still Queued"), "{err}");
@@ -281,10 +291,7 @@ async fn a_status_that_never_completes_times_out() {
 #[tokio::test]
 async fn a_401_mid_poll_says_how_to_resume() {
     let sandbox = spawn(config()).await;
-    sandbox
-        .faults()
-        .export_unauthorized_mid_poll
-        .store(1, Ordering::SeqCst);
+    sandbox.export_faults().unauthorized_mid_poll.set(1);
     let e = wait_error(&sandbox, HANG_GUARD).await;
     let text = e.to_string();
     assert!(matches!(e, ExportError::Unauthorized { .. }), "{text}");
@@ -319,12 +326,12 @@ async fn a_401_mid_poll_says_how_to_resume() {
 #[tokio::test]
 async fn a_failed_export_suggests_a_new_request() {
     let sandbox = spawn(config()).await;
-    sandbox.faults().export_failed.store(1, Ordering::SeqCst);
+    sandbox.export_faults().failed.set(1);
     let e = wait_error(&sandbox, HANG_GUARD).await;
     assert!(matches!(e, ExportError::Failed { .. }), "{e}");
     assert!(e.to_string().contains("queue a new request"), "{e}");
 
-    sandbox.faults().export_failed.store(1, Ordering::SeqCst);
+    sandbox.export_faults().failed.set(1);
     let (code, _, err, _) = export_cli(&sandbox, &["--summary"]).await;
     assert_eq!(code, 4, "{err}");
     assert!(err.contains("status Failed"), "{err}");
@@ -372,7 +379,7 @@ async fn refusals_say_what_to_do() {
         "{text}"
     );
 
-    sandbox.faults().server_errors.store(100, Ordering::SeqCst);
+    sandbox.export_faults().busy.server_errors.set(100);
     let e = client(&sandbox, TOKEN)
         .queue(None, Format::Csv)
         .await

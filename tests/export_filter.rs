@@ -75,7 +75,7 @@ fn unknown_fields_are_refused_with_the_known_ones() {
     let text = e.to_string();
     assert!(text.contains("unknown field 'customerName'"), "{text}");
     assert!(
-        text.contains("programName, enrollmentParticipantId"),
+        text.contains("programName, enrollmentParticipantId") && text.contains("paymentAmount"),
         "{text}"
     );
     let e = Filter::parse("PaymentId eq '1'").unwrap_err();

@@ -1,6 +1,6 @@
 //! Issue 5, payout exports: downloading and summarising an export far
 //! larger than memory keeps the `paydrop` binary's peak RSS flat. The
-//! sandbox generates 1,200,000 rows (about 167 MB) on the fly; the peak is
+//! sandbox generates 1,200,000 rows (about 240 MB) on the fly; the peak is
 //! the process's `VmHWM` in `/proc/<pid>/status`, read until it exits. No
 //! timing is asserted.
 
@@ -9,7 +9,6 @@ mod common_export;
 use std::time::Duration;
 
 use common_export::*;
-use paydrop::sandbox::{ExportBlob, SandboxConfig};
 
 const ROWS: u64 = 1_200_000;
 const LIMIT: u64 = 64 << 20;
@@ -31,11 +30,7 @@ fn high_water_mark(pid: u32) -> Option<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn summarising_a_huge_export_keeps_peak_memory_flat() {
     let seed = 21;
-    let sandbox = spawn(SandboxConfig {
-        export_blob: ExportBlob::Generated { rows: ROWS, seed },
-        ..config()
-    })
-    .await;
+    let sandbox = spawn(generated(ROWS, seed)).await;
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = tokio::process::Command::from(paydrop(&sandbox, dir.path()));
     cmd.args(["export", "payments", "--summary"])

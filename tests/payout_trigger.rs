@@ -1,20 +1,20 @@
-//! Issue 5 item 1: the marketplace payout trigger. Every rule is checked
-//! locally (with an injected Istanbul "today") and by the sandbox, orders
-//! are recorded in the ledger before and after the call, and the binary
-//! prints what the merchant must know.
+//! Issues 5 and 10, item 1: the marketplace payout trigger. Every rule is
+//! checked locally (with an injected Istanbul "today") and by the
+//! independent sandbox, orders are recorded in the ledger before and after
+//! the call with their JobId, the inquiry reads a job back, and after a lost
+//! answer nothing is ordered blind.
 
 mod common_export;
-
-use std::sync::atomic::Ordering;
 
 use chrono::{Days, NaiveDate};
 use common_export::*;
 use paydrop::api::{PayoutTrigger, PAYOUT_TRIGGER_PATH};
 use paydrop::currency::Currency;
 use paydrop::ledger::{Ledger, State};
-use paydrop::payout::{self, code, Order, PayoutError, RuleError, TriggerOptions};
-use paydrop::sandbox::Sandbox;
+use paydrop::payout::{self, Order, PayoutError, RuleError, TriggerOptions, Verdict};
 use paydrop::upload::Client;
+use paydrop_sandbox::marketplace::{code, Outcome};
+use paydrop_sandbox::Sandbox;
 use serde_json::json;
 use tempfile::TempDir;
 
@@ -33,11 +33,14 @@ struct World {
 }
 
 async fn world() -> World {
-    let sandbox = spawn(paydrop::sandbox::SandboxConfig {
-        as_of: Some(d(TODAY)),
-        ..config()
-    })
-    .await;
+    world_with(Outcome::Success).await
+}
+
+async fn world_with(outcome: Outcome) -> World {
+    let mut c = config();
+    c.marketplace.today = Some(d(TODAY));
+    c.marketplace.outcome = outcome;
+    let sandbox = spawn(c).await;
     let dir = tempfile::tempdir().unwrap();
     let ledger = Ledger::open(&dir.path().join("ledger.db")).unwrap();
     let client = client_for(&sandbox.base_url(), credentials(API_KEY, API_CLIENT));
@@ -122,7 +125,7 @@ async fn date_to_is_yesterday_at_the_latest() {
         assert!(text.contains("nothing was sent"), "{text}");
     }
     assert!(
-        w.sandbox.payout_orders().is_empty(),
+        w.sandbox.marketplace_jobs().is_empty(),
         "nothing reached the provider"
     );
     assert!(w.states().is_empty(), "a refused order is not recorded");
@@ -131,7 +134,7 @@ async fn date_to_is_yesterday_at_the_latest() {
     let done = result.unwrap();
     assert_eq!(done.order.state, State::Accepted);
     assert!(warnings.is_empty(), "{warnings:?}");
-    assert_eq!(w.sandbox.payout_orders().len(), 1);
+    assert_eq!(w.sandbox.marketplace_jobs().len(), 1);
 }
 
 #[tokio::test]
@@ -177,7 +180,7 @@ async fn an_overlapping_range_is_refused_naming_the_earlier_order() {
             "{text}"
         );
     }
-    assert_eq!(w.sandbox.payout_orders().len(), 1);
+    assert_eq!(w.sandbox.marketplace_jobs().len(), 1);
     // Another currency has its own pool; the next days are free.
     let usd = Order {
         currency: Currency::lookup("USD").unwrap(),
@@ -213,9 +216,9 @@ async fn skip_exists_control_orders_anyway_and_warns_of_paying_twice() {
             && warnings[0].contains("payout order #1"),
         "{warnings:?}"
     );
-    let sent = w.sandbox.payout_orders();
+    let sent = w.sandbox.marketplace_jobs();
     assert_eq!(sent.len(), 2);
-    assert!(sent[1].order.skip_exists_control);
+    assert!(sent[1].skip_exists_control);
 }
 
 #[tokio::test]
@@ -227,7 +230,7 @@ async fn test_mode_lifts_the_yesterday_rule_only() {
     };
     let done = w.trigger(&test).await.0.unwrap();
     assert!(done.order.test_mode);
-    assert!(w.sandbox.payout_orders()[0].order.test_mode);
+    assert!(w.sandbox.marketplace_jobs()[0].test_mode);
     let reversed = Order {
         test_mode: true,
         ..order("2026-03-21", "2026-03-20")
@@ -272,15 +275,19 @@ async fn the_sandbox_enforces_the_same_rules_server_side() {
     let s = &w.sandbox;
     let code_of = |v: &serde_json::Value| v["ErrorCode"].as_i64().unwrap();
     let (status, v) = post_raw(s, raw("2026-03-01", "2026-03-15", false, false), API_KEY).await;
-    assert_eq!((status, code_of(&v)), (200, code::DATE_TO_NOT_PAST), "{v}");
+    assert_eq!(
+        (status, code_of(&v)),
+        (200, code::INVALID_PROCESS_TIME),
+        "{v}"
+    );
     assert_eq!(v["Result"], false);
     let (_, v) = post_raw(s, raw("2026-03-05", "2026-03-01", false, false), API_KEY).await;
-    assert_eq!(code_of(&v), code::RANGE_REVERSED, "{v}");
+    assert_eq!(code_of(&v), code::INVALID_DATA, "{v}");
     let (_, v) = post_raw(s, raw("2026-03-01", "2026-03-05", false, false), API_KEY).await;
     assert_eq!(code_of(&v), 0, "{v}");
-    assert!(v["Body"]["PayoutOrderId"].as_i64().is_some(), "{v}");
+    assert!(v["Body"]["JobId"].as_str().is_some(), "{v}");
     let (_, v) = post_raw(s, raw("2026-03-05", "2026-03-06", false, false), API_KEY).await;
-    assert_eq!(code_of(&v), code::ALREADY_ORDERED, "{v}");
+    assert_eq!(code_of(&v), code::ALREADY_SUCCESS, "{v}");
     assert!(
         v["Message"]
             .as_str()
@@ -301,7 +308,7 @@ async fn the_sandbox_enforces_the_same_rules_server_side() {
     )
     .await;
     assert_eq!(status, 400, "{v}");
-    assert_eq!(s.payout_orders().len(), 3);
+    assert_eq!(s.marketplace_jobs().len(), 3);
 }
 
 #[tokio::test]
@@ -322,47 +329,194 @@ async fn a_refusal_by_the_provider_is_recorded_as_rejected() {
     let text = e.to_string();
     assert!(matches!(e, PayoutError::Refused { .. }), "{text}");
     assert!(
-        text.contains(&format!("ErrorCode {}", code::ALREADY_ORDERED)),
+        text.contains(&format!("ErrorCode {}", code::ALREADY_SUCCESS)),
         "{text}"
     );
     assert_eq!(w.states(), vec![State::Rejected]);
     let recorded = &w.ledger.recent_payout_orders(1).unwrap()[0];
     assert!(
-        recorded.message.as_deref().unwrap().contains("overlaps"),
+        recorded
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("already ordered"),
         "{recorded:?}"
     );
 }
 
 #[tokio::test]
-async fn busy_and_failing_answers_are_retried() {
+async fn a_busy_answer_is_retried_as_nothing_was_ordered() {
     let mut w = world().await;
-    let faults = w.sandbox.faults();
-    faults.retry_after_secs.store(0, Ordering::SeqCst);
-    faults.too_many.store(2, Ordering::SeqCst);
-    faults.server_errors.store(1, Ordering::SeqCst);
+    w.sandbox.marketplace_faults().busy.too_many.set(2);
     let done = w
         .trigger(&order("2026-03-01", "2026-03-05"))
         .await
         .0
         .unwrap();
     assert_eq!(done.order.state, State::Accepted);
-    assert_eq!(w.sandbox.payout_orders().len(), 1);
+    assert_eq!(w.sandbox.marketplace_jobs().len(), 1);
 }
 
 #[tokio::test]
-async fn with_skip_exists_control_an_answer_that_may_hide_an_order_is_not_retried() {
+async fn a_server_error_is_not_repeated_blind() {
     let mut w = world().await;
-    w.sandbox.faults().server_errors.store(1, Ordering::SeqCst);
-    let skip = Order {
-        skip_exists_control: true,
-        ..order("2026-03-01", "2026-03-05")
-    };
-    let e = w.trigger(&skip).await.0.unwrap_err();
-    let text = e.to_string();
-    assert!(matches!(e, PayoutError::Unknown { .. }), "{text}");
-    assert!(text.contains("a retry could pay twice"), "{text}");
+    w.sandbox.marketplace_faults().busy.server_errors.set(1);
+    for skip in [false, true] {
+        let o = Order {
+            skip_exists_control: skip,
+            ..order("2026-03-01", "2026-03-05")
+        };
+        let e = w.trigger(&o).await.0.unwrap_err();
+        let text = e.to_string();
+        if skip {
+            // The first order's outcome is still unknown: no second one.
+            assert!(matches!(e, PayoutError::Unresolved { .. }), "{text}");
+        } else {
+            assert!(matches!(e, PayoutError::Unknown { .. }), "{text}");
+            assert!(text.contains("not repeated"), "{text}");
+        }
+    }
     assert_eq!(w.states(), vec![State::Unknown]);
-    assert!(w.sandbox.payout_orders().is_empty());
+    assert!(w.sandbox.marketplace_jobs().is_empty());
+}
+
+#[tokio::test]
+async fn the_job_id_is_recorded_and_the_inquiry_reads_it_back() {
+    let mut w = world().await;
+    let done = w
+        .trigger(&order("2026-03-01", "2026-03-05"))
+        .await
+        .0
+        .unwrap();
+    let job = &w.sandbox.marketplace_jobs()[0];
+    assert_eq!(done.order.job_id.as_deref(), Some(job.job_id.as_str()));
+    let inquiry = payout::inquire(&w.client, &job.job_id, fast_retry(3))
+        .await
+        .unwrap();
+    assert_eq!(inquiry.verdict(), Verdict::Done);
+    assert!(inquiry.any_success);
+    assert_eq!(inquiry.earning, Some(job.earning));
+    let e = payout::inquire(
+        &w.client,
+        "00000000-0000-0000-0000-000000000000",
+        fast_retry(3),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("ErrorCode 404"), "{e}");
+
+    // The binary reads it back too, and records what it said.
+    let mut cmd = paydrop(&w.sandbox, w.dir.path());
+    cmd.args(["payout", "status"]);
+    let (code, out, err) = run(cmd).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!("JobId {}", job.job_id)) && out.contains("done: 3 of 3"),
+        "{out}"
+    );
+    let recorded = Ledger::open(&w.dir.path().join("ledger.db"))
+        .unwrap()
+        .payout_order(done.order.id)
+        .unwrap()
+        .unwrap();
+    assert!(recorded.inquiry.unwrap().starts_with("done"));
+}
+
+#[tokio::test]
+async fn a_partial_job_is_reported_as_partial_never_as_done() {
+    let mut w = world_with(Outcome::Partial).await;
+    w.trigger(&order("2026-03-02", "2026-03-03"))
+        .await
+        .0
+        .unwrap();
+    let job = w.sandbox.marketplace_jobs()[0].job_id.clone();
+    let mut cmd = paydrop(&w.sandbox, w.dir.path());
+    cmd.args(["payout", "status", &job]);
+    let (code, out, err) = run(cmd).await;
+    assert_eq!(code, 5, "{out}{err}");
+    assert!(
+        out.contains("PARTIAL: 1 of 3 results succeeded (AnySuccess true)"),
+        "{out}"
+    );
+    assert!(out.contains("IBAN rejected"), "{out}");
+}
+
+#[tokio::test]
+async fn after_a_lost_answer_the_range_is_inquired_never_ordered_blind() {
+    let mut w = world().await;
+    w.sandbox.marketplace_faults().lose_answer.set(1);
+    let e = w
+        .trigger(&order("2026-03-01", "2026-03-05"))
+        .await
+        .0
+        .unwrap_err();
+    assert!(matches!(e, PayoutError::Unknown { .. }), "{e}");
+    assert!(
+        e.to_string().contains("payout status JOBID --order 1"),
+        "{e}"
+    );
+    // The provider did order it; its answer was lost.
+    let jobs = w.sandbox.marketplace_jobs();
+    assert_eq!(jobs.len(), 1);
+
+    // Any order touching these dates is refused before any call, even
+    // with --skip-exists-control.
+    for skip in [false, true] {
+        let o = Order {
+            skip_exists_control: skip,
+            ..order("2026-03-04", "2026-03-08")
+        };
+        let e = w.trigger(&o).await.0.unwrap_err();
+        assert!(matches!(e, PayoutError::Unresolved { .. }), "{e}");
+    }
+    assert_eq!(w.sandbox.marketplace_jobs().len(), 1, "nothing was sent");
+    // Dates elsewhere are fine.
+    w.trigger(&order("2026-03-10", "2026-03-11"))
+        .await
+        .0
+        .unwrap();
+
+    // The JobId from the provider's panel resolves the order.
+    let mut cmd = paydrop(&w.sandbox, w.dir.path());
+    cmd.args(["payout", "status", &jobs[0].job_id, "--order", "1"]);
+    let (code, out, err) = run(cmd).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("payout order #1") && out.contains("done"),
+        "{out}"
+    );
+    let o = w.ledger.payout_order(1).unwrap().unwrap();
+    assert_eq!(o.state, State::Accepted);
+    assert_eq!(o.job_id.as_deref(), Some(jobs[0].job_id.as_str()));
+    // Now the overlap is a plain AlreadyOrdered, named.
+    let e = w
+        .trigger(&order("2026-03-04", "2026-03-08"))
+        .await
+        .0
+        .unwrap_err();
+    assert!(
+        matches!(e, PayoutError::Rule(RuleError::AlreadyOrdered { .. })),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn an_order_the_panel_does_not_show_can_be_recorded_as_not_ordered() {
+    let mut w = world().await;
+    w.sandbox.marketplace_faults().busy.server_errors.set(1);
+    w.trigger(&order("2026-03-01", "2026-03-05"))
+        .await
+        .0
+        .unwrap_err();
+    let mut cmd = paydrop(&w.sandbox, w.dir.path());
+    cmd.args(["payout", "status", "--order", "1", "--not-ordered"]);
+    let (code, out, err) = run(cmd).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(w.states(), vec![State::Rejected]);
+    w.trigger(&order("2026-03-01", "2026-03-05"))
+        .await
+        .0
+        .unwrap();
 }
 
 #[tokio::test]
@@ -420,7 +574,7 @@ async fn the_binary_orders_refuses_and_warns() {
     let (code, out, err) = run(list).await;
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.lines().count(), 3, "{out}");
-    assert_eq!(w.sandbox.payout_orders().len(), 3);
+    assert_eq!(w.sandbox.marketplace_jobs().len(), 3);
 
     let all = format!("{out}{err}");
     for secret in [API_KEY, API_CLIENT] {

@@ -1,7 +1,8 @@
-//! Issue 5, item 5: reconciling what was sent with what the provider
-//! reports, on small inputs where every set is known in advance: the hash
-//! join and the external sort-merge must give the same sets and the same
-//! exact totals, from CSV, JSON Lines and the ledger alike.
+//! Issues 5 and 10, item 5: reconciling what was sent with what the
+//! provider reports, on small inputs where every set is known in advance:
+//! the hash join and the external sort-merge must give the same sets and
+//! the same exact totals, from CSV, JSON Lines and the ledger alike; rows
+//! the provider reports as failed are their own set.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -12,13 +13,20 @@ use paydrop::currency::Currency;
 use paydrop::ledger::{Ledger, NewBatch, NewSubmission, State};
 use paydrop::pattern::Registry;
 use paydrop::reconcile::{
-    reconcile, Against, Key, Options, Sent, Summary, DEFAULT_MEMORY, MATCHED_CSV, MISMATCH_CSV,
-    MISSING_CSV, UNKNOWN_CSV,
+    reconcile, Against, Key, Options, Sent, Summary, DEFAULT_MEMORY, FAILED_CSV, MATCHED_CSV,
+    MISMATCH_CSV, MISSING_CSV, UNKNOWN_CSV,
 };
-use paydrop::results::{ResultError, ResultLine, Tally};
+use paydrop::results::{ResultError, ResultLine};
+use paydrop::totals::Tally;
 use rust_decimal::Decimal;
 
-const SETS: [&str; 4] = [MATCHED_CSV, MISMATCH_CSV, MISSING_CSV, UNKNOWN_CSV];
+const SETS: [&str; 5] = [
+    MATCHED_CSV,
+    FAILED_CSV,
+    MISMATCH_CSV,
+    MISSING_CSV,
+    UNKNOWN_CSV,
+];
 
 /// Sent row `i`: (merchantUniqueCode, amount, card number).
 fn sent_row(i: u64) -> (String, Decimal, String) {
@@ -62,19 +70,23 @@ struct Case {
     /// (key, amount as written, status, card), in provider order.
     provider: Vec<(String, String, String, String)>,
     matched: Tally,
+    /// Sent amounts of the pairs the provider reports as failed.
+    failed: Tally,
     mismatch_sent: Tally,
     mismatch_provider: Decimal,
     missing: Tally,
     unknown: Tally,
 }
 
-/// Every 50th row missing, every 70th (+1) charged 0.01 more, seven
-/// payments nobody sent and one charged twice; written backwards, a third
-/// of the amounts with decimal commas.
+/// Every 50th row missing, every 70th (+1) charged 0.01 more, every 11th
+/// reported FAILED (or REFUNDED, every 13th), seven payments nobody sent
+/// and one charged twice; written backwards, a third of the amounts with
+/// decimal commas.
 fn case(rows: u64) -> Case {
     let mut c = Case {
         provider: Vec::new(),
         matched: Tally::default(),
+        failed: Tally::default(),
         mismatch_sent: Tally::default(),
         mismatch_provider: Decimal::ZERO,
         missing: Tally::default(),
@@ -84,23 +96,30 @@ fn case(rows: u64) -> Case {
     for i in (1..=rows).rev() {
         let (key, amount, card) = sent_row(i);
         if i % 50 == 0 {
-            c.missing.add(amount);
+            c.missing.add(amount).unwrap();
             continue;
         }
-        let charged = if i % 70 == 1 {
-            c.mismatch_sent.add(amount);
-            c.mismatch_provider += amount + cent;
-            amount + cent
+        let status = if i % 11 == 0 {
+            "FAILED"
+        } else if i % 13 == 0 {
+            "Refunded"
         } else {
-            c.matched.add(amount);
-            amount
+            "SUCCESS"
         };
+        let charged = if i % 70 == 1 { amount + cent } else { amount };
+        if status != "SUCCESS" {
+            c.failed.add(amount).unwrap();
+        } else if i % 70 == 1 {
+            c.mismatch_sent.add(amount).unwrap();
+            c.mismatch_provider += amount + cent;
+        } else {
+            c.matched.add(amount).unwrap();
+        }
         let written = if i % 3 == 0 {
             comma_decimal(charged)
         } else {
             charged.to_string()
         };
-        let status = if i % 11 == 0 { "FAILED" } else { "SUCCESS" };
         c.provider.push((
             key,
             written,
@@ -110,7 +129,7 @@ fn case(rows: u64) -> Case {
     }
     for k in 1..=7 {
         let amount = Decimal::new(k * 100 + 5, 2);
-        c.unknown.add(amount);
+        c.unknown.add(amount).unwrap();
         c.provider.push((
             format!("XX-{k}"),
             amount.to_string(),
@@ -119,7 +138,7 @@ fn case(rows: u64) -> Case {
         ));
     }
     let (key, amount, _) = sent_row(3);
-    c.unknown.add(amount);
+    c.unknown.add(amount).unwrap();
     c.provider
         .push((key, amount.to_string(), "SUCCESS".into(), String::new()));
     c
@@ -194,6 +213,7 @@ fn try_only(s: &BTreeMap<String, Tally>) -> Tally {
 
 fn assert_totals(s: &Summary, c: &Case) {
     assert_eq!(try_only(&s.matched), c.matched);
+    assert_eq!(try_only(&s.failed_at_provider), c.failed);
     assert_eq!(try_only(&s.missing_at_provider), c.missing);
     assert_eq!(try_only(&s.unknown_at_provider), c.unknown);
     let m = &s.amount_mismatch["TRY"];
@@ -207,7 +227,7 @@ fn assert_totals(s: &Summary, c: &Case) {
     );
     assert_eq!(
         s.attention(),
-        c.missing.rows + c.unknown.rows + c.mismatch_sent.rows
+        c.failed.rows + c.missing.rows + c.unknown.rows + c.mismatch_sent.rows
     );
     assert!(!s.reconciled());
     let text = s.text();
@@ -257,13 +277,20 @@ fn every_set_is_found_with_exact_totals_by_both_join_methods() {
             .any(|l| l.starts_with("PD-000003,TRY,")),
         "charged twice"
     );
+    // A failed payment is its own set, never matched.
     let a11 = sent_row(11).1;
     let want = format!("PD-000011,TRY,{a11},line 11,");
-    assert!(by_name[MATCHED_CSV]
+    assert!(by_name[FAILED_CSV]
         .iter()
-        .any(|l| l.starts_with(&want) && l.ends_with(",FAILED,454360******0011")));
-    // Statuses of the matched rows are broken down in the summary.
-    assert!(s2.matched_by_status.contains_key("FAILED"));
+        .any(|l| l.starts_with(&want) && l.contains(",FAILED,454360******0011,")));
+    assert!(!by_name[MATCHED_CSV]
+        .iter()
+        .any(|l| l.starts_with("PD-000011,")));
+    assert!(!s2.matched_by_status.contains_key("FAILED"));
+    assert_eq!(
+        s2.failed_by_status["Refunded"]["TRY"].rows + s2.failed_by_status["FAILED"]["TRY"].rows,
+        c.failed.rows
+    );
     let written = std::fs::read_to_string(sorted.join("summary.txt")).unwrap();
     assert_eq!(written, s2.text());
     // Full card numbers of the sent file never reach the output.
@@ -336,9 +363,10 @@ fn the_command_line_exits_1_until_everything_matches() {
         String::from_utf8_lossy(&out.stderr)
     );
     let want = format!(
-        "NOT RECONCILED: {} rows need attention ({} missing at the provider, {} unknown at the \
-         provider, {} with another amount)",
-        c.missing.rows + c.unknown.rows + c.mismatch_sent.rows,
+        "NOT RECONCILED: {} rows need attention ({} failed at the provider, {} missing at the \
+         provider, {} unknown at the provider, {} with another amount)",
+        c.failed.rows + c.missing.rows + c.unknown.rows + c.mismatch_sent.rows,
+        c.failed.rows,
         c.missing.rows,
         c.unknown.rows,
         c.mismatch_sent.rows
@@ -513,11 +541,40 @@ fn a_result_file_without_currencies_still_adds_up() {
             "{}",
             s.provider.label
         );
-        assert_eq!(try_only(&s.matched).rows, 9);
+        assert_eq!(try_only(&s.matched).rows, 8);
         assert_eq!(try_only(&s.missing_at_provider).amount, sent_row(10).1);
-        assert_eq!(s.matched_by_status["declined"]["TRY"].amount, sent_row(4).1);
+        let failed = try_only(&s.failed_at_provider);
+        assert_eq!((failed.rows, failed.amount), (1, sent_row(4).1));
+        assert_eq!(s.failed_by_status["declined"]["TRY"].amount, sent_row(4).1);
         let text = s.text();
         assert!(!text.contains("DOES NOT ADD UP"), "{text}");
         assert!(text.contains("check     provider (none): 9 rows"), "{text}");
+    }
+}
+
+#[test]
+fn a_failed_run_leaves_no_output_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let sent = dir.path().join("sent.csv");
+    write_sent(&sent, 200);
+    let mut c = case(200);
+    // A broken amount far into the provider's file.
+    c.provider[150].1 = "12,34,5".into();
+    let provider = dir.path().join("provider.csv");
+    write_provider_csv(&provider, &c);
+    let out = dir.path().join("out");
+    for memory in [DEFAULT_MEMORY, 1024] {
+        let opts = Options {
+            key: Key::MerchantUniqueCode,
+            memory,
+            out_dir: out.clone(),
+        };
+        let e = reconcile(sent_file(&sent), against(&provider), &opts).unwrap_err();
+        assert!(format!("{e:#}").contains("12,34,5"), "{e:#}");
+        let left: Vec<_> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
     }
 }

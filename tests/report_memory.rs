@@ -8,7 +8,7 @@ mod common_rss;
 use std::process::{Command, Stdio};
 
 use common_rss::run_measured;
-use paydrop::sandbox::{self, SandboxConfig};
+use paydrop_sandbox::SandboxConfig;
 
 const SMALL: u64 = 10_000;
 const BIG: u64 = 100_000;
@@ -16,16 +16,15 @@ const BIG: u64 = 100_000;
 const SLACK: u64 = 8 << 20;
 
 async fn peak_for(rows: u64, dir: &std::path::Path) -> (u64, u64) {
-    let sb = sandbox::spawn(SandboxConfig {
-        report_rows: rows,
-        ..SandboxConfig::default()
-    })
-    .await
-    .unwrap();
+    let mut config = SandboxConfig::default();
+    config.report.rows = rows;
+    let sb = paydrop_sandbox::spawn(config).await.unwrap();
     let out = dir.join(format!("report-{rows}.jsonl"));
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_paydrop"));
+    // The sandbox's published test login.
     cmd.env_remove("PAYDROP_CONFIG")
-        .env("PAYDROP_REPORT_TOKEN", "sandbox-report-token")
+        .env("PAYDROP_REPORT_EMAIL", "merchant@sandbox.example")
+        .env("PAYDROP_REPORT_PASSWORD", "sandbox-pass")
         .args([
             "report",
             "payments",

@@ -1,9 +1,9 @@
 //! Helpers of the payout export and payout trigger tests
-//! (`tests/export_*.rs`, `tests/payout_*.rs`): an embedded sandbox on an
-//! ephemeral 127.0.0.1 port with fast polls, clients with tiny retry delays,
-//! what a generated export must add up to (computed here from the
-//! generator's rows, independently of paydrop's reader), and the `paydrop`
-//! binary pointed at the sandbox.
+//! (`tests/export_*.rs`, `tests/payout_*.rs`): the independent sandbox
+//! crate on an ephemeral 127.0.0.1 port with fast polls, clients with tiny
+//! retry delays, what a generated export must add up to (computed here from
+//! the sandbox's payments, independently of paydrop's reader), and the
+//! `paydrop` binary pointed at the sandbox.
 //!
 //! Each test binary uses a different subset of these (and of the
 //! re-exported submit helpers).
@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use paydrop::config::Secret;
 use paydrop::export::{ExportClient, ExportError, Format, PollPolicy, Sink, Summary};
-use paydrop::sandbox::export::payout_row;
-use paydrop::sandbox::{self, Sandbox, SandboxConfig};
+use paydrop_sandbox::export::{Content, Generated, Schema};
+use paydrop_sandbox::{Sandbox, SandboxConfig};
 use rust_decimal::Decimal;
 use tempfile::TempDir;
 
@@ -33,16 +33,29 @@ pub const TOKEN: &str = "tok-Jd83kQ-secret-bearer-0xZ1";
 
 /// A sandbox config with the test credentials.
 pub fn config() -> SandboxConfig {
-    SandboxConfig {
-        api_key: API_KEY.into(),
-        api_client: API_CLIENT.into(),
-        export_token: TOKEN.into(),
-        ..SandboxConfig::default()
-    }
+    let mut c = SandboxConfig::default();
+    c.marketplace.api_key = API_KEY.into();
+    c.marketplace.api_client = API_CLIENT.into();
+    c.export.token = TOKEN.into();
+    c
+}
+
+/// [`config`] serving `rows` generated payments of `seed` in `schema`.
+pub fn generated_in(rows: u64, seed: u64, schema: Schema) -> SandboxConfig {
+    let mut c = config();
+    c.export.content = Content::Generated(Generated { rows, seed, schema });
+    c
+}
+
+/// [`generated_in`] the Earnings – Payments schema.
+pub fn generated(rows: u64, seed: u64) -> SandboxConfig {
+    generated_in(rows, seed, Schema::EarningsPayments)
 }
 
 pub async fn spawn(config: SandboxConfig) -> Sandbox {
-    sandbox::spawn(config).await.expect("sandbox starts")
+    paydrop_sandbox::spawn(config)
+        .await
+        .expect("sandbox starts")
 }
 
 pub fn client(sandbox: &Sandbox, token: &str) -> ExportClient {
@@ -91,14 +104,25 @@ pub struct Expected {
 }
 
 pub fn expected(seed: u64, rows: u64) -> Expected {
+    expected_filtered(seed, rows, None)
+}
+
+/// What a generated export adds up to after the sandbox applies `filter`.
+pub fn expected_filtered(seed: u64, rows: u64, filter: Option<&str>) -> Expected {
+    let g = Generated {
+        rows,
+        seed,
+        schema: Schema::default(),
+    };
     let mut by: BTreeMap<&'static str, Totals> = BTreeMap::new();
-    for i in 0..rows {
-        let r = payout_row(seed, rows, i);
-        let month = r.payment_date.format("%Y-%m").to_string();
+    let mut n = 0;
+    for p in paydrop_sandbox::export::payments(&g, filter).expect("a filter the sandbox takes") {
+        n += 1;
+        let month = p.payment_date.format("%Y-%m").to_string();
         let keys = [
-            ("status", r.payout_status.to_string()),
-            ("program", r.program_name.to_string()),
-            ("currency", r.currency.to_string()),
+            ("status", p.status.to_string()),
+            ("program", p.program_name.to_string()),
+            ("currency", p.currency.to_string()),
             ("month", month),
         ];
         for (dimension, key) in keys {
@@ -107,13 +131,13 @@ pub fn expected(seed: u64, rows: u64) -> Expected {
                 .or_default()
                 .entry(key)
                 .or_default()
-                .entry(r.currency.to_string())
+                .entry(p.currency.to_string())
                 .or_insert((0, Decimal::ZERO));
             slot.0 += 1;
-            slot.1 += r.paid_amount;
+            slot.1 += p.total_payment;
         }
     }
-    Expected { rows, by }
+    Expected { rows: n, by }
 }
 
 /// A summary's groups in the shape of [`Totals`].

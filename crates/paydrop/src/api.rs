@@ -10,6 +10,8 @@ use crate::currency::Currency;
 pub const STARTDIRECT_PATH: &str = "/api/paywall/payment/bulk/file/startdirect";
 /// Path of the marketplace payout trigger (`../shared/SPEC.md` §2).
 pub const PAYOUT_TRIGGER_PATH: &str = "/api/paywall/marketplace/manual/trigger/start";
+/// Path of the trigger's inquiry (Query page: header `jobid`).
+pub const PAYOUT_INQUIRY_PATH: &str = "/api/paywall/marketplace/manual/trigger/inquiry";
 /// Header carrying the merchant's public key (a secret: never logged).
 pub const HEADER_API_KEY: &str = "apikeypublic";
 /// Header carrying the merchant's public client (a secret: never logged).

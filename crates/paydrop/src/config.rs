@@ -24,8 +24,12 @@ pub const ENV_LEDGER: &str = "PAYDROP_LEDGER";
 /// Bearer token and address of the payouts export API (`[export]`).
 pub const ENV_EXPORT_TOKEN: &str = "PAYDROP_EXPORT_TOKEN";
 pub const ENV_EXPORT_BASE_URL: &str = "PAYDROP_EXPORT_BASE_URL";
-/// Token of the report endpoints (`[report]`).
-pub const ENV_REPORT_TOKEN: &str = "PAYDROP_REPORT_TOKEN";
+/// Payzee merchant login of the payment report (`[report]`).
+pub const ENV_REPORT_EMAIL: &str = "PAYDROP_REPORT_EMAIL";
+pub const ENV_REPORT_PASSWORD: &str = "PAYDROP_REPORT_PASSWORD";
+/// Craftgate keys of the transaction breakdown (`[breakdown]`).
+pub const ENV_CRAFTGATE_API_KEY: &str = "PAYDROP_CRAFTGATE_API_KEY";
+pub const ENV_CRAFTGATE_SECRET_KEY: &str = "PAYDROP_CRAFTGATE_SECRET_KEY";
 
 /// A credential. Prints as `***`.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
@@ -71,6 +75,8 @@ pub struct Config {
     pub export: ExportConfig,
     #[serde(default)]
     pub report: ReportConfig,
+    #[serde(default)]
+    pub breakdown: BreakdownConfig,
     /// Folder of custom pattern files.
     pub patterns_dir: Option<PathBuf>,
 }
@@ -209,6 +215,10 @@ pub struct ExportConfig {
     pub poll_ms: u64,
     #[serde(default = "default_poll_max_ms")]
     pub poll_max_ms: u64,
+    /// Which header column holds the id, amount, currency, date, status
+    /// and program; unset roles use the published names.
+    #[serde(default)]
+    pub columns: crate::export::Mapping,
 }
 
 impl Default for ExportConfig {
@@ -219,6 +229,7 @@ impl Default for ExportConfig {
             poll_timeout_secs: default_poll_timeout(),
             poll_ms: default_poll_ms(),
             poll_max_ms: default_poll_max_ms(),
+            columns: crate::export::Mapping::default(),
         }
     }
 }
@@ -230,18 +241,56 @@ fn default_poll_ms() -> u64 {
     1000
 }
 fn default_poll_max_ms() -> u64 {
-    30_000
+    60_000
 }
 
-/// The report endpoints (`paydrop report …`); retries follow `[submit]`'s
-/// `max_attempts` / `backoff_ms` / `backoff_max_ms`.
-#[derive(Clone, Debug, Default, Deserialize)]
+/// Payzee's payment report (`paydrop report payments`); retries follow
+/// `[submit]`'s `max_attempts` / `backoff_ms` / `backoff_max_ms`.
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReportConfig {
-    /// Default: `[provider] base_url`.
+    /// The report service (the integration mail's `paymentBaseUrl`), e.g.
+    /// `https://ppgpayment-test.birlesikodeme.com:20000`.
     pub base_url: Option<String>,
-    /// Sent as `Authorization: Bearer …`; prefer `PAYDROP_REPORT_TOKEN`.
-    pub token: Option<Secret>,
+    /// The login service (the integration mail's `authenticationBaseUrl`);
+    /// default: `base_url`.
+    pub auth_base_url: Option<String>,
+    /// Merchant login; prefer `PAYDROP_REPORT_EMAIL`.
+    pub email: Option<String>,
+    /// Prefer `PAYDROP_REPORT_PASSWORD`.
+    pub password: Option<Secret>,
+    /// `TR` or `EN` (the login's `lang`).
+    #[serde(default = "default_lang")]
+    pub lang: String,
+}
+
+impl Default for ReportConfig {
+    fn default() -> Self {
+        ReportConfig {
+            base_url: None,
+            auth_base_url: None,
+            email: None,
+            password: None,
+            lang: default_lang(),
+        }
+    }
+}
+
+fn default_lang() -> String {
+    "EN".into()
+}
+
+/// Craftgate's payment transaction breakdown (`paydrop report
+/// transactions`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakdownConfig {
+    /// e.g. `https://api.craftgate.io` (sandbox `https://sandbox-api.craftgate.io`).
+    pub base_url: Option<String>,
+    /// Prefer `PAYDROP_CRAFTGATE_API_KEY`.
+    pub api_key: Option<Secret>,
+    /// Prefer `PAYDROP_CRAFTGATE_SECRET_KEY`.
+    pub secret_key: Option<Secret>,
 }
 
 /// The drop-folder daemon (`paydrop watch`).
@@ -375,8 +424,17 @@ impl Config {
         if let Some(v) = var(ENV_EXPORT_BASE_URL) {
             self.export.base_url = Some(v);
         }
-        if let Some(v) = var(ENV_REPORT_TOKEN) {
-            self.report.token = Some(Secret(v));
+        if let Some(v) = var(ENV_REPORT_EMAIL) {
+            self.report.email = Some(v);
+        }
+        if let Some(v) = var(ENV_REPORT_PASSWORD) {
+            self.report.password = Some(Secret(v));
+        }
+        if let Some(v) = var(ENV_CRAFTGATE_API_KEY) {
+            self.breakdown.api_key = Some(Secret(v));
+        }
+        if let Some(v) = var(ENV_CRAFTGATE_SECRET_KEY) {
+            self.breakdown.secret_key = Some(Secret(v));
         }
     }
 

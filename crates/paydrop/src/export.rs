@@ -10,17 +10,30 @@
 //!    growing interval through `Queued` / `Processing`, until `Completed`,
 //!    `Failed` (queue a new request) or the configured timeout.
 //! 3. `blobLocation` is downloaded by [`blob`] (resumed with `Range`,
-//!    gunzipped when gzip) and read row by row by [`rows`] with `csv-async`.
+//!    gunzipped when gzip). The Partner Center sample treats the file as a
+//!    zip of CSV files (`Utils.cs` `DownloadBlob`, `ZipArchive`), so a zip
+//!    (told by its magic bytes `PK\x03\x04`) is read entry after entry as
+//!    it streams in; anything else is one CSV/TSV. Rows are read by [`rows`]
+//!    with `csv-async`, their columns found by name ([`columns`]).
+//!
+//! Processing "can take up to 24 hours" (sample README, "Important
+//! reminders"): paydrop waits `[export] poll_timeout_secs` (one hour by
+//! default), then says how to come back with `--request-id`; the request
+//! goes on at the provider meanwhile.
 //!
 //! 401, 403, 404 and 400 end with a message that says what to do; 429 and
 //! 5xx are retried with backoff, honouring `Retry-After`. The Bearer token
 //! is a [`Secret`], sent as a sensitive header and never printed.
 
 pub mod blob;
+pub mod columns;
 pub mod filter;
 pub mod rows;
+mod zip;
 
 use std::time::{Duration, Instant};
+
+use tokio::io::AsyncBufReadExt;
 
 use reqwest::header::{HeaderValue, AUTHORIZATION};
 use reqwest::{Method, StatusCode, Url};
@@ -30,8 +43,9 @@ use crate::config::{Secret, ENV_EXPORT_TOKEN};
 use crate::submit::RetryPolicy;
 use crate::upload::{describe, read_capped, retry_after};
 pub use blob::{BlobError, BlobInfo, GzipError};
+pub use columns::{Mapping, Missing, Role};
 pub use filter::{Field, Filter, FilterError};
-pub use rows::{Format, Groups, Sink, Summary, Tally};
+pub use rows::{Format, Groups, RowReader, Sink, Summary, Tally};
 
 /// Path of the payouts export API.
 pub const PAYMENTS_PATH: &str = "/v1.0/payouts/payments";
@@ -126,9 +140,9 @@ pub enum ExportError {
     )]
     Failed { request_id: String },
     #[error(
-        "export request {request_id} is still {status:?} after {waited}s; it goes on at the \
-         provider: check again later with --request-id {request_id}, or wait longer \
-         (--poll-timeout, [export] poll_timeout_secs)"
+        "export request {request_id} is still {status:?} after {waited}s; the provider documents \
+         up to 24 hours of processing and the request goes on there: check again later with \
+         --request-id {request_id}, or wait longer (--poll-timeout, [export] poll_timeout_secs)"
     )]
     Timeout {
         request_id: String,
@@ -146,15 +160,19 @@ pub enum ExportError {
     #[error("the export is empty: not even a header row")]
     Empty,
     #[error(
-        "the export's header lacks the required column(s) {missing}{hint}; found: {found}",
-        missing = .missing.join(", "),
+        "the export's header lacks a required column: {missing}{hint}; the header has: {found}",
+        missing = .missing.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
         found = .found.join(", ")
     )]
     Header {
-        missing: Vec<String>,
+        missing: Vec<Missing>,
         found: Vec<String>,
         hint: String,
     },
+    #[error("the export is not a readable zip: {0}; download it again")]
+    Zip(String),
+    #[error("{at}: {message}")]
+    Overflow { at: String, message: String },
     #[error(
         "the export ends in the middle of row {row} (after {bytes} bytes, without a final line \
          break): the file is truncated; download it again"
@@ -234,6 +252,7 @@ pub struct ExportClient {
     base: String,
     token: Secret,
     retry: RetryPolicy,
+    columns: Mapping,
 }
 
 impl ExportClient {
@@ -256,7 +275,14 @@ impl ExportClient {
             base: base.trim_end_matches('/').to_string(),
             token,
             retry,
+            columns: Mapping::default(),
         })
+    }
+
+    /// Reads the export's columns with this mapping (`[export.columns]`).
+    pub fn with_columns(mut self, columns: Mapping) -> Self {
+        self.columns = columns;
+        self
     }
 
     /// Queues an export; `filter` is sent as `$filter`.
@@ -348,8 +374,15 @@ impl ExportClient {
         })?;
         let (reader, info) = blob::open(&self.http, url, self.retry).await?;
         tracing::info!(url = %info.url, gzip = info.gzip, bytes = ?info.length, resumable = info.resumable, "downloading the export");
-        let summary = rows::read_rows(reader, format, sink).await?;
-        Ok((info, summary))
+        let mut rows = RowReader::new(format, self.columns.clone());
+        let mut input = tokio::io::BufReader::with_capacity(64 * 1024, reader);
+        let head = input.fill_buf().await.map_err(ExportError::from_read)?;
+        if head.starts_with(b"PK\x03\x04") {
+            zip::read_entries(input, &mut rows, sink).await?;
+        } else {
+            rows.read(input, None, sink).await?;
+        }
+        Ok((info, rows.finish(sink).await?))
     }
 
     /// One API call with retries; the answer's first request.

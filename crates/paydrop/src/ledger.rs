@@ -239,6 +239,10 @@ pub struct PayoutOrder {
     /// `Accepted` means the provider ordered the payout.
     pub state: State,
     pub message: Option<String>,
+    /// The provider's `JobId`, the key of the inquiry.
+    pub job_id: Option<String>,
+    /// What the last inquiry said.
+    pub inquiry: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -247,7 +251,7 @@ impl fmt::Display for PayoutOrder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "payout order #{} ({} {} to {}{}, {} on {})",
+            "payout order #{} ({} {} to {}{}, {} on {}{})",
             self.id,
             self.currency,
             self.date_from,
@@ -257,7 +261,10 @@ impl fmt::Display for PayoutOrder {
                 State::Accepted => "ordered",
                 other => other.as_str(),
             },
-            self.created_at.format("%Y-%m-%d %H:%M UTC")
+            self.created_at.format("%Y-%m-%d %H:%M UTC"),
+            self.job_id
+                .as_deref()
+                .map_or_else(String::new, |j| format!(", JobId {j}"))
         )
     }
 }
@@ -350,6 +357,11 @@ CREATE TABLE sent_rows (
     PRIMARY KEY (submission_id, line_number)
 ) WITHOUT ROWID;
 CREATE INDEX sent_rows_code ON sent_rows(code_fp);
+",
+    // The marketplace trigger's JobId and the last inquiry's verdict.
+    "
+ALTER TABLE payout_orders ADD COLUMN job_id TEXT;
+ALTER TABLE payout_orders ADD COLUMN inquiry TEXT;
 ",
 ];
 
@@ -878,6 +890,32 @@ impl Ledger {
         Ok(())
     }
 
+    /// Records the `JobId` the provider gave an order.
+    pub fn set_payout_job(&self, id: i64, job_id: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE payout_orders SET job_id = ?2, updated_at = ?3 WHERE id = ?1",
+            params![id, job_id, now()],
+        )?;
+        Ok(())
+    }
+
+    /// Records what an inquiry said of an order.
+    pub fn set_payout_inquiry(&self, id: i64, inquiry: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE payout_orders SET inquiry = ?2, updated_at = ?3 WHERE id = ?1",
+            params![id, inquiry, now()],
+        )?;
+        Ok(())
+    }
+
+    /// The order that got `job_id`.
+    pub fn payout_order_by_job(&self, job_id: &str) -> Result<Option<PayoutOrder>> {
+        Ok(self
+            .payout_orders_where("job_id = ?1", [job_id])?
+            .into_iter()
+            .next())
+    }
+
     pub fn payout_order(&self, id: i64) -> Result<Option<PayoutOrder>> {
         Ok(self
             .payout_orders_where("id = ?1", [id])?
@@ -916,7 +954,7 @@ impl Ledger {
     ) -> Result<Vec<PayoutOrder>> {
         let sql = format!(
             "SELECT id, currency, currency_id, date_from, date_to, test_mode, skip_exists_control,
-                    state, message, created_at, updated_at
+                    state, message, created_at, updated_at, job_id, inquiry
              FROM payout_orders WHERE {cond} ORDER BY id"
         );
         let mut stmt = self.conn.prepare(&sql)?;
@@ -949,6 +987,8 @@ impl Ledger {
                     )
                 })?,
                 message: r.get(8)?,
+                job_id: r.get(11)?,
+                inquiry: r.get(12)?,
                 created_at: time(r.get(9)?)?,
                 updated_at: time(r.get(10)?)?,
             })

@@ -15,10 +15,21 @@
 //!   the provider documents no exception for them.
 //!
 //! An order is recorded `pending` in the ledger before the call and settled
-//! after it. 429 and 5xx answers and dropped connections are retried with
-//! backoff — except that with `SkipExistsControl`, once the provider may
-//! have received the order (anything but a refused connection or a 429), a
-//! retry could pay twice: paydrop stops and reports the outcome as unknown.
+//! after it, with the `JobId` of the answer (Start page: the Body carries
+//! it; the Query page takes it back as the header `jobid`).
+//!
+//! Never blind: a call is repeated only when the provider cannot have acted
+//! on it (no connection was made, or 429). After a 5xx or a lost answer the
+//! order is `unknown`, and no order overlapping its dates is sent until it
+//! is resolved: when its `JobId` is known (`paydrop payout status JOB
+//! --order N` attaches one found in the provider's panel), [`trigger`] asks
+//! the inquiry endpoint ([`inquire`]) before anything else; without one it
+//! refuses and says how to resolve it.
+//!
+//! Pages: Start
+//! <https://developer.paywall.one/payment-orchestration-integration-document/payment-service/17.-marketplace/4.-manual-trigger/2.-start>,
+//! Query
+//! <https://developer.paywall.one/payment-orchestration-integration-document/payment-service/17.-marketplace/4.-manual-trigger/3.-query>.
 
 use std::fmt::Display;
 
@@ -26,21 +37,11 @@ use chrono::{Days, NaiveDate};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::api::{Envelope, PayoutTrigger, PAYOUT_TRIGGER_PATH};
+use crate::api::{Envelope, PayoutTrigger, PAYOUT_INQUIRY_PATH, PAYOUT_TRIGGER_PATH};
 use crate::currency::Currency;
 use crate::ledger::{Ledger, LedgerError, PayoutOrder, State};
 use crate::submit::RetryPolicy;
 use crate::upload::{Client, JsonReply, NoReply};
-
-/// `ErrorCode`s of the rules (the sandbox answers with them).
-pub mod code {
-    /// `DateTo` is today or later and `TestMode` is off.
-    pub const DATE_TO_NOT_PAST: i64 = 1101;
-    /// `DateFrom` is after `DateTo`.
-    pub const RANGE_REVERSED: i64 = 1102;
-    /// The range overlaps an order that succeeded.
-    pub const ALREADY_ORDERED: i64 = 1103;
-}
 
 /// A rule of the provider that an order breaks.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -65,17 +66,6 @@ pub enum RuleError {
         to: NaiveDate,
         earlier: String,
     },
-}
-
-impl RuleError {
-    /// The provider's `ErrorCode` for this rule.
-    pub fn code(&self) -> i64 {
-        match self {
-            RuleError::DateToNotPast { .. } => code::DATE_TO_NOT_PAST,
-            RuleError::RangeReversed { .. } => code::RANGE_REVERSED,
-            RuleError::AlreadyOrdered { .. } => code::ALREADY_ORDERED,
-        }
-    }
 }
 
 fn yesterday(today: NaiveDate) -> NaiveDate {
@@ -175,75 +165,265 @@ pub enum PayoutError {
     },
     #[error(
         "{order}: no definite answer ({message}); the provider may or may not have ordered the \
-         payout. Check its panel before ordering these dates again"
+         payout. paydrop orders none of these dates again until this is resolved: find the order's \
+         JobId in the provider's panel and run `paydrop payout status JOBID --order {id}`",
+        id = .order.id
     )]
     Unknown {
         order: Box<PayoutOrder>,
         message: String,
     },
+    #[error(
+        "{order} has no definite answer and no JobId, so paydrop cannot ask the provider how it \
+         ended; no order for these dates is sent blind. Find the order in the provider's panel \
+         and run `paydrop payout status JOBID --order {id}`, or, if the panel shows none, \
+         `paydrop payout status --order {id} --not-ordered`",
+        id = .order.id
+    )]
+    Unresolved { order: Box<PayoutOrder> },
+    #[error("the inquiry of JobId {job_id} failed: {message}")]
+    Inquiry { job_id: String, message: String },
     #[error(transparent)]
     Ledger(#[from] LedgerError),
 }
 
 /// How one attempt ended.
 enum Outcome {
-    Ordered(String),
+    /// Ordered; the `JobId` when the Body carries one.
+    Ordered {
+        message: String,
+        job_id: Option<String>,
+    },
     Refused(String),
-    /// Worth another attempt; `maybe_processed` when the provider may have
-    /// acted on this one.
+    /// The provider cannot have acted on it: worth another attempt.
     Retry {
         message: String,
-        maybe_processed: bool,
         retry_after: Option<std::time::Duration>,
     },
-    /// A 2xx that cannot be read: it may mean "ordered".
-    Unreadable(String),
+    /// The provider may have ordered it: a 5xx, a lost or unreadable answer.
+    Unknown(String),
+}
+
+/// The `Body` of a successful Start answer: only `JobId` is relied on (the
+/// published sample is cut off after it).
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Started {
+    job_id: Option<String>,
+}
+
+/// The envelope's `Message`, else the start of the text.
+fn message_of(envelope: Option<&Envelope<Value>>, text: &str) -> String {
+    envelope
+        .and_then(|e| e.message.clone())
+        .filter(|m| !m.trim().is_empty())
+        .unwrap_or_else(|| text.chars().take(300).collect::<String>().trim().into())
 }
 
 fn outcome(reply: Result<JsonReply, NoReply>) -> Outcome {
     let reply = match reply {
         Ok(r) => r,
+        Err(e) if e.maybe_received => {
+            return Outcome::Unknown(format!("the answer was lost ({})", e.message))
+        }
         Err(e) => {
             return Outcome::Retry {
                 message: e.message,
-                maybe_processed: e.maybe_received,
                 retry_after: None,
             }
         }
     };
     let envelope: Option<Envelope<Value>> = serde_json::from_str(&reply.text).ok();
-    let message = envelope
-        .as_ref()
-        .and_then(|e| e.message.clone())
-        .unwrap_or_else(|| {
-            reply
-                .text
-                .chars()
-                .take(300)
-                .collect::<String>()
-                .trim()
-                .into()
-        });
+    let message = message_of(envelope.as_ref(), &reply.text);
     let status = reply.status;
-    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+    if status == StatusCode::TOO_MANY_REQUESTS {
         return Outcome::Retry {
             message: format!("{status}: {message}"),
-            maybe_processed: status != StatusCode::TOO_MANY_REQUESTS,
             retry_after: reply.retry_after,
         };
     }
+    if status.is_server_error() {
+        return Outcome::Unknown(format!("{status}: {message}"));
+    }
     match envelope {
         _ if !status.is_success() => Outcome::Refused(format!("{status}: {message}")),
-        Some(e) if e.is_success() => Outcome::Ordered(message),
+        Some(e) if e.is_success() => Outcome::Ordered {
+            job_id: e
+                .body
+                .and_then(|b| serde_json::from_value::<Started>(b).ok())
+                .and_then(|b| b.job_id)
+                .filter(|j| !j.trim().is_empty()),
+            message,
+        },
         Some(e) => Outcome::Refused(format!("ErrorCode {}: {message}", e.error_code)),
-        None => Outcome::Unreadable(format!("{status} with an unreadable answer: {message}")),
+        None => Outcome::Unknown(format!("{status} with an unreadable answer: {message}")),
     }
 }
 
+/// One result of an inquiry.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct JobResult {
+    pub result: bool,
+    #[serde(default)]
+    pub result_message: Option<String>,
+}
+
+/// What the inquiry says of a job (Query page).
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Inquiry {
+    pub job_id: String,
+    #[serde(default)]
+    pub date_from: Option<String>,
+    #[serde(default)]
+    pub date_to: Option<String>,
+    #[serde(default)]
+    pub earning: Option<rust_decimal::Decimal>,
+    #[serde(default)]
+    pub count: Option<u64>,
+    #[serde(default)]
+    pub any_success: bool,
+    #[serde(default)]
+    pub results: Vec<JobResult>,
+}
+
+/// How a job ended, as far as the inquiry tells. The pages do not say
+/// what one `Results` item stands for, nor what `AnySuccess` means with
+/// mixed results: "done" needs every result true, and a mix is reported
+/// as partial, never as done (`docs/providers/paywall.md` §7.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Done,
+    Partial,
+    Failed,
+    /// No results yet.
+    Waiting,
+}
+
+impl Inquiry {
+    pub fn verdict(&self) -> Verdict {
+        let ok = self.results.iter().filter(|r| r.result).count();
+        match (self.results.len(), ok) {
+            (0, _) => Verdict::Waiting,
+            (n, k) if k == n => Verdict::Done,
+            _ if self.any_success || ok > 0 => Verdict::Partial,
+            _ => Verdict::Failed,
+        }
+    }
+
+    /// One line for the terminal and the ledger.
+    pub fn describe(&self) -> String {
+        let ok = self.results.iter().filter(|r| r.result).count();
+        let failures: Vec<&str> = self
+            .results
+            .iter()
+            .filter(|r| !r.result)
+            .filter_map(|r| r.result_message.as_deref())
+            .filter(|m| !m.is_empty())
+            .collect();
+        let mut s = format!(
+            "{}: {ok} of {} results succeeded (AnySuccess {})",
+            match self.verdict() {
+                Verdict::Done => "done",
+                Verdict::Partial => "PARTIAL",
+                Verdict::Failed => "FAILED",
+                Verdict::Waiting => "no results yet",
+            },
+            self.results.len(),
+            self.any_success
+        );
+        if let Some(e) = self.earning {
+            s.push_str(&format!(", Earning {e}"));
+        }
+        if !failures.is_empty() {
+            s.push_str(&format!("; {}", failures.join("; ")));
+        }
+        s
+    }
+}
+
+/// Asks the provider how job `job_id` went (Query page: `GET
+/// …/marketplace/manual/trigger/inquiry` with the header `jobid`). 429 and
+/// refused connections are retried; an inquiry changes nothing at the
+/// provider, so 5xx are retried too.
+pub async fn inquire(
+    client: &Client,
+    job_id: &str,
+    retry: RetryPolicy,
+) -> Result<Inquiry, PayoutError> {
+    let failed = |message: String| PayoutError::Inquiry {
+        job_id: job_id.to_string(),
+        message,
+    };
+    let mut n = 0;
+    loop {
+        let reply = client
+            .get_json(PAYOUT_INQUIRY_PATH, &[("jobid", job_id)])
+            .await;
+        let (message, wait) = match reply {
+            Ok(r) if r.status == StatusCode::TOO_MANY_REQUESTS || r.status.is_server_error() => {
+                (format!("{}: {}", r.status, r.text.trim()), r.retry_after)
+            }
+            Ok(r) => {
+                let envelope: Option<Envelope<Value>> = serde_json::from_str(&r.text).ok();
+                let message = message_of(envelope.as_ref(), &r.text);
+                return match envelope {
+                    Some(e) if r.status.is_success() && e.is_success() => e
+                        .body
+                        .ok_or_else(|| "the answer has no Body".to_string())
+                        .and_then(|b| serde_json::from_value(b).map_err(|e| e.to_string()))
+                        .map_err(failed),
+                    Some(e) => Err(failed(format!(
+                        "HTTP {}, ErrorCode {}: {message}",
+                        r.status.as_u16(),
+                        e.error_code
+                    ))),
+                    None => Err(failed(format!("HTTP {}: {message}", r.status.as_u16()))),
+                };
+            }
+            Err(e) => (e.message, None),
+        };
+        n += 1;
+        if n >= retry.max_attempts.max(1) {
+            return Err(failed(format!("{n} attempts; the last: {message}")));
+        }
+        tokio::time::sleep(retry.delay(n - 1, wait)).await;
+    }
+}
+
+/// Inquires `order`'s job and records what it says: the order is then
+/// `Accepted` (the provider knows the job).
+pub async fn resolve(
+    ledger: &Ledger,
+    client: &Client,
+    order: &PayoutOrder,
+    job_id: &str,
+    retry: RetryPolicy,
+) -> Result<(PayoutOrder, Inquiry), PayoutError> {
+    let inquiry = inquire(client, job_id, retry).await?;
+    if order.job_id.as_deref() != Some(job_id) {
+        ledger.set_payout_job(order.id, job_id)?;
+    }
+    if order.state != State::Accepted {
+        ledger.settle_payout_order(
+            order.id,
+            State::Accepted,
+            &format!("the provider's inquiry knows JobId {job_id}"),
+        )?;
+    }
+    ledger.set_payout_inquiry(order.id, &inquiry.describe())?;
+    let order = ledger
+        .payout_order(order.id)?
+        .unwrap_or_else(|| order.clone());
+    Ok((order, inquiry))
+}
+
 /// Checks `order` against the rules and the ledger, records it, and sends
-/// it to the provider. `warn` gets what the user must read (the
-/// `--skip-exists-control` risk, an earlier order of unknown outcome)
-/// before anything is sent.
+/// it to the provider. Earlier overlapping orders without a definite answer
+/// are inquired first (or block the order when they have no `JobId`).
+/// `warn` gets what the user must read (the `--skip-exists-control` risk,
+/// what an inquiry said) before anything is sent.
 pub async fn trigger(
     ledger: &mut Ledger,
     client: &Client,
@@ -252,8 +432,27 @@ pub async fn trigger(
     mut warn: impl FnMut(&str),
 ) -> Result<Triggered, PayoutError> {
     let code = order.currency.code;
-    let overlapping = ledger.overlapping_payout_orders(code, order.date_from, order.date_to)?;
     let wire = order.wire();
+    // Rules that need no ledger first: nothing is sent, nothing inquired.
+    check(
+        &wire,
+        opts.today,
+        std::iter::empty::<(NaiveDate, NaiveDate, String)>(),
+    )?;
+    for o in ledger.overlapping_payout_orders(code, order.date_from, order.date_to)? {
+        if matches!(o.state, State::Accepted | State::Rejected) {
+            continue;
+        }
+        let Some(job_id) = o.job_id.clone() else {
+            return Err(PayoutError::Unresolved { order: Box::new(o) });
+        };
+        let (resolved, inquiry) = resolve(ledger, client, &o, &job_id, opts.retry).await?;
+        warn(&format!(
+            "{resolved} was inquired first: {}",
+            inquiry.describe()
+        ));
+    }
+    let overlapping = ledger.overlapping_payout_orders(code, order.date_from, order.date_to)?;
     let warnings = check(
         &wire,
         opts.today,
@@ -264,17 +463,6 @@ pub async fn trigger(
     )?;
     for w in &warnings {
         warn(w);
-    }
-    for o in overlapping.iter().filter(|o| o.state == State::Unknown) {
-        warn(&format!(
-            "{o} has no definite answer; if it went through, the provider's own check refuses \
-             overlapping dates{}",
-            if order.skip_exists_control {
-                ", but not with --skip-exists-control: this order may pay twice"
-            } else {
-                ""
-            }
-        ));
     }
     let record = ledger.begin_payout_order(
         code,
@@ -292,63 +480,54 @@ pub async fn trigger(
             .unwrap_or_else(|| record.clone());
         Ok((Box::new(order), message))
     };
-    // Once an attempt may have been acted on, a later refusal ("already
-    // ordered") may be the echo of that attempt's success.
-    let mut maybe_ordered = false;
     let mut last = String::new();
     for n in 0..opts.retry.max_attempts.max(1) {
         match outcome(client.post_json(PAYOUT_TRIGGER_PATH, &wire).await) {
-            Outcome::Ordered(message) => {
+            Outcome::Ordered { message, job_id } => {
+                match &job_id {
+                    Some(j) => ledger.set_payout_job(record.id, j)?,
+                    None => warn(
+                        "the provider ordered the payout but its answer carries no JobId: its \
+                         outcome can only be checked in the provider's panel",
+                    ),
+                }
                 let (order, message) = settle(ledger, State::Accepted, message)?;
-                tracing::info!(order = order.id, "payout ordered");
+                tracing::info!(order = order.id, job_id = ?job_id, "payout ordered");
                 return Ok(Triggered {
                     order: *order,
                     message,
                 });
             }
-            Outcome::Refused(message) if maybe_ordered => {
-                let message = format!(
-                    "an earlier attempt may have gone through, and the provider now refuses: \
-                     {message}"
-                );
-                let (order, message) = settle(ledger, State::Unknown, message)?;
-                return Err(PayoutError::Unknown { order, message });
-            }
             Outcome::Refused(message) => {
                 let (order, message) = settle(ledger, State::Rejected, message)?;
                 return Err(PayoutError::Refused { order, message });
             }
-            Outcome::Unreadable(message) => {
+            Outcome::Unknown(message) => {
+                let message =
+                    format!("{message}; not repeated, as the provider may have ordered it");
                 let (order, message) = settle(ledger, State::Unknown, message)?;
                 return Err(PayoutError::Unknown { order, message });
             }
             Outcome::Retry {
                 message,
-                maybe_processed,
                 retry_after,
             } => {
-                maybe_ordered |= maybe_processed;
                 last = message;
-                if maybe_processed && order.skip_exists_control {
-                    let message =
-                        format!("{last}; not retried, as with --skip-exists-control a retry could pay twice");
-                    let (order, message) = settle(ledger, State::Unknown, message)?;
-                    return Err(PayoutError::Unknown { order, message });
-                }
                 if n + 1 < opts.retry.max_attempts {
                     let delay = opts.retry.delay(n, retry_after);
-                    tracing::warn!(order = record.id, error = %last, retry_in = ?delay, "retrying");
+                    tracing::warn!(order = record.id, error = %last, retry_in = ?delay, "retrying: the provider did not take the order");
                     tokio::time::sleep(delay).await;
                 }
             }
         }
     }
+    // Only calls the provider did not take were repeated: nothing was ordered.
     let message = format!(
-        "{} attempts failed; the last: {last}",
+        "{} attempts were not taken by the provider; the last: {last}",
         opts.retry.max_attempts
     );
-    let (order, message) = settle(ledger, State::Unknown, message)?;
-    Err(PayoutError::Unknown { order, message })
+    let (order, message) = settle(ledger, State::Rejected, message)?;
+    Err(PayoutError::Refused { order, message })
 }
 
 #[cfg(test)]

@@ -28,13 +28,26 @@
 //! need the same memory. Both paths give the same sets; rows come out in
 //! the order of the streamed side (hash join) or of the key (sort-merge).
 //!
+//! # Statuses
+//!
+//! A pair whose provider row says the payment failed — its status contains
+//! one of [`FAILED_WORDS`] (`failed`, `declined`, `refunded`, `rejected`,
+//! `reversed`, `cancelled`, …, case ignored) — is not matched: it is its
+//! own set, `failed at provider`, with exact totals, and needs attention
+//! like the others. The providers publish no closed list of statuses
+//! (Payzee's `trnStatus`, Partner Center's `paymentStatus`), so the words
+//! are matched inside the status.
+//!
 //! # Output
 //!
-//! Four CSV files in the output folder — `matched.csv`,
-//! `missing-at-provider.csv`, `unknown-at-provider.csv`,
-//! `amount-mismatch.csv` — card numbers masked to first 6 / last 4, and
-//! `summary.txt` / `summary.json` with the count and exact sum of each set
-//! per currency, checked against the totals of each side.
+//! Five CSV files in the output folder — `matched.csv`,
+//! `failed-at-provider.csv`, `missing-at-provider.csv`,
+//! `unknown-at-provider.csv`, `amount-mismatch.csv` — card numbers masked
+//! to first 6 / last 4, and `summary.txt` / `summary.json` with the count
+//! and exact sum of each set per currency, checked against the totals of
+//! each side. Every file is written under a temporary name in the output
+//! folder and renamed into place only when the whole run succeeded: a
+//! failed run leaves no partial file.
 
 mod sort;
 
@@ -54,7 +67,8 @@ use crate::ledger::{Batch, Ledger, State};
 use crate::mask;
 use crate::pattern::{ColumnType, Header, Pattern, Registry};
 use crate::report::json;
-use crate::results::{self, Tally};
+use crate::results;
+use crate::totals::Tally;
 use crate::validate::check;
 use sort::{Sorted, Sorter};
 
@@ -97,21 +111,33 @@ impl Key {
 
     /// Columns of the provider's side that hold this key, in order of
     /// preference: the payment report names it `payzeeTrnOrderId`, the
-    /// payout export `payoutOrderId`.
+    /// payout export `paymentId` / `paymentID` (Partner Center's payments
+    /// schemas).
     pub fn candidates(self) -> &'static [&'static str] {
         match self {
             Key::MerchantUniqueCode => &["merchantUniqueCode", "payzeeTrnOrderId"],
-            Key::OrderId => &["orderId", "payoutOrderId", "payzeeTrnOrderId"],
+            Key::OrderId => &["orderId", "payzeeTrnOrderId", "paymentId", "paymentID"],
         }
     }
 }
 
 /// Columns of the provider's side holding the amount, currency, card and
 /// status, in order of preference.
-const AMOUNT_COLUMNS: &[&str] = &["amount", "trnAmount", "paidAmount", "transactionAmount"];
-const CURRENCY_COLUMNS: &[&str] = &["currency", "currencyCode", "payzeeCurrencyCode"];
+const AMOUNT_COLUMNS: &[&str] = &[
+    "amount",
+    "trnAmount",
+    "totalPayment",
+    "paymentAmount",
+    "transactionAmount",
+];
+const CURRENCY_COLUMNS: &[&str] = &[
+    "currency",
+    "currencyCode",
+    "paymentCurrencyCode",
+    "payzeeCurrencyCode",
+];
 const CARD_COLUMNS: &[&str] = &["maskedCardNumber", "cardNumber"];
-const STATUS_COLUMNS: &[&str] = &["trnStatus", "status", "payoutStatus", "transactionStatus"];
+const STATUS_COLUMNS: &[&str] = &["trnStatus", "status", "paymentStatus", "transactionStatus"];
 
 /// What was sent.
 pub enum Sent {
@@ -387,7 +413,9 @@ impl Side for LedgerSide {
                     let mut declined = Tally::default();
                     self.ledger.each_result_of_submission(s.id, |line| {
                         if !line.approved {
-                            declined.add(line.amount);
+                            declined
+                                .add(line.amount)
+                                .context("the declined total overflows")?;
                             return Ok(());
                         }
                         emit(Rec {
@@ -719,8 +747,32 @@ impl Side for ProviderFile {
 /// Count and exact sum per currency.
 pub type Totals = BTreeMap<String, Tally>;
 
-fn add(totals: &mut Totals, currency: &str, amount: Decimal) {
-    totals.entry(currency.to_string()).or_default().add(amount);
+fn add(totals: &mut Totals, currency: &str, amount: Decimal) -> Result<()> {
+    totals
+        .entry(currency.to_string())
+        .or_default()
+        .add(amount)
+        .with_context(|| format!("the {} total", or_none(currency)))
+}
+
+/// Words that mark a provider status as a payment that did not go through.
+pub const FAILED_WORDS: [&str; 10] = [
+    "fail",
+    "declin",
+    "refund",
+    "reject",
+    "revers",
+    "cancel",
+    "void",
+    "error",
+    "unsuccess",
+    "chargeback",
+];
+
+/// Whether the provider's status says the payment did not go through.
+pub fn is_failed(status: &str) -> bool {
+    let s = status.to_lowercase();
+    FAILED_WORDS.iter().any(|w| s.contains(w))
 }
 
 /// Amount mismatches of one currency.
@@ -749,6 +801,10 @@ pub struct Summary {
     pub matched: Totals,
     /// Matched rows by the provider's status.
     pub matched_by_status: BTreeMap<String, Totals>,
+    /// Pairs the provider reports as failed, declined, refunded, … (sent
+    /// amounts), and by the provider's status.
+    pub failed_at_provider: Totals,
+    pub failed_by_status: BTreeMap<String, Totals>,
     pub amount_mismatch: BTreeMap<String, Mismatch>,
     pub missing_at_provider: Totals,
     pub unknown_at_provider: Totals,
@@ -756,6 +812,7 @@ pub struct Summary {
     /// provider's own currency (empty when it names none), for its check.
     pub matched_at_provider: Totals,
     pub mismatch_at_provider: Totals,
+    pub failed_provider_side: Totals,
     pub notes: Vec<String>,
     pub out_dir: String,
 }
@@ -765,9 +822,11 @@ fn rows(t: &Totals) -> u64 {
 }
 
 impl Summary {
-    /// Rows that need attention: missing, unknown or with another amount.
+    /// Rows that need attention: failed, missing, unknown or with another
+    /// amount.
     pub fn attention(&self) -> u64 {
-        rows(&self.missing_at_provider)
+        rows(&self.failed_at_provider)
+            + rows(&self.missing_at_provider)
             + rows(&self.unknown_at_provider)
             + self.amount_mismatch.values().map(|m| m.rows).sum::<u64>()
     }
@@ -827,14 +886,23 @@ impl Summary {
                 or_none(c),
                 m.sent,
                 m.provider,
-                m.provider - m.sent
+                m.provider
+                    .checked_sub(m.sent)
+                    .map_or_else(|| "out of range".into(), |d| d.to_string())
             );
         }
+        set(&mut s, "failed at provider", &self.failed_at_provider);
         set(&mut s, "missing at provider", &self.missing_at_provider);
         set(&mut s, "unknown at provider", &self.unknown_at_provider);
-        if self.matched_by_status.len() > 1 {
-            let _ = writeln!(s, "  matched, by the provider's status:");
-            for (status, t) in &self.matched_by_status {
+        for (title, by_status) in [
+            ("matched", &self.matched_by_status),
+            ("failed at provider", &self.failed_by_status),
+        ] {
+            if by_status.len() < 2 && title == "matched" || by_status.is_empty() {
+                continue;
+            }
+            let _ = writeln!(s, "  {title}, by the provider's status:");
+            for (status, t) in by_status {
                 for (c, t) in t {
                     let _ = writeln!(
                         s,
@@ -864,9 +932,10 @@ impl Summary {
         } else {
             let _ = writeln!(
                 s,
-                "NOT RECONCILED: {} rows need attention ({} missing at the provider, {} unknown \
-                 at the provider, {} with another amount)",
+                "NOT RECONCILED: {} rows need attention ({} failed at the provider, {} missing at \
+                 the provider, {} unknown at the provider, {} with another amount)",
                 self.attention(),
+                rows(&self.failed_at_provider),
                 rows(&self.missing_at_provider),
                 rows(&self.unknown_at_provider),
                 self.amount_mismatch.values().map(|m| m.rows).sum::<u64>()
@@ -893,20 +962,23 @@ impl Summary {
                     [
                         of(&self.matched, c),
                         mismatch,
+                        of(&self.failed_at_provider, c),
                         of(&self.missing_at_provider, c),
                     ]
                 } else {
                     [
                         of(&self.matched_at_provider, c),
                         of(&self.mismatch_at_provider, c),
+                        of(&self.failed_provider_side, c),
                         of(&self.unknown_at_provider, c),
                     ]
                 };
-                let rows: u64 = parts.iter().map(|t| t.rows).sum();
-                let amount: Decimal = parts.iter().map(|t| t.amount).sum();
-                let ok = rows == total.rows && amount == total.amount;
+                let mut sum = Tally::default();
+                let added = parts.iter().try_for_each(|t| sum.merge(t));
+                let (rows, amount) = (sum.rows, sum.amount);
+                let ok = added.is_ok() && rows == total.rows && amount == total.amount;
                 out.push(format!(
-                    "{side} {}: {} rows {} = matched + mismatch + {alone} ({rows} rows {amount}) {}",
+                    "{side} {}: {} rows {} = matched + mismatch + failed + {alone} ({rows} rows {amount}) {}",
                     or_none(c),
                     total.rows,
                     total.amount,
@@ -927,45 +999,98 @@ fn or_none(c: &str) -> &str {
     }
 }
 
-/// The four output files and what went into them.
+/// An output file written under a temporary name beside its final one.
+struct Staged {
+    name: &'static str,
+    writer: csv::Writer<BufWriter<File>>,
+    path: tempfile::TempPath,
+}
+
+impl Staged {
+    fn create(dir: &Path, name: &'static str, header: &[&str]) -> Result<Staged> {
+        let (file, path) = tempfile::Builder::new()
+            .prefix(&format!(".{name}-"))
+            .tempfile_in(dir)
+            .with_context(|| format!("creating a file in {}", dir.display()))?
+            .into_parts();
+        let mut writer = csv::Writer::from_writer(BufWriter::with_capacity(256 * 1024, file));
+        writer.write_record(header)?;
+        Ok(Staged { name, writer, path })
+    }
+
+    /// Flushed and synced, ready to be renamed into place.
+    fn close(self) -> Result<(&'static str, tempfile::TempPath)> {
+        let file = self
+            .writer
+            .into_inner()
+            .map_err(|e| anyhow::anyhow!("writing {}: {}", self.name, e.error()))?
+            .into_inner()
+            .map_err(|e| anyhow::anyhow!("writing {}: {}", self.name, e.error()))?;
+        file.sync_all()?;
+        Ok((self.name, self.path))
+    }
+}
+
+/// Renames every staged file to its final name in `dir`.
+fn publish(dir: &Path, files: Vec<(&'static str, tempfile::TempPath)>) -> Result<()> {
+    for (name, path) in files {
+        let target = dir.join(name);
+        path.persist(&target)
+            .with_context(|| format!("moving the result into {}", target.display()))?;
+    }
+    Ok(())
+}
+
+/// A whole text file, staged.
+fn stage_text(
+    dir: &Path,
+    name: &'static str,
+    text: &[u8],
+) -> Result<(&'static str, tempfile::TempPath)> {
+    use std::io::Write as _;
+    let mut f = tempfile::Builder::new()
+        .prefix(&format!(".{name}-"))
+        .tempfile_in(dir)?;
+    f.write_all(text)?;
+    f.as_file().sync_all()?;
+    Ok((name, f.into_temp_path()))
+}
+
+/// The five output files and what went into them.
 struct Sets {
-    matched: csv::Writer<BufWriter<File>>,
-    mismatch: csv::Writer<BufWriter<File>>,
-    missing: csv::Writer<BufWriter<File>>,
-    unknown: csv::Writer<BufWriter<File>>,
+    matched: Staged,
+    failed: Staged,
+    mismatch: Staged,
+    missing: Staged,
+    unknown: Staged,
     summary: Summary,
 }
 
 /// Names of the output files.
 pub const MATCHED_CSV: &str = "matched.csv";
+pub const FAILED_CSV: &str = "failed-at-provider.csv";
 pub const MISMATCH_CSV: &str = "amount-mismatch.csv";
 pub const MISSING_CSV: &str = "missing-at-provider.csv";
 pub const UNKNOWN_CSV: &str = "unknown-at-provider.csv";
 
+const PAIR_HEADER: [&str; 8] = [
+    "key",
+    "currency",
+    "amount",
+    "sent_at",
+    "provider_at",
+    "provider_status",
+    "card",
+    "provider_amount",
+];
+
 impl Sets {
     fn create(dir: &Path, summary: Summary) -> Result<Sets> {
-        let open = |name: &str, header: &[&str]| -> Result<csv::Writer<BufWriter<File>>> {
-            let path = dir.join(name);
-            let file =
-                File::create(&path).with_context(|| format!("creating {}", path.display()))?;
-            let mut w = csv::Writer::from_writer(BufWriter::with_capacity(256 * 1024, file));
-            w.write_record(header)?;
-            Ok(w)
-        };
         Ok(Sets {
-            matched: open(
-                MATCHED_CSV,
-                &[
-                    "key",
-                    "currency",
-                    "amount",
-                    "sent_at",
-                    "provider_at",
-                    "provider_status",
-                    "card",
-                ],
-            )?,
-            mismatch: open(
+            matched: Staged::create(dir, MATCHED_CSV, &PAIR_HEADER[..7])?,
+            failed: Staged::create(dir, FAILED_CSV, &PAIR_HEADER)?,
+            mismatch: Staged::create(
+                dir,
                 MISMATCH_CSV,
                 &[
                     "key",
@@ -980,11 +1105,13 @@ impl Sets {
                     "card",
                 ],
             )?,
-            missing: open(
+            missing: Staged::create(
+                dir,
                 MISSING_CSV,
                 &["key", "currency", "amount", "sent_at", "card"],
             )?,
-            unknown: open(
+            unknown: Staged::create(
+                dir,
                 UNKNOWN_CSV,
                 &[
                     "key",
@@ -1008,40 +1135,56 @@ impl Sets {
             &s.currency
         };
         let card = if s.card.is_empty() { &p.card } else { &s.card };
-        if s.amount == p.amount && same_currency {
+        let summary = &mut self.summary;
+        if is_failed(&p.status) {
+            let amount = s.amount.to_string();
+            let provider_amount = p.amount.to_string();
+            self.failed.writer.write_record([
+                &s.key,
+                currency,
+                &amount,
+                &s.at,
+                &p.at,
+                &p.status,
+                card,
+                &provider_amount,
+            ])?;
+            add(&mut summary.failed_at_provider, currency, s.amount)?;
+            add(&mut summary.failed_provider_side, &p.currency, p.amount)?;
+            let by_status = summary.failed_by_status.entry(p.status.clone());
+            add(by_status.or_default(), currency, s.amount)?;
+        } else if s.amount == p.amount && same_currency {
             let amount = s.amount.to_string();
             self.matched
+                .writer
                 .write_record([&s.key, currency, &amount, &s.at, &p.at, &p.status, card])?;
-            add(&mut self.summary.matched, currency, s.amount);
-            add(&mut self.summary.matched_at_provider, &p.currency, p.amount);
-            let by_status = self.summary.matched_by_status.entry(p.status.clone());
-            add(by_status.or_default(), currency, s.amount);
+            add(&mut summary.matched, currency, s.amount)?;
+            add(&mut summary.matched_at_provider, &p.currency, p.amount)?;
+            let by_status = summary.matched_by_status.entry(p.status.clone());
+            add(by_status.or_default(), currency, s.amount)?;
         } else {
-            self.mismatch.write_record([
+            let difference = p
+                .amount
+                .checked_sub(s.amount)
+                .context("the difference of two amounts overflows")?;
+            self.mismatch.writer.write_record([
                 &s.key,
                 &s.currency,
                 &s.amount.to_string(),
                 &p.currency,
                 &p.amount.to_string(),
-                &(p.amount - s.amount).to_string(),
+                &difference.to_string(),
                 &s.at,
                 &p.at,
                 &p.status,
                 card,
             ])?;
-            let m = self
-                .summary
-                .amount_mismatch
-                .entry(currency.clone())
-                .or_default();
+            let m = summary.amount_mismatch.entry(currency.clone()).or_default();
+            let overflow = || anyhow::anyhow!("the amount mismatch total overflows");
             m.rows += 1;
-            m.sent += s.amount;
-            m.provider += p.amount;
-            add(
-                &mut self.summary.mismatch_at_provider,
-                &p.currency,
-                p.amount,
-            );
+            m.sent = m.sent.checked_add(s.amount).ok_or_else(overflow)?;
+            m.provider = m.provider.checked_add(p.amount).ok_or_else(overflow)?;
+            add(&mut summary.mismatch_at_provider, &p.currency, p.amount)?;
         }
         Ok(())
     }
@@ -1049,17 +1192,22 @@ impl Sets {
     fn missing(&mut self, s: Rec) -> Result<()> {
         let amount = s.amount.to_string();
         self.missing
+            .writer
             .write_record([&s.key, &s.currency, &amount, &s.at, &s.card])?;
-        add(&mut self.summary.missing_at_provider, &s.currency, s.amount);
-        Ok(())
+        add(&mut self.summary.missing_at_provider, &s.currency, s.amount)
     }
 
     fn unknown(&mut self, p: Rec) -> Result<()> {
         let amount = p.amount.to_string();
-        self.unknown
-            .write_record([&p.key, &p.currency, &amount, &p.at, &p.status, &p.card])?;
-        add(&mut self.summary.unknown_at_provider, &p.currency, p.amount);
-        Ok(())
+        self.unknown.writer.write_record([
+            &p.key,
+            &p.currency,
+            &amount,
+            &p.at,
+            &p.status,
+            &p.card,
+        ])?;
+        add(&mut self.summary.unknown_at_provider, &p.currency, p.amount)
     }
 
     /// The row of one side that has no partner.
@@ -1080,11 +1228,19 @@ impl Sets {
         }
     }
 
-    fn finish(self) -> Result<Summary> {
-        for mut w in [self.matched, self.mismatch, self.missing, self.unknown] {
-            w.flush()?;
-        }
-        Ok(self.summary)
+    /// The staged files, closed, and the summary.
+    fn finish(self) -> Result<(Vec<(&'static str, tempfile::TempPath)>, Summary)> {
+        let files = [
+            self.matched,
+            self.failed,
+            self.mismatch,
+            self.missing,
+            self.unknown,
+        ]
+        .into_iter()
+        .map(Staged::close)
+        .collect::<Result<Vec<_>>>()?;
+        Ok((files, self.summary))
     }
 }
 
@@ -1098,7 +1254,7 @@ fn read_side(
     side.each(&mut |mut rec: Rec| {
         rec.seq = seq;
         seq += 1;
-        add(totals, &rec.currency, rec.amount);
+        add(totals, &rec.currency, rec.amount)?;
         sink(rec)
     })
 }
@@ -1187,7 +1343,7 @@ pub fn reconcile(sent: Sent, against: Against, opts: &Options) -> Result<Summary
     } else {
         (streamed_totals, held_totals)
     };
-    let mut summary = sets.finish()?;
+    let (mut files, mut summary) = sets.finish()?;
     summary.method = method;
     summary.sent = SideSummary {
         label: sent_side.label(),
@@ -1198,10 +1354,14 @@ pub fn reconcile(sent: Sent, against: Against, opts: &Options) -> Result<Summary
         totals: provider_totals,
     };
     summary.notes = sent_side.notes();
-    let text = summary.text();
-    std::fs::write(opts.out_dir.join("summary.txt"), &text)?;
-    let json = File::create(opts.out_dir.join("summary.json"))?;
-    serde_json::to_writer_pretty(BufWriter::new(json), &summary)?;
+    files.push(stage_text(
+        &opts.out_dir,
+        "summary.txt",
+        summary.text().as_bytes(),
+    )?);
+    let json = serde_json::to_vec_pretty(&summary)?;
+    files.push(stage_text(&opts.out_dir, "summary.json", &json)?);
+    publish(&opts.out_dir, files)?;
     Ok(summary)
 }
 

@@ -122,3 +122,47 @@ impl Totals {
 fn same_code(a: &'static str, b: &'static str) -> bool {
     std::ptr::eq(a, b) || a == b
 }
+
+/// Rows and their exact sum, for one group of the receiving side (a status,
+/// a currency, a reconcile set). Adding is checked: an overflow is an error,
+/// never a panic or a wrapped total.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Tally {
+    pub rows: u64,
+    pub amount: Decimal,
+}
+
+/// A [`Tally`] would overflow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("adding {amount} to the total {total} overflows the exact sum")]
+pub struct TallyOverflow {
+    pub total: Decimal,
+    pub amount: Decimal,
+}
+
+impl Tally {
+    /// Counts one row of `amount`.
+    ///
+    /// ```
+    /// use paydrop::totals::Tally;
+    /// use rust_decimal::Decimal;
+    /// let mut t = Tally::default();
+    /// t.add(Decimal::new(1050, 2)).unwrap();
+    /// assert!(t.add(Decimal::MAX).is_err());
+    /// assert_eq!((t.rows, t.amount.to_string()), (1, "10.50".to_string()));
+    /// ```
+    pub fn add(&mut self, amount: Decimal) -> Result<(), TallyOverflow> {
+        self.merge(&Tally { rows: 1, amount })
+    }
+
+    /// Adds another tally's rows and amount.
+    pub fn merge(&mut self, other: &Tally) -> Result<(), TallyOverflow> {
+        let overflow = TallyOverflow {
+            total: self.amount,
+            amount: other.amount,
+        };
+        self.amount = self.amount.checked_add(other.amount).ok_or(overflow)?;
+        self.rows += other.rows;
+        Ok(())
+    }
+}

@@ -149,6 +149,29 @@ impl Client {
         path: &str,
         body: &B,
     ) -> Result<JsonReply, NoReply> {
+        self.json_call(|http, url| http.post(url).json(body), path)
+            .await
+    }
+
+    /// One GET of `path` with the credential headers and `extra` headers
+    /// (e.g. the marketplace inquiry's `jobid`).
+    pub async fn get_json(&self, path: &str, extra: &[(&str, &str)]) -> Result<JsonReply, NoReply> {
+        self.json_call(
+            |http, url| {
+                extra
+                    .iter()
+                    .fold(http.get(url), |r, (name, value)| r.header(*name, *value))
+            },
+            path,
+        )
+        .await
+    }
+
+    async fn json_call(
+        &self,
+        build: impl FnOnce(&reqwest::Client, &str) -> reqwest::RequestBuilder,
+        path: &str,
+    ) -> Result<JsonReply, NoReply> {
         let headers = self.auth_headers().map_err(|e| NoReply {
             message: e.to_string(),
             maybe_received: false,
@@ -158,11 +181,8 @@ impl Client {
             maybe_received: !e.is_connect(),
             message: describe(&e),
         };
-        let response = self
-            .http
-            .post(&url)
+        let response = build(&self.http, &url)
             .headers(headers)
-            .json(body)
             .send()
             .await
             .map_err(no_reply)?;

@@ -36,9 +36,11 @@ pub mod breakdown;
 pub mod bulk;
 mod conn;
 pub mod envelope;
+pub mod countdown;
 pub mod export;
 pub mod faults;
 pub mod marketplace;
+mod mix;
 pub mod report;
 
 /// How the sandbox behaves, per surface.

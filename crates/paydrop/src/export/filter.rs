@@ -12,7 +12,11 @@
 //! ```
 //!
 //! Text fields take quoted strings; `paymentDate` and `payoutStatusUpdateTS`
-//! take an ISO date or an ISO timestamp (with `Z` or an offset, shown in UTC).
+//! take an ISO date or an ISO timestamp (with `Z` or an offset, shown in UTC);
+//! `paymentAmount` (a double in the REST reference "Creates a new payments
+//! export request",
+//! <https://learn.microsoft.com/en-us/rest/api/partner-center/partner-payouts/creates-a-new-payments-export-request>)
+//! takes an unquoted decimal number.
 //! Unknown fields, other operators (`or`, `ne`, …), a value of the wrong type
 //! and unbalanced parentheses are refused with the column where the problem
 //! is, before any request is sent.
@@ -34,6 +38,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use rust_decimal::Decimal;
 
 /// A field the export can be filtered by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,16 +49,27 @@ pub enum Field {
     PaymentId,
     PaymentDate,
     PayoutStatusUpdateTS,
+    PaymentAmount,
+}
+
+/// What a field holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldKind {
+    Text,
+    /// A date or a timestamp.
+    Temporal,
+    Number,
 }
 
 impl Field {
-    pub const ALL: [Field; 6] = [
+    pub const ALL: [Field; 7] = [
         Field::ProgramName,
         Field::EnrollmentParticipantId,
         Field::PayoutOrderType,
         Field::PaymentId,
         Field::PaymentDate,
         Field::PayoutStatusUpdateTS,
+        Field::PaymentAmount,
     ];
 
     /// The name on the wire.
@@ -65,12 +81,16 @@ impl Field {
             Field::PaymentId => "paymentId",
             Field::PaymentDate => "paymentDate",
             Field::PayoutStatusUpdateTS => "payoutStatusUpdateTS",
+            Field::PaymentAmount => "paymentAmount",
         }
     }
 
-    /// Whether the field holds a date or time (else text).
-    pub fn is_temporal(self) -> bool {
-        matches!(self, Field::PaymentDate | Field::PayoutStatusUpdateTS)
+    pub fn kind(self) -> FieldKind {
+        match self {
+            Field::PaymentDate | Field::PayoutStatusUpdateTS => FieldKind::Temporal,
+            Field::PaymentAmount => FieldKind::Number,
+            _ => FieldKind::Text,
+        }
     }
 
     fn lookup(name: &str) -> Option<Field> {
@@ -108,6 +128,13 @@ pub enum Value {
     Text(String),
     Date(NaiveDate),
     Timestamp(DateTime<Utc>),
+    Number(Decimal),
+}
+
+impl From<Decimal> for Value {
+    fn from(d: Decimal) -> Self {
+        Value::Number(d)
+    }
 }
 
 impl From<&str> for Value {
@@ -140,6 +167,7 @@ impl fmt::Display for Value {
             Value::Text(s) => write!(f, "'{}'", s.replace('\'', "''")),
             Value::Date(d) => write!(f, "{}", d.format("%Y-%m-%d")),
             Value::Timestamp(t) => f.write_str(&t.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
+            Value::Number(d) => write!(f, "{d}"),
         }
     }
 }
@@ -255,7 +283,11 @@ impl FromStr for Filter {
 }
 
 fn suits(field: Field, value: &Value) -> bool {
-    field.is_temporal() != matches!(value, Value::Text(_))
+    match field.kind() {
+        FieldKind::Text => matches!(value, Value::Text(_)),
+        FieldKind::Temporal => matches!(value, Value::Date(_) | Value::Timestamp(_)),
+        FieldKind::Number => matches!(value, Value::Number(_)),
+    }
 }
 
 /// A raw expression that cannot be used; `column` is 1-based, in characters.
@@ -461,9 +493,9 @@ impl Parser {
             }
         };
         let v = self.next("a value")?;
-        let value = match (&v.kind, field.is_temporal()) {
-            (Kind::Text(s), false) => Value::Text(s.clone()),
-            (Kind::Bare(b), true) => temporal(b).ok_or_else(|| {
+        let value = match (&v.kind, field.kind()) {
+            (Kind::Text(s), FieldKind::Text) => Value::Text(s.clone()),
+            (Kind::Bare(b), FieldKind::Temporal) => temporal(b).ok_or_else(|| {
                 self.error(
                     v.pos,
                     format!(
@@ -472,7 +504,11 @@ impl Parser {
                     ),
                 )
             })?,
-            (Kind::Text(s), true) => {
+            (Kind::Bare(b), FieldKind::Number) => b
+                .parse::<Decimal>()
+                .map(Value::Number)
+                .map_err(|_| self.error(v.pos, format!("'{b}' is not a number like 250.75")))?,
+            (Kind::Text(s), FieldKind::Temporal) => {
                 return Err(self.error(
                     v.pos,
                     format!(
@@ -480,7 +516,13 @@ impl Parser {
                     ),
                 ))
             }
-            (other, false) => {
+            (Kind::Text(s), FieldKind::Number) => {
+                return Err(self.error(
+                    v.pos,
+                    format!("{field} takes an unquoted number, not the string '{s}'"),
+                ))
+            }
+            (other, FieldKind::Text) => {
                 return Err(self.error(
                     v.pos,
                     format!(
@@ -493,13 +535,19 @@ impl Parser {
                     ),
                 ))
             }
-            (other, true) => {
+            (other, FieldKind::Temporal) => {
                 return Err(self.error(
                     v.pos,
                     format!(
                         "{field} takes an ISO date or timestamp, found {}",
                         other.describe()
                     ),
+                ))
+            }
+            (other, FieldKind::Number) => {
+                return Err(self.error(
+                    v.pos,
+                    format!("{field} takes a number, found {}", other.describe()),
                 ))
             }
         };
@@ -530,6 +578,15 @@ mod tests {
                    Partner') and (payoutOrderType eq 'REBATE') and (paymentId eq '000000000000')";
         let f = Filter::parse(raw).unwrap();
         assert_eq!(f.to_string(), raw);
+    }
+
+    #[test]
+    fn payment_amount_takes_numbers() {
+        let f = Filter::parse("paymentAmount ge 100 and paymentAmount le 900.50").unwrap();
+        assert_eq!(
+            f.to_string(),
+            "paymentAmount ge 100 and (paymentAmount le 900.50)"
+        );
     }
 
     #[test]
@@ -565,6 +622,8 @@ mod tests {
         assert!(e.message.contains("quoted"), "{e}");
         let e = Filter::parse("programName = 'x'").unwrap_err();
         assert!(e.message.contains("eq, le or ge"), "{e}");
+        let e = Filter::parse("paymentAmount ge '100'").unwrap_err();
+        assert!(e.message.contains("unquoted number"), "{e}");
         let e = Filter::parse("").unwrap_err();
         assert_eq!(e.column, 1, "{e}");
     }

@@ -1,7 +1,8 @@
-//! The rows of a payout export: its columns, a row-by-row reader on top of
-//! `csv-async` that checks every row as it streams past, exact totals, and
-//! the writers of `-o` (CSV or JSON Lines). Nothing here holds more than one
-//! row; the totals hold one entry per status, program, currency and month.
+//! The rows of a payout export: a row-by-row reader on top of `csv-async`
+//! that finds its columns by name ([`super::columns`]), checks every row as
+//! it streams past, exact totals, and the writers of `-o` (CSV or JSON
+//! Lines). Nothing here holds more than one row; the totals hold one entry
+//! per status, program, currency and month.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -14,25 +15,9 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
+use super::columns::{self, Found, Mapping, Role};
 use super::ExportError;
-
-/// The columns paydrop knows, in the order the provider writes them, and
-/// whether a file must have them. Files may order them differently and add
-/// others (kept as they are); a missing required column is an error.
-pub const COLUMNS: [(&str, bool); 12] = [
-    ("paymentId", true),
-    ("paymentDate", true),
-    ("payoutOrderType", true),
-    ("programName", true),
-    ("enrollmentParticipantId", true),
-    ("participantName", false),
-    ("currency", true),
-    ("paidAmount", true),
-    ("payoutStatus", true),
-    ("payoutStatusUpdateTS", true),
-    ("paymentMethod", false),
-    ("payoutOrderId", false),
-];
+pub use crate::totals::Tally;
 
 /// The file format of an export (`fileformat`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -58,13 +43,6 @@ impl Format {
     }
 }
 
-/// Rows and their exact sum.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Tally {
-    pub rows: u64,
-    pub amount: Decimal,
-}
-
 /// Totals by a value (a status, a program, a month), then by currency:
 /// amounts of different currencies are never added together.
 pub type Groups = BTreeMap<String, BTreeMap<String, Tally>>;
@@ -75,12 +53,16 @@ pub struct Summary {
     pub rows: u64,
     /// The header as found.
     pub columns: Vec<String>,
-    /// Columns paydrop does not know, kept in `-o` output.
+    /// The column used for each role (`id`, `amount`, …).
+    pub roles: BTreeMap<String, String>,
+    /// Columns no role uses, passed through to `-o` untouched.
     pub extra_columns: Vec<String>,
+    /// Zip entries read (0 for a bare CSV/TSV).
+    pub entries: u64,
     pub by_status: Groups,
     pub by_program: Groups,
     pub by_currency: Groups,
-    /// By `yyyy-MM` of `paymentDate`.
+    /// By `yyyy-MM` of the date column.
     pub by_month: Groups,
 }
 
@@ -97,11 +79,11 @@ struct Running {
 }
 
 impl Running {
-    /// Adds a row; false when its values are not UTF-8 text (checked once
-    /// per combination: the same bytes are the same text).
-    fn add(&mut self, row: &Row<'_>) -> bool {
+    /// Adds a row; `Ok(false)` when its values are not UTF-8 text (checked
+    /// once per combination: the same bytes are the same text).
+    fn add(&mut self, row: &Row<'_>) -> Result<bool, crate::totals::TallyOverflow> {
         self.key.clear();
-        for value in [row.status, row.program, row.currency, row.month] {
+        for value in [row.status, row.program, row.currency, &row.month[..]] {
             self.key
                 .extend_from_slice(&(value.len() as u32).to_le_bytes());
             self.key.extend_from_slice(value);
@@ -109,26 +91,20 @@ impl Running {
         let tally = match self.totals.get_mut(&self.key[..]) {
             Some(t) => t,
             None => {
-                let values = [row.status, row.program, row.currency, row.month];
+                let values = [row.status, row.program, row.currency, &row.month[..]];
                 if values.iter().any(|v| std::str::from_utf8(v).is_err()) {
-                    return false;
+                    return Ok(false);
                 }
                 self.totals.entry(self.key.clone().into()).or_default()
             }
         };
+        tally.add(row.amount)?;
         self.rows += 1;
-        tally.rows += 1;
-        tally.amount += row.amount;
-        true
+        Ok(true)
     }
 
-    fn into_summary(self, columns: Vec<String>, extra_columns: Vec<String>) -> Summary {
-        let mut summary = Summary {
-            rows: self.rows,
-            columns,
-            extra_columns,
-            ..Summary::default()
-        };
+    fn into_summary(self, mut summary: Summary) -> Result<Summary, crate::totals::TallyOverflow> {
+        summary.rows = self.rows;
         for (key, tally) in self.totals {
             let [status, program, currency, month] = split_key(&key);
             for (groups, value) in [
@@ -137,16 +113,15 @@ impl Running {
                 (&mut summary.by_currency, currency),
                 (&mut summary.by_month, month),
             ] {
-                let t = groups
+                groups
                     .entry(value.to_string())
                     .or_default()
                     .entry(currency.to_string())
-                    .or_default();
-                t.rows += tally.rows;
-                t.amount += tally.amount;
+                    .or_default()
+                    .merge(&tally)?;
             }
         }
-        summary
+        Ok(summary)
     }
 }
 
@@ -301,51 +276,42 @@ fn header_not_utf8() -> ExportError {
     }
 }
 
-/// Where the known columns are in this file.
+/// Where the columns of the roles are in this file.
 struct Layout {
-    payment_date: usize,
+    found: Found,
+    amount: usize,
     currency: usize,
-    paid_amount: usize,
-    payout_status: usize,
-    program_name: usize,
-    status_ts: usize,
+    date: usize,
+    status: usize,
+    program: Option<usize>,
     width: usize,
     dates: DateCheck,
-    timestamps: DateCheck,
 }
 
 impl Layout {
-    fn of(header: &[String], format: Format) -> Result<Layout, ExportError> {
-        let find = |name: &str| header.iter().position(|h| h.eq_ignore_ascii_case(name));
-        let missing: Vec<String> = COLUMNS
-            .iter()
-            .filter(|(name, required)| *required && find(name).is_none())
-            .map(|(name, _)| name.to_string())
-            .collect();
-        if !missing.is_empty() {
+    fn of(header: &[String], format: Format, mapping: &Mapping) -> Result<Layout, ExportError> {
+        let found = columns::find(header, mapping).map_err(|missing| {
             let other = match format {
                 Format::Csv => (b'\t', "tab-separated: request it with --format tsv"),
                 Format::Tsv => (b',', "comma-separated: request it with --format csv"),
             };
             let hint = (header.len() == 1 && header[0].as_bytes().contains(&other.0))
                 .then(|| format!("; the file looks {}", other.1));
-            return Err(ExportError::Header {
+            ExportError::Header {
                 missing,
                 found: header.to_vec(),
                 hint: hint.unwrap_or_default(),
-            });
-        }
-        let at = |name: &str| find(name).expect("required columns were checked");
+            }
+        })?;
         Ok(Layout {
-            payment_date: at("paymentDate"),
-            currency: at("currency"),
-            paid_amount: at("paidAmount"),
-            payout_status: at("payoutStatus"),
-            program_name: at("programName"),
-            status_ts: at("payoutStatusUpdateTS"),
+            amount: found.index(Role::Amount),
+            currency: found.index(Role::Currency),
+            date: found.index(Role::Date),
+            status: found.index(Role::Status),
+            program: found.optional(Role::Program),
+            found,
             width: header.len(),
             dates: DateCheck::default(),
-            timestamps: DateCheck::default(),
         })
     }
 }
@@ -355,7 +321,7 @@ struct Row<'a> {
     status: &'a [u8],
     program: &'a [u8],
     currency: &'a [u8],
-    month: &'a [u8],
+    month: [u8; 7],
     amount: Decimal,
 }
 
@@ -372,43 +338,36 @@ impl Layout {
             value: String::from_utf8_lossy(&rec[i]).chars().take(80).collect(),
             reason: reason.into(),
         };
-        let amount = std::str::from_utf8(&rec[self.paid_amount])
+        let amount = std::str::from_utf8(&rec[self.amount])
             .ok()
             .and_then(|t| Decimal::from_str_exact(t.trim()).ok())
-            .ok_or_else(|| bad(self.paid_amount, "is not a decimal amount like 1250.75"))?;
-        let date = &rec[self.payment_date];
-        if !self.dates.check(date) {
-            return Err(bad(
-                self.payment_date,
-                "is not an ISO date (2023-03-01) or timestamp",
-            ));
-        }
-        let ts = &rec[self.status_ts];
-        if !ts.is_empty() && !self.timestamps.check(ts) {
-            return Err(bad(
-                self.status_ts,
-                "is not an ISO timestamp like 2019-09-25T23:11:55.647Z",
-            ));
-        }
-        let currency = &rec[self.currency];
+            .ok_or_else(|| bad(self.amount, "is not a decimal amount like 1250.75"))?;
+        let month = self.dates.month(&rec[self.date]).ok_or_else(|| {
+            bad(
+                self.date,
+                "is not a date paydrop reads (2023-03-01, 2023-03-01T10:00:00Z or 3/1/2023)",
+            )
+        })?;
+        let currency = rec[self.currency].trim_ascii();
         if currency.is_empty() {
             return Err(bad(self.currency, "is empty"));
         }
         Ok(Row {
-            status: &rec[self.payout_status],
-            program: &rec[self.program_name],
+            status: rec[self.status].trim_ascii(),
+            program: self.program.map_or(&b""[..], |i| rec[i].trim_ascii()),
             currency,
-            month: &date[..7],
+            month,
             amount,
         })
     }
 
     /// The error for a row whose grouping values are not all UTF-8.
     fn not_text(&self, rec: &ByteRecord, header: &[String], line: u64) -> ExportError {
-        let i = [self.payout_status, self.program_name, self.currency]
+        let i = [Some(self.status), self.program, Some(self.currency)]
             .into_iter()
+            .flatten()
             .find(|&i| std::str::from_utf8(&rec[i]).is_err())
-            .unwrap_or(self.payment_date);
+            .unwrap_or(self.date);
         ExportError::Row {
             line,
             column: header[i].clone(),
@@ -418,33 +377,42 @@ impl Layout {
     }
 }
 
-/// Checks dates or timestamps, remembering the date part last found
-/// valid: exports come sorted by date, so most rows repeat it.
+/// Reads dates, remembering the day last found valid: exports come
+/// sorted by date, so most rows repeat it. The date format of the file is
+/// not documented: ISO dates and timestamps (`2023-03-01`,
+/// `2023-03-01T10:00:00Z`, any RFC 3339 offset, or none) and the US form
+/// Partner Center's reports use on screen (`3/1/2023`, optionally with a
+/// time after a space) are read.
 #[derive(Default)]
 struct DateCheck {
     last: [u8; 10],
 }
 
 impl DateCheck {
-    /// `2023-03-01`, `2023-03-01T10:00:00Z` (any RFC 3339 offset) or a
-    /// timestamp without an offset.
-    fn check(&mut self, b: &[u8]) -> bool {
-        if b.len() < 10 {
-            return false;
-        }
-        let day = &b[..10];
-        if day != self.last {
-            if !is_date(day) {
-                return false;
+    /// The `yyyy-MM` of a date cell.
+    fn month(&mut self, b: &[u8]) -> Option<[u8; 7]> {
+        let b = b.trim_ascii();
+        if b.len() >= 10 && b[4] == b'-' {
+            let day = &b[..10];
+            if day != self.last {
+                if !is_date(day) {
+                    return None;
+                }
+                self.last.copy_from_slice(day);
             }
-            self.last.copy_from_slice(day);
+            let time_ok = b.len() == 10
+                || is_utc_time(&b[10..])
+                || std::str::from_utf8(b).is_ok_and(|s| {
+                    DateTime::parse_from_rfc3339(s).is_ok()
+                        || NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f").is_ok()
+                });
+            return time_ok.then(|| b[..7].try_into().expect("seven bytes"));
         }
-        b.len() == 10
-            || is_utc_time(&b[10..])
-            || std::str::from_utf8(b).is_ok_and(|s| {
-                DateTime::parse_from_rfc3339(s).is_ok()
-                    || NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f").is_ok()
-            })
+        let text = std::str::from_utf8(b).ok()?;
+        let day = text.split(' ').next()?;
+        let d = NaiveDate::parse_from_str(day, "%m/%d/%Y").ok()?;
+        let m = d.format("%Y-%m").to_string();
+        m.as_bytes().try_into().ok()
     }
 }
 
@@ -517,82 +485,179 @@ impl<R: AsyncRead + Unpin> AsyncRead for Tail<R> {
     }
 }
 
-/// Reads an export row by row: checks the header, checks and totals every
-/// row, and hands it to `sink`.
+/// Reads the rows of one or more files of an export (the entries of a
+/// zip), checking their header and totalling every row into one summary.
+pub struct RowReader {
+    format: Format,
+    mapping: Mapping,
+    /// The header and where the roles are, from the first file.
+    layout: Option<(Vec<String>, Layout)>,
+    running: Running,
+    entries: u64,
+}
+
+impl RowReader {
+    pub fn new(format: Format, mapping: Mapping) -> Self {
+        RowReader {
+            format,
+            mapping,
+            layout: None,
+            running: Running::default(),
+            entries: 0,
+        }
+    }
+
+    /// Reads one file (`entry`: its name inside a zip) into `sink`; the
+    /// header goes to `sink` once, and later files must have the same.
+    pub async fn read<R>(
+        &mut self,
+        input: R,
+        entry: Option<&str>,
+        sink: &mut Sink,
+    ) -> Result<(), ExportError>
+    where
+        R: AsyncRead + Send + Unpin,
+    {
+        let mut reader = AsyncReaderBuilder::new()
+            .delimiter(self.format.delimiter())
+            .has_headers(false)
+            // Rows of the wrong width are reported here, with their line.
+            .flexible(true)
+            .buffer_capacity(256 * 1024)
+            .create_reader(Tail::new(input));
+        let mut record = ByteRecord::new();
+        if !reader
+            .read_byte_record(&mut record)
+            .await
+            .map_err(csv_error)?
+        {
+            return Err(match entry {
+                Some(name) => ExportError::Zip(format!("the entry {name} is empty")),
+                None => ExportError::Empty,
+            });
+        }
+        let mut header: Vec<String> = record
+            .iter()
+            .map(|h| std::str::from_utf8(h).map(|s| s.trim().to_string()))
+            .collect::<Result<_, _>>()
+            .map_err(|_| header_not_utf8())?;
+        if let Some(first) = header.first_mut() {
+            *first = first.trim_start_matches('\u{feff}').to_string();
+        }
+        if entry.is_some() {
+            self.entries += 1;
+        }
+        let (header, layout) = match &mut self.layout {
+            Some((known, layout)) => {
+                if *known != header {
+                    return Err(ExportError::Zip(format!(
+                        "the entry {} has another header than the first one",
+                        entry.unwrap_or("?")
+                    )));
+                }
+                (&*known, layout)
+            }
+            None => {
+                let layout = Layout::of(&header, self.format, &self.mapping)?;
+                let names: ByteRecord = header.iter().map(String::as_str).collect();
+                sink.header(&names).await?;
+                let (h, l) = self.layout.insert((header, layout));
+                (&*h, l)
+            }
+        };
+        let running = &mut self.running;
+        let at =
+            |line: u64| entry.map_or_else(String::new, |e| format!("{e}: ")) + &line.to_string();
+        loop {
+            let more = reader
+                .read_byte_record(&mut record)
+                .await
+                .map_err(csv_error)?;
+            if !more {
+                break;
+            }
+            let line = record.position().map_or(0, |p| p.line());
+            if record.len() != layout.width {
+                // A short last row without a line break is where the file was cut.
+                let mut next = ByteRecord::new();
+                let last = !reader
+                    .read_byte_record(&mut next)
+                    .await
+                    .map_err(csv_error)?;
+                let tail = reader.get_ref();
+                if last && tail.last != Some(b'\n') {
+                    return Err(truncated(tail, running.rows + 1, line));
+                }
+                return Err(ExportError::Fields {
+                    line,
+                    row: running.rows + 1,
+                    found: record.len(),
+                    expected: layout.width,
+                });
+            }
+            let row = layout.row(&record, header, line)?;
+            let added = running.add(&row).map_err(|e| ExportError::Overflow {
+                at: at(line),
+                message: e.to_string(),
+            })?;
+            if !added {
+                return Err(layout.not_text(&record, header, line));
+            }
+            sink.row(&record, line).await?;
+        }
+        let tail = reader.get_ref();
+        if tail.bytes > 0 && tail.last != Some(b'\n') {
+            return Err(truncated(tail, running.rows, 0));
+        }
+        Ok(())
+    }
+
+    /// Flushes `sink` and adds everything up.
+    pub async fn finish(self, sink: &mut Sink) -> Result<Summary, ExportError> {
+        sink.finish().await?;
+        let Some((header, layout)) = self.layout else {
+            return Err(ExportError::Zip("the archive holds no CSV file".into()));
+        };
+        let roles = Role::ALL
+            .iter()
+            .filter_map(|r| {
+                layout
+                    .found
+                    .optional(*r)
+                    .map(|i| (r.key().to_string(), header[i].clone()))
+            })
+            .collect();
+        let extra_columns = header
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !layout.found.uses(*i))
+            .map(|(_, h)| h.clone())
+            .collect();
+        let summary = Summary {
+            columns: header,
+            roles,
+            extra_columns,
+            entries: self.entries,
+            ..Summary::default()
+        };
+        self.running
+            .into_summary(summary)
+            .map_err(|e| ExportError::Overflow {
+                at: "the totals".into(),
+                message: e.to_string(),
+            })
+    }
+}
+
+/// Reads one CSV/TSV export row by row with the published column names:
+/// checks the header, checks and totals every row, and hands it to `sink`.
 pub async fn read_rows<R>(input: R, format: Format, sink: &mut Sink) -> Result<Summary, ExportError>
 where
     R: AsyncRead + Send + Unpin,
 {
-    let mut reader = AsyncReaderBuilder::new()
-        .delimiter(format.delimiter())
-        .has_headers(false)
-        // Rows of the wrong width are reported here, with their line.
-        .flexible(true)
-        .buffer_capacity(256 * 1024)
-        .create_reader(Tail::new(input));
-    let mut record = ByteRecord::new();
-    if !reader
-        .read_byte_record(&mut record)
-        .await
-        .map_err(csv_error)?
-    {
-        return Err(ExportError::Empty);
-    }
-    let mut header: Vec<String> = record
-        .iter()
-        .map(|h| std::str::from_utf8(h).map(|s| s.trim().to_string()))
-        .collect::<Result<_, _>>()
-        .map_err(|_| header_not_utf8())?;
-    if let Some(first) = header.first_mut() {
-        *first = first.trim_start_matches('\u{feff}').to_string();
-    }
-    let mut layout = Layout::of(&header, format)?;
-    let mut summary = Running::default();
-    let names: ByteRecord = header.iter().map(String::as_str).collect();
-    sink.header(&names).await?;
-    loop {
-        let more = reader
-            .read_byte_record(&mut record)
-            .await
-            .map_err(csv_error)?;
-        if !more {
-            break;
-        }
-        let line = record.position().map_or(0, |p| p.line());
-        if record.len() != layout.width {
-            // A short last row without a line break is where the file was cut.
-            let mut next = ByteRecord::new();
-            let last = !reader
-                .read_byte_record(&mut next)
-                .await
-                .map_err(csv_error)?;
-            let tail = reader.get_ref();
-            if last && tail.last != Some(b'\n') {
-                return Err(truncated(tail, summary.rows + 1, line));
-            }
-            return Err(ExportError::Fields {
-                line,
-                row: summary.rows + 1,
-                found: record.len(),
-                expected: layout.width,
-            });
-        }
-        if !summary.add(&layout.row(&record, &header, line)?) {
-            return Err(layout.not_text(&record, &header, line));
-        }
-        sink.row(&record, line).await?;
-    }
-    let tail = reader.get_ref();
-    if tail.bytes > 0 && tail.last != Some(b'\n') {
-        return Err(truncated(tail, summary.rows, 0));
-    }
-    sink.finish().await?;
-    let extra = header
-        .iter()
-        .filter(|h| !COLUMNS.iter().any(|(c, _)| h.eq_ignore_ascii_case(c)))
-        .cloned()
-        .collect();
-    Ok(summary.into_summary(header, extra))
+    let mut reader = RowReader::new(format, Mapping::default());
+    reader.read(input, None, sink).await?;
+    reader.finish(sink).await
 }
 
 fn truncated<R>(tail: &Tail<R>, row: u64, line: u64) -> ExportError {
@@ -620,14 +685,17 @@ mod tests {
 
     #[test]
     fn dates_and_timestamps() {
-        for ok in [
-            "2024-02-29",
-            "2019-09-25T23:11:55.647Z",
-            "2019-09-25T23:11:55Z",
-            "2019-09-25T23:11:55+03:00",
-            "2019-09-25T23:11:55.1234567",
+        for (ok, month) in [
+            ("2024-02-29", "2024-02"),
+            ("2019-09-25T23:11:55.647Z", "2019-09"),
+            ("2019-09-25T23:11:55Z", "2019-09"),
+            ("2019-09-25T23:11:55+03:00", "2019-09"),
+            ("2019-09-25T23:11:55.1234567", "2019-09"),
+            ("9/25/2019", "2019-09"),
+            ("12/1/2019 12:00:00 AM", "2019-12"),
         ] {
-            assert!(DateCheck::default().check(ok.as_bytes()), "{ok}");
+            let m = DateCheck::default().month(ok.as_bytes());
+            assert_eq!(m.as_ref().map(|m| &m[..]), Some(month.as_bytes()), "{ok}");
         }
         for bad in [
             "2023-02-29",
@@ -636,9 +704,13 @@ mod tests {
             "2019-09-25 23:11",
             "25.09.2019",
             "2019-9-25",
+            "13/1/2019",
             "",
         ] {
-            assert!(!DateCheck::default().check(bad.as_bytes()), "{bad}");
+            assert!(
+                DateCheck::default().month(bad.as_bytes()).is_none(),
+                "{bad}"
+            );
         }
     }
 }

@@ -51,11 +51,8 @@
 //! `merchantUniqueCode` and `lineNumber`, so tests can predict every line;
 //! the codes written are in [`callback`].
 //!
-//! # Payouts and reports
-//!
-//! The same server also answers the marketplace payout trigger ([`payout`]),
-//! the payouts export API with its blob downloads ([`export`]), and the
-//! payment breakdown and payment report ([`report`]).
+//! The receiving side (marketplace trigger, payouts export, breakdown,
+//! payment report) is served by the independent `paydrop-sandbox` crate.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -74,7 +71,7 @@ use axum::extract::connect_info::Connected;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::post;
 use axum::{Json, Router};
 use bytes::{Bytes, BytesMut};
 use chrono::NaiveDate;
@@ -94,21 +91,12 @@ use tracing::{info, warn};
 
 use crate::api::{
     currency_for_id, field, BulkStart, Envelope, CALLBACK_COLUMNS, HEADER_API_CLIENT,
-    HEADER_API_KEY, PAYOUT_TRIGGER_PATH, STARTDIRECT_PATH,
+    HEADER_API_KEY, STARTDIRECT_PATH,
 };
 use crate::currency::Currency;
-use crate::export::PAYMENTS_PATH;
 use crate::mask;
 use crate::pattern::{ColumnType, Encoding, Pattern, Registry, FILE_FORMAT_TXT};
-use crate::report::{PAYMENT_LIST_PATH, TRANSACTIONS_PREFIX};
 use crate::validate::{validate_file, Hooks, Options, Report};
-
-pub mod export;
-pub mod payout;
-pub mod report;
-
-pub use export::{BlobEncoding, ExportBlob, ExportCall};
-pub use payout::PayoutRecord;
 
 /// `ErrorCode`s of refused requests (see the module documentation).
 pub mod code {
@@ -228,31 +216,13 @@ pub struct SandboxConfig {
     pub seed: u64,
     /// Wait between accepting a batch and posting its results.
     pub callback_delay: Duration,
-    /// The sandbox's today: cards expiring before its month are refused,
-    /// and a payout's `DateTo` must be before it; `None` means the
-    /// provider's today (Istanbul).
+    /// The sandbox's today: cards expiring before its month are refused;
+    /// `None` means the provider's today (Istanbul).
     pub as_of: Option<NaiveDate>,
     /// Attempts to deliver a result callback.
     pub callback_attempts: u32,
     /// Wait after the first failed callback attempt; doubled after each.
     pub callback_backoff: Duration,
-    /// Bearer token the payouts export API expects.
-    pub export_token: String,
-    /// What export files contain.
-    pub export_blob: ExportBlob,
-    /// How export files are encoded on the wire.
-    pub export_encoding: BlobEncoding,
-    /// The status poll from which an export is `Completed`.
-    pub export_polls: u32,
-    /// Whether blob downloads honour `Range` (and say `Accept-Ranges`).
-    pub export_ranges: bool,
-    /// Bearer token the report endpoints expect.
-    pub report_token: String,
-    /// Transactions in the payment report.
-    pub report_rows: u64,
-    /// Write the payment report's decimals with a comma, as the published
-    /// sample does (`0,00`, `1.234,56`).
-    pub report_sloppy_numbers: bool,
 }
 
 impl Default for SandboxConfig {
@@ -268,17 +238,6 @@ impl Default for SandboxConfig {
             as_of: None,
             callback_attempts: 5,
             callback_backoff: Duration::from_millis(200),
-            export_token: "sandbox-export-token".into(),
-            export_blob: ExportBlob::Generated {
-                rows: 1000,
-                seed: 1,
-            },
-            export_encoding: BlobEncoding::Plain,
-            export_polls: 3,
-            export_ranges: true,
-            report_token: "sandbox-report-token".into(),
-            report_rows: 1000,
-            report_sloppy_numbers: true,
         }
     }
 }
@@ -294,14 +253,6 @@ impl fmt::Debug for SandboxConfig {
             .field("seed", &self.seed)
             .field("callback_delay", &self.callback_delay)
             .field("as_of", &self.as_of)
-            .field("export_token", &"***")
-            .field("export_blob", &self.export_blob)
-            .field("export_encoding", &self.export_encoding)
-            .field("export_polls", &self.export_polls)
-            .field("export_ranges", &self.export_ranges)
-            .field("report_token", &"***")
-            .field("report_rows", &self.report_rows)
-            .field("report_sloppy_numbers", &self.report_sloppy_numbers)
             .finish_non_exhaustive()
     }
 }
@@ -322,14 +273,6 @@ pub struct Faults {
     /// Process the request completely (recording the batch when it is
     /// accepted), then close the connection without answering.
     pub accept_then_crash: AtomicU32,
-    /// Export requests that end `Failed`.
-    pub export_failed: AtomicU32,
-    /// Export requests that never leave `Processing`.
-    pub export_stuck: AtomicU32,
-    /// Export requests whose second status poll is answered 401.
-    pub export_unauthorized_mid_poll: AtomicU32,
-    /// Blob downloads whose connection drops halfway through the body.
-    pub drop_mid_blob: AtomicU32,
 }
 
 impl Default for Faults {
@@ -341,10 +284,6 @@ impl Default for Faults {
             retry_after_secs: AtomicU64::new(1),
             server_errors: AtomicU32::new(0),
             accept_then_crash: AtomicU32::new(0),
-            export_failed: AtomicU32::new(0),
-            export_stuck: AtomicU32::new(0),
-            export_unauthorized_mid_poll: AtomicU32::new(0),
-            drop_mid_blob: AtomicU32::new(0),
         }
     }
 }
@@ -368,10 +307,6 @@ impl Faults {
             &self.too_many,
             &self.server_errors,
             &self.accept_then_crash,
-            &self.export_failed,
-            &self.export_stuck,
-            &self.export_unauthorized_mid_poll,
-            &self.drop_mid_blob,
         ] {
             c.store(0, Ordering::SeqCst);
         }
@@ -461,21 +396,6 @@ impl Sandbox {
         self.shared.requests.load(Ordering::SeqCst)
     }
 
-    /// Every payout order accepted so far, in order.
-    pub fn payout_orders(&self) -> Vec<PayoutRecord> {
-        self.shared.store().payouts.clone()
-    }
-
-    /// Every call of the export API received so far (faulted ones included).
-    pub fn export_calls(&self) -> Vec<ExportCall> {
-        self.shared.exports().calls.clone()
-    }
-
-    /// The `Range` start of every blob download so far (`None`: whole file).
-    pub fn blob_ranges(&self) -> Vec<Option<u64>> {
-        self.shared.exports().blob_ranges.clone()
-    }
-
     /// Result callbacks delivered (answered with a 2xx).
     pub fn callbacks_delivered(&self) -> u64 {
         self.shared.callbacks_delivered.load(Ordering::SeqCst)
@@ -535,8 +455,6 @@ async fn start(config: SandboxConfig, addr: SocketAddr) -> io::Result<Sandbox> {
         .build()
         .map_err(io::Error::other)?;
     let shared = Arc::new(Shared {
-        base_url: format!("http://{addr}"),
-        exports: Mutex::new(export::Exports::default()),
         config,
         faults: Arc::new(Faults::default()),
         store: Mutex::new(Store::default()),
@@ -551,18 +469,6 @@ async fn start(config: SandboxConfig, addr: SocketAddr) -> io::Result<Sandbox> {
     });
     let app = Router::new()
         .route(STARTDIRECT_PATH, post(startdirect))
-        .route(PAYOUT_TRIGGER_PATH, post(payout::trigger))
-        .route(PAYMENTS_PATH, post(export::queue))
-        .route(
-            &format!("{PAYMENTS_PATH}/{{request_id}}"),
-            get(export::status),
-        )
-        .route("/blobs/{request_id}", get(export::blob))
-        .route(
-            &format!("{TRANSACTIONS_PREFIX}{{id}}/transactions"),
-            get(report::transactions),
-        )
-        .route(PAYMENT_LIST_PATH, post(report::payment_list))
         .layer(DefaultBodyLimit::disable())
         .with_state(shared.clone());
     let cancel = shared.cancel.clone();
@@ -582,9 +488,6 @@ async fn start(config: SandboxConfig, addr: SocketAddr) -> io::Result<Sandbox> {
 const FIRST_BULK_PAYMENT_ID: i64 = 3467;
 
 struct Shared {
-    /// `http://127.0.0.1:PORT`, for the blob links.
-    base_url: String,
-    exports: Mutex<export::Exports>,
     config: SandboxConfig,
     faults: Arc<Faults>,
     store: Mutex<Store>,
@@ -602,7 +505,6 @@ struct Store {
     batches: Vec<BatchRecord>,
     /// `MerchantUniqueCode` → index in `batches`.
     by_code: HashMap<String, usize>,
-    payouts: Vec<PayoutRecord>,
 }
 
 impl Shared {
