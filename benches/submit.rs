@@ -129,12 +129,12 @@ fn submission(c: &mut Criterion) {
     let compression = Compression::new(Codec::Gzip, None).expect("default level");
     let opts = SubmitOptions {
         currency,
-        currency_id: paydrop::api::currency_id(currency).expect("TRY id"),
+        currency_id: paydrop::api::TRY_CURRENCY_ID,
         installment: 1,
         half_2d: false,
         callback_address: None,
         compression,
-        mode: BodyMode::WholeBody,
+        mode: BodyMode::FilePart,
         split_rows: 150_000,
         // Every iteration sends the same content again, as a new batch.
         force: true,
@@ -143,6 +143,8 @@ fn submission(c: &mut Criterion) {
             base: Duration::from_millis(10),
             max: Duration::from_millis(100),
         },
+        provider_deduplicates: false,
+        inquiry_grace: Duration::from_secs(600),
         now: chrono::Utc::now(),
         as_of: as_of(),
     };

@@ -90,7 +90,7 @@ pub fn options(codec: Codec, mode: BodyMode) -> SubmitOptions {
     let currency = try_currency();
     SubmitOptions {
         currency,
-        currency_id: paydrop::api::currency_id(currency).expect("TRY has a CurrencyId"),
+        currency_id: paydrop::api::TRY_CURRENCY_ID,
         installment: 1,
         half_2d: false,
         callback_address: None,
@@ -99,6 +99,8 @@ pub fn options(codec: Codec, mode: BodyMode) -> SubmitOptions {
         split_rows: 150_000,
         force: false,
         retry: fast_retry(6),
+        provider_deduplicates: false,
+        inquiry_grace: Duration::ZERO,
         now: Utc::now(),
         as_of: today(),
     }

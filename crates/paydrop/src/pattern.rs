@@ -32,6 +32,8 @@ pub struct Pattern {
     pub encoding: Encoding,
     /// `b'.'` or `b','`.
     pub decimal_separator: u8,
+    /// Whether the provider reads RFC 4180 quoted fields.
+    pub quoting: Quoting,
     pub columns: Vec<Column>,
     /// Where the pattern came from: `built-in` or a file path.
     pub source: String,
@@ -45,6 +47,21 @@ pub enum Header {
     /// A header is present when the first row's cells equal the column names
     /// (case-insensitively); useful because merchants export both ways.
     Auto,
+}
+
+/// How a value holding the delimiter, a quote or a line break can be sent.
+///
+/// The provider's pages show a row as a plain join of its fields with
+/// commas (`{cardNumber},{expiryDate},…`) and document no quoting
+/// (https://developer.paywall.one/payment-orchestration-integration-document/system-data/bulk-payment-file-information):
+/// quoting such a value would shift the provider's columns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Quoting {
+    /// No quoting (the default): such a value is refused at validation.
+    None,
+    /// The provider is known to read RFC 4180 quoting: such values are sent
+    /// quoted, a quote doubled. Line breaks inside a value stay refused.
+    Rfc4180,
 }
 
 /// Text encoding of the file.
@@ -276,6 +293,8 @@ struct RawPattern {
     encoding: Spanned<String>,
     #[serde(default = "default_decimal")]
     decimal_separator: Spanned<String>,
+    #[serde(default = "default_quoting")]
+    quoting: Spanned<String>,
     columns: Vec<Spanned<RawColumn>>,
 }
 
@@ -352,6 +371,9 @@ fn default_encoding() -> Spanned<String> {
 fn default_decimal() -> Spanned<String> {
     unspanned(".".into())
 }
+fn default_quoting() -> Spanned<String> {
+    unspanned("none".into())
+}
 
 impl RawPattern {
     fn check(self, src: &str, origin: &str) -> Result<Pattern, PatternError> {
@@ -420,6 +442,20 @@ impl RawPattern {
                 ))
             }
         };
+        let quoting = match self.quoting.get_ref().to_ascii_lowercase().as_str() {
+            "none" => Quoting::None,
+            "rfc4180" => Quoting::Rfc4180,
+            other => {
+                return Err(err(
+                    self.quoting.span(),
+                    "quoting",
+                    format!(
+                        "'{other}' must be \"none\" (the provider's documented plain rows) or \
+                         \"rfc4180\" (only if your provider confirmed it reads quoted fields)"
+                    ),
+                ))
+            }
+        };
         if self.columns.is_empty() {
             return Err(PatternError::at(
                 origin,
@@ -472,6 +508,7 @@ impl RawPattern {
             header,
             encoding,
             decimal_separator,
+            quoting,
             columns,
             source: origin.to_string(),
         })
@@ -693,6 +730,13 @@ impl From<&Pattern> for RawPattern {
                 .into(),
             ),
             decimal_separator: unspanned((p.decimal_separator as char).to_string()),
+            quoting: unspanned(
+                match p.quoting {
+                    Quoting::None => "none",
+                    Quoting::Rfc4180 => "rfc4180",
+                }
+                .into(),
+            ),
             columns: p.columns.iter().map(|c| unspanned(c.into())).collect(),
         }
     }

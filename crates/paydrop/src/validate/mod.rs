@@ -39,8 +39,9 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::currency::Currency;
-use crate::pattern::{Column, ColumnType, Encoding, Header, Pattern};
+use crate::pattern::{Column, ColumnType, Encoding, Header, Pattern, Quoting};
 use crate::read::{input_error, Input, InputError};
+use crate::sent::{self, ContentHasher};
 use crate::totals::Totals;
 use crate::{mask, PROVIDER_MAX_ROWS};
 
@@ -75,6 +76,9 @@ pub enum ErrorKind {
     Duplicate,
     LineNumber,
     Overflow,
+    /// A value holding the delimiter or a quote, in a pattern whose provider
+    /// reads no quoting.
+    Quoting,
 }
 
 /// One problem in one row.
@@ -187,6 +191,10 @@ pub struct ValidRow<'r> {
     pub code: Option<Cow<'r, str>>,
     /// The row's amount and currency, when the pattern has an amount.
     pub amount: Option<(Currency, Decimal)>,
+    /// The fingerprint the ledger looks the row up under: its payment
+    /// code's, or the row's own when the pattern has no payment code (see
+    /// [`crate::sent`]).
+    pub identity: i64,
 }
 
 /// A consecutive run of at most `split_rows` rows: one submission.
@@ -198,11 +206,14 @@ pub struct Part {
     /// First data row (1-based) and the line it starts on.
     pub first_row: u64,
     pub first_line: u64,
-    /// Byte range of the part's rows in the file (the header, if any, is
-    /// `0..header_bytes` and belongs in front of every part).
+    /// Byte range of the part's rows in the file (a header row, if any, is
+    /// before it and is not sent).
     pub byte_start: u64,
     pub byte_end: u64,
     pub totals: Totals,
+    /// sha256 (hex) of the part's rows as sent (see [`crate::sent`]): the
+    /// upload checks the bytes it reads against it.
+    pub content_sha256: String,
 }
 
 /// The outcome of validating one file.
@@ -212,7 +223,13 @@ pub struct Report {
     pub pattern: u16,
     pub pattern_name: String,
     pub bytes: u64,
+    /// sha256 (hex) of the file's bytes exactly as they are on disk.
     pub sha256: String,
+    /// sha256 (hex) of the payment rows as sent: no header, fields joined
+    /// with the delimiter, `\n` after every row (see [`crate::sent`]). The
+    /// content identity the ledger never sends twice: a copy with a header,
+    /// CRLF line ends or no final newline has the same.
+    pub content_sha256: String,
     pub as_of: NaiveDate,
     /// Whether the first row was a header, and its length in bytes.
     pub header_row: bool,
@@ -524,6 +541,7 @@ struct Validator<'a, 'h> {
     part_open: bool,
     /// The first row's line number, once known.
     line_base: Option<i64>,
+    content: Option<ContentHasher>,
 }
 
 impl<'a, 'h> Validator<'a, 'h> {
@@ -545,6 +563,7 @@ impl<'a, 'h> Validator<'a, 'h> {
                 pattern_name: pattern.name.clone(),
                 bytes: 0,
                 sha256: String::new(),
+                content_sha256: String::new(),
                 as_of: opts.as_of,
                 header_row: false,
                 header_bytes: 0,
@@ -564,6 +583,7 @@ impl<'a, 'h> Validator<'a, 'h> {
             duplicates: Vec::new(),
             part_open: false,
             line_base: opts.first_line_number,
+            content: Some(ContentHasher::new()),
         }
     }
 
@@ -608,8 +628,13 @@ impl<'a, 'h> Validator<'a, 'h> {
         if let Some(progress) = self.hooks.progress {
             progress(tally.bytes());
         }
-        if let Some(part) = self.report.parts.last_mut() {
-            part.byte_end = self.report.bytes;
+        if let Some(content) = self.content.take() {
+            let mut content = content;
+            if let Some(part) = self.report.parts.last_mut() {
+                part.byte_end = self.report.bytes;
+                part.content_sha256 = content.end_part();
+            }
+            self.report.content_sha256 = content.finish();
         }
         Ok(())
     }
@@ -649,7 +674,7 @@ impl<'a, 'h> Validator<'a, 'h> {
         if self.records == 1 {
             // A UTF-8 byte-order mark belongs to the file, not the first cell.
             if let Some(first) = rec.get(0) {
-                if let Some(rest) = first.strip_prefix(b"\xef\xbb\xbf") {
+                if let Some(rest) = first.strip_prefix(sent::BOM) {
                     let mut clean = ByteRecord::new();
                     clean.push_field(rest);
                     rec.iter().skip(1).for_each(|f| clean.push_field(f));
@@ -720,6 +745,9 @@ impl<'a, 'h> Validator<'a, 'h> {
             self.report.header_bytes = start;
         }
         self.open_part(row, line, start);
+        if let Some(content) = self.content.as_mut() {
+            content.row(pattern, rec);
+        }
 
         if rec.len() != pattern.columns.len() {
             self.error(RowError {
@@ -786,13 +814,14 @@ impl<'a, 'h> Validator<'a, 'h> {
         if let Some((col, reason)) = &control {
             self.cell_error(rec, line, row, *col, ErrorKind::ControlChar, reason.clone());
         }
+        let unquotable = self.unquotable(rec, line, row, control.as_ref().map(|(c, _)| *c));
 
         let mut amount = None;
         let mut currency = None;
         let mut line_number = None;
         // The record has exactly one field per column (checked above).
         for (i, (column, f)) in pattern.columns.iter().zip(rec.iter()).enumerate() {
-            if control.as_ref().is_some_and(|(c, _)| *c == i) {
+            if control.as_ref().is_some_and(|(c, _)| *c == i) || unquotable.contains(&i) {
                 continue;
             }
             if f.is_empty() {
@@ -852,15 +881,18 @@ impl<'a, 'h> Validator<'a, 'h> {
         if self.report.errors_total == errors_before {
             self.report.rows_valid += 1;
             if let Some(on_row) = self.hooks.on_row.as_mut() {
+                let code = pattern
+                    .payment_code_column()
+                    .and_then(|i| rec.get(i))
+                    .map(|f| pattern.decode(f));
+                let identity = sent::row_identity(pattern, rec, code.as_deref());
                 on_row(&ValidRow {
                     part: self.report.parts.last().map_or(1, |p| p.index),
                     row,
                     line_number,
-                    code: pattern
-                        .payment_code_column()
-                        .and_then(|i| rec.get(i))
-                        .map(|f| pattern.decode(f)),
+                    code,
                     amount: amount.map(|a| (currency, a)),
+                    identity,
                 });
             }
         } else {
@@ -878,6 +910,9 @@ impl<'a, 'h> Validator<'a, 'h> {
         if !self.part_open || full {
             if let Some(prev) = self.report.parts.last_mut() {
                 prev.byte_end = start;
+                if let Some(content) = self.content.as_mut() {
+                    prev.content_sha256 = content.end_part();
+                }
             }
             self.report.parts.push(Part {
                 index: self.report.parts.len() as u32 + 1,
@@ -887,12 +922,50 @@ impl<'a, 'h> Validator<'a, 'h> {
                 byte_start: start,
                 byte_end: start,
                 totals: Totals::default(),
+                content_sha256: String::new(),
             });
             self.part_open = true;
         }
         if let Some(part) = self.report.parts.last_mut() {
             part.rows += 1;
         }
+    }
+
+    /// Refuses every cell holding the delimiter or a quote when the pattern
+    /// sends plain rows (see [`Quoting`]); returns their columns. `skip` is a
+    /// column already refused for a line break.
+    fn unquotable(&mut self, rec: &ByteRecord, line: u64, row: u64, skip: Option<usize>) -> Vec<usize> {
+        let pattern = self.pattern;
+        let d = pattern.delimiter;
+        // The record's data holds the cells without delimiters: one search.
+        if pattern.quoting == Quoting::Rfc4180 || memchr::memchr2(d, b'"', rec.as_slice()).is_none()
+        {
+            return Vec::new();
+        }
+        let mut cols = Vec::new();
+        for (i, f) in rec.iter().enumerate() {
+            let Some(pos) = memchr::memchr2(d, b'"', f) else {
+                continue;
+            };
+            if Some(i) == skip || i >= pattern.columns.len() {
+                continue;
+            }
+            let what = if f[pos] == b'"' {
+                "a quote character (\")".to_string()
+            } else {
+                format!("the delimiter '{}'", (d as char).escape_default())
+            };
+            let reason = format!(
+                "contains {what}: the provider reads a row as its fields joined with '{}' and \
+                 documents no quoting, so this value would shift the columns after it; remove \
+                 it (or, only if your provider confirmed it reads RFC 4180 quoting, set \
+                 quoting = \"rfc4180\" in the pattern)",
+                (d as char).escape_default()
+            );
+            self.cell_error(rec, line, row, i, ErrorKind::Quoting, reason);
+            cols.push(i);
+        }
+        cols
     }
 
     fn add_amount(
@@ -1214,7 +1287,8 @@ fn encoding_fatal(pattern: &Pattern, rec: &ByteRecord, line: u64) -> Option<Fata
     })
 }
 
-fn csv_reader<R: Read>(pattern: &Pattern, reader: R) -> csv::Reader<R> {
+/// The CSV reader of a pattern's files (the upload reads them with it too).
+pub(crate) fn csv_reader<R: Read>(pattern: &Pattern, reader: R) -> csv::Reader<R> {
     csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
