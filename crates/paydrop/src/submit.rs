@@ -524,7 +524,8 @@ fn choose_batch(
             total: report.rows_read,
         }),
         Claim::Created { batch, overlap } => {
-            if overlap.rows > 0 {
+            // A forced copy of the same content was announced above.
+            if overlap.rows > 0 && generation == 0 {
                 notices.push(format!(
                     "--force: sending {} rows again that were already sent ({})",
                     overlap.rows,
@@ -676,10 +677,19 @@ async fn may_send(
             ));
             Ok(true)
         }
-        Inquiry::Indefinite { reason } => held(format!(
-            "{}; the bulk inquiry gave no definite answer ({reason})",
-            sub.message.as_deref().unwrap_or("no answer to the last attempt")
-        )),
+        Inquiry::Indefinite { reason } => {
+            let last = ledger.attempts(sub.id)?.pop();
+            let last = match last {
+                Some(a) if a.finished_at.is_none() => {
+                    "the last attempt was interrupted (the process stopped during the call)".into()
+                }
+                Some(a) => a.message.unwrap_or_default(),
+                None => "no answer".into(),
+            };
+            held(format!(
+                "{last}; the bulk inquiry gave no definite answer ({reason})"
+            ))
+        }
     }
 }
 
