@@ -145,6 +145,7 @@ fn submission(c: &mut Criterion) {
         },
         provider_deduplicates: false,
         inquiry_grace: Duration::from_secs(600),
+        attempt_timeout: Duration::from_secs(120),
         now: chrono::Utc::now(),
         as_of: as_of(),
     };

@@ -465,6 +465,7 @@ async fn submit_cmd(registry: &Registry, config: &Config, args: &SubmitArgs) -> 
         force: args.force,
         provider_deduplicates: config.submit.provider_deduplicates,
         inquiry_grace: Duration::from_secs(config.submit.inquiry_grace_secs),
+        attempt_timeout: Duration::from_secs(config.provider.timeout_secs),
         retry: RetryPolicy {
             max_attempts,
             base: base_delay,
@@ -511,7 +512,8 @@ async fn submit_cmd(registry: &Registry, config: &Config, args: &SubmitArgs) -> 
             let code = match e {
                 SubmitError::AlreadySubmitted { .. }
                 | SubmitError::RowsAlreadySent { .. }
-                | SubmitError::Conflict { .. } => EXIT_ALREADY_SUBMITTED,
+                | SubmitError::Conflict { .. }
+                | SubmitError::InFlight { .. } => EXIT_ALREADY_SUBMITTED,
                 SubmitError::Rejected { .. } => EXIT_REJECTED,
                 SubmitError::Unknown { .. } => EXIT_UNKNOWN,
                 SubmitError::NotSent { .. } => EXIT_NOT_SENT,

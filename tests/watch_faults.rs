@@ -98,8 +98,9 @@ async fn a_failed_move_leaves_the_file_in_processing_until_a_later_pass() {
 async fn files_dropped_while_the_provider_is_down_are_sent_once_in_arrival_order() {
     let rig = Rig::start_with(|s| s.callback_delay = NEVER).await;
     let faults = rig.sandbox.faults();
-    // The provider answers 500 to everything until the fault is cleared.
-    faults.server_errors.store(u32::MAX, Ordering::SeqCst);
+    // The provider answers 503 (not processed) to everything until the
+    // fault is cleared.
+    faults.unavailable.store(u32::MAX, Ordering::SeqCst);
     let mut config = rig.config();
     // One file at a time: "arrival order" is the order of submission.
     config.watch.concurrency = 1;
@@ -123,8 +124,8 @@ async fn files_dropped_while_the_provider_is_down_are_sent_once_in_arrival_order
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     assert!(rig.sandbox.batches().is_empty());
     assert_eq!(payment_files(&rig.sub(PROCESSING)).len(), 3);
-    // The provider comes back; `failed` requests were answered 500.
-    let failed = u64::from(u32::MAX - faults.server_errors.swap(0, Ordering::SeqCst));
+    // The provider comes back; `failed` requests were answered 503.
+    let failed = u64::from(u32::MAX - faults.unavailable.swap(0, Ordering::SeqCst));
 
     let mut filed = Vec::new();
     for (name, _) in &files {
@@ -164,7 +165,7 @@ async fn files_dropped_while_the_provider_is_down_are_sent_once_in_arrival_order
     let attempts = rig.ledger().attempts(first.id).unwrap();
     assert!(attempts[..attempts.len() - 1]
         .iter()
-        .all(|a| a.http_status == Some(500)));
+        .all(|a| a.http_status == Some(503)));
     assert_eq!(attempts.last().unwrap().http_status, Some(200));
     daemon.stop().await;
 }

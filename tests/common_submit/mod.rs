@@ -103,6 +103,7 @@ pub fn options(codec: Codec, mode: BodyMode) -> SubmitOptions {
         retry: fast_retry(6),
         provider_deduplicates: false,
         inquiry_grace: Duration::ZERO,
+        attempt_timeout: HANG_GUARD,
         now: Utc::now(),
         as_of: today(),
     }

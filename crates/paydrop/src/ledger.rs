@@ -834,6 +834,35 @@ impl Ledger {
         Ok(self.conn.last_insert_rowid())
     }
 
+    /// Opens an attempt only if the submission may be sent now: it is not
+    /// accepted, no other attempt started after `busy_since` is still
+    /// unfinished (another process may be sending it), and, unless
+    /// `allow_ambiguous`, no attempt since the last resolution went without
+    /// a definite answer. One statement, so two processes cannot both open
+    /// one. `None` when it may not be sent.
+    pub fn begin_attempt_if_free(
+        &self,
+        submission_id: i64,
+        busy_since: DateTime<Utc>,
+        allow_ambiguous: bool,
+    ) -> Result<Option<i64>> {
+        let busy_since = busy_since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let added = self.conn.execute(
+            "INSERT INTO attempts (submission_id, started_at)
+             SELECT s.id, ?2 FROM submissions s
+             WHERE s.id = ?1 AND s.state != 'accepted'
+               AND (?4 OR s.state != 'unknown')
+               AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.submission_id = s.id
+                               AND a.finished_at IS NULL AND a.started_at > ?3)
+               AND (?4 OR NOT EXISTS (SELECT 1 FROM attempts a WHERE a.submission_id = s.id
+                               AND a.id > s.resolved_attempt
+                               AND (a.finished_at IS NULL
+                                    OR a.outcome IN ('ambiguous', 'retryable'))))",
+            params![submission_id, now(), busy_since, allow_ambiguous],
+        )?;
+        Ok((added == 1).then(|| self.conn.last_insert_rowid()))
+    }
+
     /// Closes an attempt with its outcome.
     pub fn finish_attempt(
         &self,

@@ -65,6 +65,10 @@ pub struct SubmitOptions {
     /// last attempt without an answer ended (the request may still have been
     /// on its way or in processing).
     pub inquiry_grace: Duration,
+    /// The longest one attempt can take (the client's whole-request
+    /// timeout): an unfinished attempt younger than this may be running in
+    /// another process, and the part is left alone.
+    pub attempt_timeout: Duration,
     /// The submission time, injectable for tests of the 23:00 window.
     pub now: DateTime<Utc>,
     /// Card expiry is checked against this date.
@@ -127,6 +131,18 @@ pub enum SubmitError {
         code: String,
         attempts: u32,
         message: String,
+    },
+    #[error(
+        "part {part} ({code}) of batch {batch} is being sent by another paydrop process (attempt \
+         started {since}; an attempt lasts at most {timeout_secs}s): nothing was done here; run \
+         again later"
+    )]
+    InFlight {
+        batch: i64,
+        part: u32,
+        code: String,
+        since: String,
+        timeout_secs: u64,
     },
     #[error(
         "part {part} ({code}) was not taken by the provider after {attempts} attempt(s) ({message}); \
@@ -627,6 +643,7 @@ async fn may_send(
     if !sub.outcome_unknown() {
         return Ok(true);
     }
+    in_flight_elsewhere(ledger, batch_id, &sub, opts)?;
     let code = &sub.merchant_unique_code;
     if opts.provider_deduplicates {
         notices.push(format!(
@@ -693,6 +710,37 @@ async fn may_send(
     }
 }
 
+/// Fails with [`SubmitError::InFlight`] when the part's latest attempt is
+/// unfinished and young enough to be running in another process.
+fn in_flight_elsewhere(
+    ledger: &Ledger,
+    batch_id: i64,
+    sub: &Submission,
+    opts: &SubmitOptions,
+) -> Result<(), SubmitError> {
+    if !sub.interrupted {
+        return Ok(());
+    }
+    let last = ledger.attempts(sub.id)?.pop();
+    match last {
+        Some(a)
+            if a.finished_at.is_none()
+                && (Utc::now() - a.started_at)
+                    .to_std()
+                    .map_or(true, |age| age < opts.attempt_timeout) =>
+        {
+            Err(SubmitError::InFlight {
+                batch: batch_id,
+                part: sub.part,
+                code: sub.merchant_unique_code.clone(),
+                since: a.started_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+                timeout_secs: opts.attempt_timeout.as_secs(),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn send_with_retries(
     // `&mut`: a shared `&Ledger` held across awaits would make the future
@@ -712,7 +760,25 @@ async fn send_with_retries(
     let mut attempts = 0;
     while attempts < policy.max_attempts {
         attempts += 1;
-        let attempt = ledger.begin_attempt(sub.id)?;
+        let busy_since =
+            Utc::now() - chrono::TimeDelta::from_std(opts.attempt_timeout).unwrap_or_default();
+        let Some(attempt) =
+            ledger.begin_attempt_if_free(sub.id, busy_since, opts.provider_deduplicates)?
+        else {
+            // Another process got there first (or made it ambiguous).
+            let now = ledger.submission(batch_id, part)?.unwrap_or_else(|| sub.clone());
+            if now.state == State::Accepted {
+                return Ok(());
+            }
+            in_flight_elsewhere(ledger, batch_id, &now, opts)?;
+            return Err(SubmitError::Unknown {
+                batch: batch_id,
+                part,
+                code: code.clone(),
+                attempts: now.attempts,
+                message: now.message.unwrap_or_else(|| "an attempt went unanswered".into()),
+            });
+        };
         tracing::info!(part, code = %code, attempt = attempts, "sending");
         let retry_after = match client.start_direct(request, sent.clone()).await {
             Answer::Accepted { body, raw } => {

@@ -617,6 +617,7 @@ async fn process(shared: &Shared, claimed: &Claimed) -> Fate {
         },
         provider_deduplicates: shared.config.submit.provider_deduplicates,
         inquiry_grace: Duration::from_secs(shared.config.submit.inquiry_grace_secs),
+        attempt_timeout: Duration::from_secs(shared.config.provider.timeout_secs),
         now: Utc::now(),
         as_of: crate::provider_today(),
     };
@@ -711,7 +712,7 @@ async fn process(shared: &Shared, claimed: &Claimed) -> Fate {
             }
             (Fate::Failed, Some(e.to_string()), None, None, Vec::new())
         }
-        Err(e @ SubmitError::Unknown { .. }) => {
+        Err(e @ (SubmitError::Unknown { .. } | SubmitError::InFlight { .. })) => {
             tracing::warn!(file = %claimed_path, error = %e, "outcome unknown; the file stays in processing/ and is not sent again until the bulk inquiry or `paydrop resolve` settles it");
             m.files_deferred.fetch_add(1, Ordering::Relaxed);
             return Fate::Held;
