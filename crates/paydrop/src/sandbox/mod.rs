@@ -1494,7 +1494,14 @@ impl Layout {
             card_owner: by_name(&["cardOwnerName", "cardOwner"]),
             card_number: by_kind(|k| matches!(k, ColumnType::CardNumber)),
             expiry: by_kind(|k| matches!(k, ColumnType::CardExpiry)),
-            identity: by_kind(|k| matches!(k, ColumnType::TrIdentity)),
+            identity: by_kind(|k| {
+                matches!(
+                    k,
+                    ColumnType::TrIdentity
+                        | ColumnType::TrTaxNumber
+                        | ColumnType::TrIdentityOrTaxNumber
+                )
+            }),
             amount: p.amount_column(),
             provider_key: by_name(&["providerKey"]),
         }

@@ -814,14 +814,17 @@ impl<'a, 'h> Validator<'a, 'h> {
         if let Some((col, reason)) = &control {
             self.cell_error(rec, line, row, *col, ErrorKind::ControlChar, reason.clone());
         }
-        let unquotable = self.unquotable(rec, line, row, control.as_ref().map(|(c, _)| *c));
+        // The record's data holds the cells without delimiters: one search
+        // tells whether any cell needs a look.
+        let plain = pattern.quoting == Quoting::Rfc4180
+            || memchr::memchr2(pattern.delimiter, b'"', rec.as_slice()).is_none();
 
         let mut amount = None;
         let mut currency = None;
         let mut line_number = None;
         // The record has exactly one field per column (checked above).
         for (i, (column, f)) in pattern.columns.iter().zip(rec.iter()).enumerate() {
-            if control.as_ref().is_some_and(|(c, _)| *c == i) || unquotable.contains(&i) {
+            if control.as_ref().is_some_and(|(c, _)| *c == i) {
                 continue;
             }
             if f.is_empty() {
@@ -837,7 +840,15 @@ impl<'a, 'h> Validator<'a, 'h> {
                 }
                 continue;
             }
-            match self.check(column, f) {
+            // A value that fails its type says so first (an amount with
+            // thousands grouping is a bad amount before it is a delimiter).
+            let checked = match self.check(column, f) {
+                Ok(_) if !plain && unquotable(f, pattern.delimiter).is_some() => {
+                    Err(quoting_fail(f, pattern.delimiter))
+                }
+                other => other,
+            };
+            match checked {
                 Ok(Value::Amount(d)) => amount = Some(d),
                 Ok(Value::Currency(c)) => currency = Some(c),
                 Ok(Value::Integer(n)) if column.line_number => {
@@ -929,43 +940,6 @@ impl<'a, 'h> Validator<'a, 'h> {
         if let Some(part) = self.report.parts.last_mut() {
             part.rows += 1;
         }
-    }
-
-    /// Refuses every cell holding the delimiter or a quote when the pattern
-    /// sends plain rows (see [`Quoting`]); returns their columns. `skip` is a
-    /// column already refused for a line break.
-    fn unquotable(&mut self, rec: &ByteRecord, line: u64, row: u64, skip: Option<usize>) -> Vec<usize> {
-        let pattern = self.pattern;
-        let d = pattern.delimiter;
-        // The record's data holds the cells without delimiters: one search.
-        if pattern.quoting == Quoting::Rfc4180 || memchr::memchr2(d, b'"', rec.as_slice()).is_none()
-        {
-            return Vec::new();
-        }
-        let mut cols = Vec::new();
-        for (i, f) in rec.iter().enumerate() {
-            let Some(pos) = memchr::memchr2(d, b'"', f) else {
-                continue;
-            };
-            if Some(i) == skip || i >= pattern.columns.len() {
-                continue;
-            }
-            let what = if f[pos] == b'"' {
-                "a quote character (\")".to_string()
-            } else {
-                format!("the delimiter '{}'", (d as char).escape_default())
-            };
-            let reason = format!(
-                "contains {what}: the provider reads a row as its fields joined with '{}' and \
-                 documents no quoting, so this value would shift the columns after it; remove \
-                 it (or, only if your provider confirmed it reads RFC 4180 quoting, set \
-                 quoting = \"rfc4180\" in the pattern)",
-                (d as char).escape_default()
-            );
-            self.cell_error(rec, line, row, i, ErrorKind::Quoting, reason);
-            cols.push(i);
-        }
-        cols
     }
 
     fn add_amount(
@@ -1159,9 +1133,15 @@ impl<'a, 'h> Validator<'a, 'h> {
                 }
             }
             ColumnType::CardNumber => check::card_number(f).map(|_| Value::Other),
+            ColumnType::CardFirst8 => check::card_digits(f, 8, "first 8 digits").map(|_| Value::Other),
+            ColumnType::CardLast4 => check::card_digits(f, 4, "last 4 digits").map(|_| Value::Other),
             ColumnType::CardExpiry => check::card_expiry(f, self.opts.as_of).map(|_| Value::Other),
             ColumnType::Iban => check::iban(f).map(|_| Value::Other),
             ColumnType::TrIdentity => check::tr_identity(f).map(|_| Value::Other),
+            ColumnType::TrTaxNumber => check::tr_tax_number(f).map(|_| Value::Other),
+            ColumnType::TrIdentityOrTaxNumber => {
+                check::tr_identity_or_tax_number(f).map(|_| Value::Other)
+            }
             ColumnType::Currency => match Currency::lookup(&self.text(f)) {
                 Some(c) => Ok(Value::Currency(c)),
                 None => fail(
@@ -1216,6 +1196,30 @@ impl<'a, 'h> Validator<'a, 'h> {
             None
         }
     }
+}
+
+/// Where a cell holds the delimiter or a quote, which a plain join of
+/// fields cannot carry (see [`Quoting`]).
+fn unquotable(f: &[u8], delimiter: u8) -> Option<usize> {
+    memchr::memchr2(delimiter, b'"', f)
+}
+
+/// The refusal of a cell that [`unquotable`] found, naming the character.
+fn quoting_fail(f: &[u8], delimiter: u8) -> Fail {
+    let d = (delimiter as char).escape_default();
+    let what = match unquotable(f, delimiter).map(|i| f[i]) {
+        Some(b'"') => "a quote character (\")".to_string(),
+        _ => format!("the delimiter '{d}'"),
+    };
+    (
+        ErrorKind::Quoting,
+        format!(
+            "contains {what}: the provider reads a row as its fields joined with '{d}' and \
+             documents no quoting, so this value cannot be sent as it is; remove the character \
+             (or, only if your provider confirmed it reads RFC 4180 quoting, set quoting = \
+             \"rfc4180\" in the pattern)"
+        ),
+    )
 }
 
 fn range<T: PartialOrd + fmt::Display + Copy>(
