@@ -120,7 +120,8 @@ fn read(path: &str, reply: Result<crate::upload::JsonReply, crate::upload::NoRep
         };
     }
     if !reply.status.is_success() || error_code.is_some_and(|c| c != 0) {
-        return indefinite(&format!("ErrorCode {error_code:?}: {message}"));
+        let code = error_code.map_or_else(|| "no ErrorCode".into(), |c| format!("ErrorCode {c}"));
+        return indefinite(&format!("{code}: {message}"));
     }
     // The totals sit at the root or in `Body`.
     let totals = match root.get("Body") {
