@@ -9,10 +9,15 @@ mod common_submit;
 
 use std::sync::atomic::Ordering;
 
-use common_submit::{expected_parts, options, sha256_hex, Spec, World};
+use common_submit::{
+    default_options, expected_parts, generate_to, options, sha256_hex, Spec, World,
+};
 use paydrop::compress::Codec;
 use paydrop::ledger::State;
+use paydrop::pattern::{Pattern, Registry};
+use paydrop::submit::SubmitError;
 use paydrop::upload::BodyMode;
+use paydrop::validate::ErrorKind;
 
 /// How the sandbox must have seen the request.
 fn expected_encodings(
@@ -222,4 +227,141 @@ async fn a_bom_file_without_header_arrives_without_the_bom() {
     assert_eq!(got.len(), 1, "{got:#?}");
     assert_eq!(got[0].sha256, sha256_hex(&bytes[3..]), "the rows, no BOM");
     assert_eq!(got[0].rows, 300);
+}
+
+/// `bytes` (a pattern-1 file) with the cardOwnerName of data rows 1 and 2
+/// replaced by cells written exactly as given.
+fn with_names(bytes: &[u8], first: &str, second: &str) -> Vec<u8> {
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    text.lines()
+        .enumerate()
+        .map(|(i, line)| {
+            let mut cells: Vec<&str> = line.split(',').collect();
+            match i {
+                0 => cells[4] = first,
+                1 => cells[4] = second,
+                _ => {}
+            }
+            format!("{}\n", cells.join(","))
+        })
+        .collect::<String>()
+        .into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_holding_the_delimiter_or_a_quote_is_refused_naming_column_and_character() {
+    let world = World::start().await;
+    let (path, _) = world.generate("quoted.csv", Spec::valid(20, 15));
+    let bytes = with_names(&std::fs::read(&path).unwrap(), "\"Doe, John\"", "Ay\"se");
+    std::fs::write(&path, &bytes).unwrap();
+
+    let err = world
+        .submit(&path, &default_options())
+        .await
+        .expect_err("refused");
+    let SubmitError::Invalid(report) = err else {
+        panic!("expected Invalid, got {err:?}")
+    };
+    let errors: Vec<_> = report
+        .errors
+        .iter()
+        .map(|e| (e.line, e.kind, e.column.as_deref()))
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            (1, ErrorKind::Quoting, Some("cardOwnerName")),
+            (2, ErrorKind::Quoting, Some("cardOwnerName"))
+        ]
+    );
+    assert!(report.errors[0].reason.starts_with("contains the delimiter ','"), "{}", report.errors[0]);
+    assert!(report.errors[1].reason.starts_with("contains a quote character (\")"), "{}", report.errors[1]);
+    assert!(report.errors[0].reason.contains("quoting = \"rfc4180\""));
+    assert_eq!(world.sandbox.requests(), 0, "nothing was sent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quoted_plain_value_is_sent_without_its_quotes() {
+    let world = World::start().await;
+    let (path, _) = world.generate("plain.csv", Spec::valid(20, 16));
+    let original = std::fs::read(&path).unwrap();
+    let plain = with_names(&original, "Ayşe Yılmaz", "Ali Veli");
+    let quoted = with_names(&original, "\"Ayşe Yılmaz\"", "\"Ali Veli\"");
+    std::fs::write(&path, &quoted).unwrap();
+
+    let done = world.submit(&path, &default_options()).await.expect("sent");
+
+    assert_eq!(done.report.content_sha256, sha256_hex(&plain));
+    assert_eq!(world.sandbox.batches()[0].sha256, sha256_hex(&plain));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pattern_declaring_rfc4180_quoting_sends_such_values_quoted() {
+    // The provider (here the sandbox) reads the same pattern with quoting.
+    let dir = tempfile::tempdir().unwrap();
+    let toml = common_submit::pattern1()
+        .to_toml()
+        .replace("quoting = \"none\"", "quoting = \"rfc4180\"");
+    assert!(toml.contains("rfc4180"));
+    std::fs::write(dir.path().join("1-quoted.toml"), &toml).unwrap();
+    let registry = Registry::load(Some(dir.path())).unwrap();
+    let pattern: Pattern = registry.get(1).unwrap().clone();
+    let world = World::start_with(|c| c.registry = registry.clone()).await;
+    let (path, _) = world.generate("rfc.csv", Spec::valid(20, 17));
+    let original = std::fs::read(&path).unwrap();
+    let written = with_names(&original, "\"Doe, John\"", "\"Ay\"\"se\"");
+    std::fs::write(&path, &written).unwrap();
+
+    world
+        .submit_as(&path, &pattern, &world.client, &default_options())
+        .await
+        .expect("sent quoted");
+
+    // Written quoted where needed, as RFC 4180 has it.
+    assert_eq!(world.sandbox.batches()[0].sha256, sha256_hex(&written));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pattern_3_file_validates_and_is_sent_as_its_rows() {
+    let world = World::start().await;
+    let pattern = Registry::load(None).unwrap().get(3).unwrap().clone();
+    let path = world.path("insurance.csv");
+    let generated = generate_to(&path, &pattern, Spec::valid(1_000, 18));
+    let bytes = std::fs::read(&path).unwrap();
+    assert!(bytes.split(|&b| b == b'\n').next().unwrap().split(|&b| b == b',').count() == 18);
+
+    let done = world
+        .submit_as(&path, &pattern, &world.client, &default_options())
+        .await
+        .expect("accepted");
+
+    assert_eq!(done.report.rows_valid, 1_000);
+    assert_eq!(done.batch.pattern, 3);
+    assert_eq!(
+        done.batch.amount,
+        generated.totals.amount(common_submit::try_currency())
+    );
+    let got = world.sandbox.batches();
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].file_pattern, got[0].rows), (3, 1_000));
+    assert_eq!(got[0].sha256, sha256_hex(&bytes));
+    assert_eq!(got[0].file_part_encoding.as_deref(), Some("gzip"));
+
+    // A pattern-3 file with planted errors is refused, nothing sent.
+    let broken = world.path("insurance-broken.csv");
+    generate_to(
+        &broken,
+        &pattern,
+        Spec {
+            error_rate: 0.05,
+            ..Spec::valid(400, 19)
+        },
+    );
+    assert!(matches!(
+        world
+            .submit_as(&broken, &pattern, &world.client, &default_options())
+            .await,
+        Err(SubmitError::Invalid(_))
+    ));
+    assert_eq!(world.sandbox.requests(), 1);
 }
