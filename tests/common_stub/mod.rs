@@ -151,11 +151,12 @@ impl Stub {
 
 async fn inquiry(
     State(script): State<Arc<Script>>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
     script.seen.lock().unwrap().push(Seen {
-        path: SUMMARY.into(),
+        path: uri.path().to_string(),
         headers,
         query,
         ..Seen::default()
