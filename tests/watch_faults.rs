@@ -169,3 +169,43 @@ async fn files_dropped_while_the_provider_is_down_are_sent_once_in_arrival_order
     assert_eq!(attempts.last().unwrap().http_status, Some(200));
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_of_unknown_outcome_is_held_without_blocking_the_others() {
+    let rig = Rig::start_with(|s| s.callback_delay = NEVER).await;
+    let faults = rig.sandbox.faults();
+    // The provider records the first batch and drops the connection.
+    faults.accept_then_crash.store(1, Ordering::SeqCst);
+    let mut config = rig.config();
+    config.watch.concurrency = 1;
+    let daemon = rig.daemon(config).await;
+    let held = payments(40, 8);
+    rig.drop_file("held.csv", &held);
+    wait_until("held.csv unknown", || {
+        rig.ledger()
+            .open_submissions()
+            .is_ok_and(|o| o.iter().any(|s| s.state == State::Unknown))
+    })
+    .await;
+    // Later files go through while it is held, and it is never sent again.
+    for i in 0..3 {
+        rig.drop_file(&format!("next-{i}.csv"), &payments(41 + i, 5));
+    }
+    for i in 0..3 {
+        rig.wait_filed(DONE, &format!("next-{i}.csv")).await;
+    }
+    let processing = payment_files(&rig.sub(PROCESSING));
+    assert_eq!(processing.len(), 1, "{processing:?}");
+    assert_eq!(original_of(&processing[0]), "held.csv");
+    // Looked at again (every second here), never sent again.
+    wait_until("held.csv looked at again", || {
+        log_lines(&["outcome unknown; the file stays in processing/", "held.csv"]).len() >= 2
+    })
+    .await;
+    let at_sandbox = rig.sandbox.batches();
+    assert_eq!(at_sandbox.len(), 4);
+    assert_eq!(rig.sandbox.requests(), 4, "held.csv was sent once");
+    let held_sha = sha256_hex(&held);
+    assert_eq!(rig.sandbox_batches_of(&held_sha).len(), 1);
+    daemon.stop().await;
+}
