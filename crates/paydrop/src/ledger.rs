@@ -542,7 +542,7 @@ impl Ledger {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(LedgerError::from)?;
-        let overlap = sent_before(&tx, rows()?)?;
+        let overlap = sent_before(&tx, rows()?, None)?;
         if overlap.rows > 0 && !force {
             return Ok(Claim::Refused(overlap));
         }
@@ -569,6 +569,45 @@ impl Ledger {
             .batch(batch_id)?
             .ok_or_else(|| LedgerError::Corrupt(format!("batch {batch_id} vanished")))?;
         Ok(Claim::Created { batch, overlap })
+    }
+
+    /// Makes a rejected submission hold its rows again before it is sent
+    /// once more (a rerun of the same file), unless another batch has
+    /// claimed some of them meanwhile: then nothing changes and they are
+    /// returned. One IMMEDIATE transaction, like [`Self::create_batch_claiming_rows`].
+    pub fn reclaim_rows(&mut self, submission_id: i64) -> Result<Option<SentBefore>> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let rows: Vec<SentRow> = tx
+            .prepare(
+                "SELECT line_number, code, amount, code_fp FROM sent_rows
+                 WHERE submission_id = ?1 ORDER BY line_number",
+            )?
+            .query_map([submission_id], |r| {
+                Ok(SentRow {
+                    line_number: r.get(0)?,
+                    code: r.get(1)?,
+                    amount: decimal(r.get(2)?)?,
+                    identity: r.get(3)?,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        let overlap = sent_before::<LedgerError, _>(
+            &tx,
+            rows.into_iter().map(|r| Ok((0, r))),
+            Some(submission_id),
+        )?;
+        if overlap.rows > 0 {
+            return Ok(Some(overlap));
+        }
+        tx.execute(
+            "UPDATE submissions SET state = 'pending', updated_at = ?2
+             WHERE id = ?1 AND state = 'rejected'",
+            params![submission_id, now()],
+        )?;
+        tx.commit()?;
+        Ok(None)
     }
 
     /// Records what was found out about a submission of unknown outcome.
@@ -657,8 +696,13 @@ fn insert_sent_row(insert: &mut rusqlite::Statement<'_>, submission_id: i64, row
     Ok(())
 }
 
-/// The rows among `rows` that were sent before (see [`HOLDS_ROWS`]).
-fn sent_before<E, I>(tx: &rusqlite::Transaction<'_>, rows: I) -> std::result::Result<SentBefore, E>
+/// The rows among `rows` that were sent before (see [`HOLDS_ROWS`]) in a
+/// submission other than `except`.
+fn sent_before<E, I>(
+    tx: &rusqlite::Transaction<'_>,
+    rows: I,
+    except: Option<i64>,
+) -> std::result::Result<SentBefore, E>
 where
     E: From<LedgerError>,
     I: Iterator<Item = std::result::Result<(u32, SentRow), E>>,
@@ -666,7 +710,8 @@ where
     let mut lookup = tx
         .prepare(&format!(
             "SELECT s.submission_id FROM sent_rows s JOIN submissions sub ON sub.id = s.submission_id
-             WHERE s.code_fp = ?1 AND s.code IS ?2 AND sub.state IN {HOLDS_ROWS}"
+             WHERE s.code_fp = ?1 AND s.code IS ?2 AND sub.state IN {HOLDS_ROWS}
+               AND sub.id IS NOT ?3"
         ))
         .map_err(LedgerError::from)?;
     let mut found = SentBefore::default();
@@ -675,7 +720,7 @@ where
         let (_, row) = row?;
         let mut hit = false;
         let mut subs = lookup
-            .query(params![row.identity, row.code])
+            .query(params![row.identity, row.code, except])
             .map_err(LedgerError::from)?;
         while let Some(r) = subs.next().map_err(LedgerError::from)? {
             let sub: i64 = r.get(0).map_err(LedgerError::from)?;
@@ -1444,6 +1489,19 @@ mod tests {
         };
         assert_eq!(overlap.rows, 1);
         assert_eq!(l.recent_batches(10).unwrap().len(), 2);
+
+        // The rejected part cannot be sent again now: batch "b" holds its row.
+        let rejected = batch.submissions[1].id;
+        let taken = l.reclaim_rows(rejected).unwrap().expect("claimed meanwhile");
+        assert_eq!((taken.rows, taken.parts[0].batch_id), (1, batch.id + 1));
+        assert_eq!(l.submission(batch.id, 2).unwrap().unwrap().state, State::Rejected);
+        // Once "b" is rejected too, it can: it holds its rows again.
+        let b = l.recent_batches(1).unwrap().remove(0);
+        for sub in &b.submissions {
+            l.settle(sub.id, State::Rejected, None, "no", None).unwrap();
+        }
+        assert_eq!(l.reclaim_rows(rejected).unwrap(), None);
+        assert_eq!(l.submission(batch.id, 2).unwrap().unwrap().state, State::Pending);
     }
 
     #[test]

@@ -960,29 +960,11 @@ mod tests {
         let p = &builtin()[1];
         assert_eq!(p.id, 3);
         let names: Vec<&str> = p.columns.iter().map(|c| c.name.as_str()).collect();
-        assert_eq!(
-            names,
-            [
-                "cardNoFirst",
-                "cardNoLast",
-                "identityNumber",
-                "amount",
-                "lineNumber",
-                "cardOwnerName",
-                "trackingCode",
-                "customerId",
-                "productCategory",
-                "productId",
-                "merchantUniqueCode",
-                "providerBased",
-                "providerKey",
-                "routeGroupKey",
-                "payRouteByPass",
-                "payRouteType",
-                "posBased",
-                "posId"
-            ]
-        );
+        // Pattern 1 with `cardNumber, expiryDate` replaced by three columns.
+        let open_card = &builtin()[0];
+        let rest: Vec<&str> = open_card.columns[2..].iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names[..3], ["cardNoFirst", "cardNoLast", "identityNumber"]);
+        assert_eq!(names[3..], rest[..]);
         assert!(matches!(p.columns[0].kind, ColumnType::CardFirst8));
         assert!(matches!(p.columns[1].kind, ColumnType::CardLast4));
         assert!(!p.columns[0].mask && !p.columns[1].mask, "partial already");

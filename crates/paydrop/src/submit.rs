@@ -640,6 +640,16 @@ async fn may_send(
     notices: &mut Vec<String>,
 ) -> Result<bool, SubmitError> {
     let sub = ledger.submission(batch_id, sub.part)?.unwrap_or_else(|| sub.clone());
+    if sub.state == State::Rejected && !sub.outcome_unknown() {
+        // Its rows were free while it stood rejected: claimed again first.
+        if let Some(rows) = ledger.reclaim_rows(sub.id)? {
+            return Err(SubmitError::RowsAlreadySent {
+                rows,
+                total: sub.rows,
+            });
+        }
+        return Ok(true);
+    }
     if !sub.outcome_unknown() {
         return Ok(true);
     }
