@@ -8,6 +8,10 @@
 //!   provider (validate, then compress and stream the upload, then the
 //!   provider's own decompress-and-check), next to validate alone and
 //!   compress alone over the same file, so the overlap can be read off.
+//! - `sent_rows_150k/*`: the ledger's row-level check before a batch is
+//!   recorded: 150,000 rows looked up (one index lookup each) in a ledger
+//!   already holding 1,500,000 sent rows, then either refused (every row
+//!   sent before) or recorded (every row new).
 //!
 //! `cargo bench --bench submit`
 
@@ -23,7 +27,9 @@ use futures::StreamExt;
 use paydrop::compress::{compress_reader, Codec, Compression};
 use paydrop::currency::Currency;
 use paydrop::generate::{generate, GenOptions};
-use paydrop::ledger::Ledger;
+use paydrop::ledger::{
+    code_fingerprint, Claim, Ledger, LedgerError, NewBatch, NewSubmission, SentRow, State,
+};
 use paydrop::pattern::Registry;
 use paydrop::sandbox::{self, SandboxConfig};
 use paydrop::submit::{submit_file, RetryPolicy, SubmitOptions};
@@ -129,12 +135,12 @@ fn submission(c: &mut Criterion) {
     let compression = Compression::new(Codec::Gzip, None).expect("default level");
     let opts = SubmitOptions {
         currency,
-        currency_id: paydrop::api::currency_id(currency).expect("TRY id"),
+        currency_id: paydrop::api::TRY_CURRENCY_ID,
         installment: 1,
         half_2d: false,
         callback_address: None,
         compression,
-        mode: BodyMode::WholeBody,
+        mode: BodyMode::FilePart,
         split_rows: 150_000,
         // Every iteration sends the same content again, as a new batch.
         force: true,
@@ -143,6 +149,9 @@ fn submission(c: &mut Criterion) {
             base: Duration::from_millis(10),
             max: Duration::from_millis(100),
         },
+        provider_deduplicates: false,
+        inquiry_grace: Duration::from_secs(600),
+        attempt_timeout: Duration::from_secs(120),
         now: chrono::Utc::now(),
         as_of: as_of(),
         limits: Default::default(),
@@ -203,5 +212,100 @@ async fn submit(
     done.batch.id
 }
 
-criterion_group!(benches, compression, submission);
+/// A one-part batch of `rows` rows whose codes are `{prefix}-{n}`.
+fn claim_rows(prefix: &str, rows: u64) -> (NewBatch, Vec<SentRow>) {
+    let sent: Vec<SentRow> = (1..=rows)
+        .map(|n| {
+            let code = format!("{prefix}-{n:08}");
+            SentRow {
+                line_number: n as i64,
+                identity: code_fingerprint(&code),
+                code: Some(code),
+                amount: rust_decimal::Decimal::new(12_345 + n as i64, 2),
+            }
+        })
+        .collect();
+    let batch = NewBatch {
+        sha256: format!("{prefix}-content"),
+        file: format!("{prefix}.csv"),
+        pattern: 1,
+        currency: "TRY".into(),
+        currency_id: 1,
+        installment: 1,
+        half_2d: false,
+        compression: "gzip level 1".into(),
+        rows,
+        amount: rust_decimal::Decimal::ONE,
+        generation: 0,
+        parts: vec![NewSubmission {
+            part: 1,
+            first_row: 1,
+            merchant_unique_code: format!("{prefix}-code"),
+            rows,
+            amount: rust_decimal::Decimal::ONE,
+        }],
+    };
+    (batch, sent)
+}
+
+fn claim(ledger: &mut Ledger, batch: &NewBatch, rows: &[SentRow]) -> Claim {
+    ledger
+        .create_batch_claiming_rows(
+            batch,
+            || Ok::<_, LedgerError>(rows.iter().cloned().map(|r| Ok((1, r)))),
+            false,
+        )
+        .expect("ledger")
+}
+
+fn sent_rows(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("ledger dir");
+    let mut ledger = Ledger::open(&dir.path().join("bench.db")).expect("ledger");
+    // 1,500,000 rows of ten accepted batches already in the ledger.
+    for i in 0..10 {
+        let (batch, rows) = claim_rows(&format!("old{i}"), 150_000);
+        let Claim::Created { batch, .. } = claim(&mut ledger, &batch, &rows) else {
+            panic!("new rows")
+        };
+        ledger
+            .settle(
+                batch.submissions[0].id,
+                State::Accepted,
+                Some(i),
+                "ok",
+                None,
+            )
+            .expect("settled");
+    }
+    let (_, sent_before) = claim_rows("old3", 150_000);
+    let mut group = c.benchmark_group("sent_rows_150k");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(150_000));
+    group.bench_function("refused_all_sent_before", |b| {
+        let (batch, _) = claim_rows("again", 150_000);
+        b.iter(|| match claim(&mut ledger, &batch, &sent_before) {
+            Claim::Refused(r) => black_box(r.rows),
+            Claim::Created { .. } => panic!("must be refused"),
+        })
+    });
+    let mut n = 0;
+    group.bench_function("recorded_all_new", |b| {
+        b.iter_batched(
+            || {
+                n += 1;
+                claim_rows(&format!("new{n}"), 150_000)
+            },
+            |(batch, rows)| {
+                black_box(matches!(
+                    claim(&mut ledger, &batch, &rows),
+                    Claim::Created { .. }
+                ))
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, compression, submission, sent_rows);
 criterion_main!(benches);

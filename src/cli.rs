@@ -22,7 +22,7 @@ use paydrop::config::{
 use paydrop::currency::Currency;
 use paydrop::export;
 use paydrop::generate::{generate, GenOptions};
-use paydrop::ledger::{Batch, Ledger, State};
+use paydrop::ledger::{Batch, Ledger, Resolution, State};
 use paydrop::pattern::{Pattern, Registry};
 use paydrop::payout;
 use paydrop::sandbox::{self, SandboxConfig};
@@ -75,6 +75,10 @@ enum Command {
     Submit(SubmitArgs),
     /// Submissions awaiting an answer or of unknown outcome, and recent batches.
     Status,
+    /// Record what you found out about a part of unknown outcome: the
+    /// provider has it (--received BULK_PAYMENT_ID) or not (--not-received:
+    /// the next submit or daemon pass sends it under its original code).
+    Resolve(ResolveArgs),
     /// The submission history in the ledger.
     Ledger {
         #[command(subcommand)]
@@ -281,21 +285,46 @@ struct SubmitArgs {
     /// Compression level [default: the measured default of the codec].
     #[arg(long)]
     level: Option<u32>,
-    /// Compress only the File part (file.csv.gz) instead of the whole body.
-    #[arg(long)]
+    /// Compress only the File part (file.csv.gz), as the provider's example
+    /// does [default, unless `[submit] compress_file_part = false`].
+    #[arg(long, conflicts_with = "compress_whole_body")]
     compress_file_part: bool,
+    /// Compress the whole request body with Content-Encoding instead (no
+    /// provider page documents it).
+    #[arg(long)]
+    compress_whole_body: bool,
     /// Provider base URL [default: [provider] base_url or PAYDROP_BASE_URL].
     #[arg(long)]
     base: Option<String>,
     /// Rows per submission [default: [submit] split_rows, else 150000].
     #[arg(long)]
     split_rows: Option<u64>,
-    /// Send content the ledger shows as accepted again, with new codes.
+    /// Send content (or rows) the ledger shows as sent again, with new
+    /// codes: they will be paid twice.
     #[arg(long)]
     force: bool,
     /// Date against which card expiry is checked (default: today in Istanbul).
     #[arg(long)]
     as_of: Option<chrono::NaiveDate>,
+}
+
+#[derive(Args)]
+struct ResolveArgs {
+    /// The batch (as `status` and `ledger list` show it).
+    batch: i64,
+    /// The part of the batch (1 for a file that was not split).
+    part: u32,
+    /// The provider has it, under this BulkPaymentId.
+    #[arg(
+        long,
+        value_name = "BULK_PAYMENT_ID",
+        conflicts_with = "not_received",
+        required_unless_present = "not_received"
+    )]
+    received: Option<i64>,
+    /// The provider does not have it: send it again under its original code.
+    #[arg(long)]
+    not_received: bool,
 }
 
 #[derive(Args)]
@@ -431,6 +460,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Gen(args) => gen_cmd(&registry()?, args),
         Command::Submit(args) => runtime()?.block_on(submit_cmd(&registry()?, &config, args)),
         Command::Status => status_cmd(&config),
+        Command::Resolve(args) => resolve_cmd(&config, args),
         Command::Watch => runtime()?.block_on(watch_cmd(registry()?, config.clone())),
         Command::Ledger { command } => ledger_cmd(&config, command),
         Command::Sandbox(args) => runtime()?.block_on(sandbox_cmd(registry()?, args)),
@@ -454,6 +484,8 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 pub const EXIT_ALREADY_SUBMITTED: u8 = 3;
 pub const EXIT_REJECTED: u8 = 4;
 pub const EXIT_UNKNOWN: u8 = 5;
+/// Nothing reached the provider, or it said it did not process the file.
+pub const EXIT_NOT_SENT: u8 = 6;
 
 async fn submit_cmd(registry: &Registry, config: &Config, args: &SubmitArgs) -> Result<ExitCode> {
     let pattern = registry.get(args.pattern)?;
@@ -472,13 +504,18 @@ async fn submit_cmd(registry: &Registry, config: &Config, args: &SubmitArgs) -> 
         half_2d: args.half_2d,
         callback_address: args.callback.clone(),
         compression,
-        mode: if args.compress_file_part || config.submit.compress_file_part {
-            BodyMode::FilePart
-        } else {
+        mode: if args.compress_whole_body
+            || !(args.compress_file_part || config.submit.compress_file_part)
+        {
             BodyMode::WholeBody
+        } else {
+            BodyMode::FilePart
         },
         split_rows: args.split_rows.unwrap_or(config.submit.split_rows),
         force: args.force,
+        provider_deduplicates: config.submit.provider_deduplicates,
+        inquiry_grace: Duration::from_secs(config.submit.inquiry_grace_secs),
+        attempt_timeout: Duration::from_secs(config.provider.timeout_secs),
         retry: RetryPolicy {
             max_attempts,
             base: base_delay,
@@ -524,11 +561,13 @@ async fn submit_cmd(registry: &Registry, config: &Config, args: &SubmitArgs) -> 
         Err(e) => {
             eprintln!("error: {}: {}", names::path(&args.file), masked(&e));
             let code = match e {
-                SubmitError::AlreadySubmitted { .. } | SubmitError::Conflict { .. } => {
-                    EXIT_ALREADY_SUBMITTED
-                }
+                SubmitError::AlreadySubmitted { .. }
+                | SubmitError::RowsAlreadySent { .. }
+                | SubmitError::Conflict { .. }
+                | SubmitError::InFlight { .. } => EXIT_ALREADY_SUBMITTED,
                 SubmitError::Rejected { .. } => EXIT_REJECTED,
                 SubmitError::Unknown { .. } => EXIT_UNKNOWN,
+                SubmitError::NotSent { .. } => EXIT_NOT_SENT,
                 _ => EXIT_UNUSABLE,
             };
             Ok(ExitCode::from(code))
@@ -557,9 +596,11 @@ fn print_batch(out: &mut impl Write, b: &Batch) -> io::Result<()> {
     for s in &b.submissions {
         let outcome = match (s.state, s.bulk_payment_id) {
             (State::Accepted, Some(id)) => format!("accepted, BulkPaymentId {id}"),
-            _ if s.outcome_unknown() => {
-                "OUTCOME UNKNOWN: submit the same file again to resend with the same code".into()
-            }
+            _ if s.outcome_unknown() => format!(
+                "OUTCOME UNKNOWN, not sent again: `paydrop resolve {} {}` --received ID | \
+                 --not-received",
+                b.id, s.part
+            ),
             (state, _) => format!("{state}: {}", masked(s.message.as_deref().unwrap_or(""))),
         };
         writeln!(
@@ -1024,9 +1065,22 @@ fn status_cmd(config: &Config) -> Result<ExitCode> {
         writeln!(out, "submissions without a final answer:")?;
         for s in &open {
             let what = if s.outcome_unknown() {
-                "OUTCOME UNKNOWN (the provider may have it): rerun the same submit; it resends the same code"
+                format!(
+                    "OUTCOME UNKNOWN: the provider may or may not have it, and paydrop will not \
+                     send it again by itself ({}). A submit or daemon pass asks the provider's \
+                     bulk inquiry again; or find out and run `paydrop resolve {} {} \
+                     --received BULK_PAYMENT_ID` or `--not-received`",
+                    s.message.as_deref().unwrap_or("no answer"),
+                    s.batch_id,
+                    s.part
+                )
+            } else if s.attempts > 0 {
+                format!(
+                    "pending, not sent yet: {}",
+                    s.message.as_deref().unwrap_or("not taken by the provider")
+                )
             } else {
-                "pending, not sent yet"
+                "pending, not sent yet".into()
             };
             writeln!(
                 out,
@@ -1047,6 +1101,57 @@ fn status_cmd(config: &Config) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn resolve_cmd(config: &Config, args: &ResolveArgs) -> Result<ExitCode> {
+    let ledger = Ledger::open(&config.ledger.path)?;
+    let sub = ledger.submission(args.batch, args.part)?.with_context(|| {
+        format!(
+            "no part {} of batch {} in {}",
+            args.part,
+            args.batch,
+            config.ledger.path.display()
+        )
+    })?;
+    if !sub.outcome_unknown() {
+        eprintln!(
+            "error: batch {} part {} is {} ({}), not of unknown outcome: nothing to resolve",
+            args.batch,
+            args.part,
+            sub.state,
+            sub.message.as_deref().unwrap_or("")
+        );
+        return Ok(ExitCode::from(EXIT_UNUSABLE));
+    }
+    let (resolution, note) = match args.received {
+        Some(id) => {
+            if let Some(other) = ledger.submission_by_bulk_id(id)? {
+                eprintln!(
+                    "error: BulkPaymentId {id} already belongs to batch {} part {}; check the id",
+                    other.batch_id, other.part
+                );
+                return Ok(ExitCode::from(EXIT_UNUSABLE));
+            }
+            (
+                Resolution::Received {
+                    bulk_payment_id: Some(id),
+                },
+                format!("received as BulkPaymentId {id}, says the operator"),
+            )
+        }
+        None => (
+            Resolution::NotReceived,
+            "not received, says the operator: sent again under its original code by the next \
+             submit or daemon pass"
+                .to_string(),
+        ),
+    };
+    ledger.resolve(sub.id, &resolution, &note)?;
+    println!(
+        "batch {} part {} ({}): {note}",
+        args.batch, args.part, sub.merchant_unique_code
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn ledger_cmd(config: &Config, command: &LedgerCommand) -> Result<ExitCode> {

@@ -1,15 +1,23 @@
-//! What the provider decodes is byte for byte what the file holds: for every
-//! codec, compressing the whole body or only the `File` part, and for parts
-//! of a split file with a header row (each part carries the header).
+//! What the provider decodes is byte for byte the payment rows as the
+//! provider's pages define them (docs/providers/paywall.md §1, §6): for every
+//! codec, compressing only the `File` part (the default) or the whole body,
+//! for parts of a split file, with no header row in any part, and with CRLF
+//! line ends, a byte-order mark or a missing final newline made plain. The
+//! expected bytes are computed from the file's lines alone.
 
 mod common_submit;
 
 use std::sync::atomic::Ordering;
 
-use common_submit::{expected_parts, options, sha256_hex, Spec, World};
+use common_submit::{
+    default_options, expected_parts, generate_to, options, sha256_hex, Spec, World,
+};
 use paydrop::compress::Codec;
 use paydrop::ledger::State;
+use paydrop::pattern::{Pattern, Registry};
+use paydrop::submit::SubmitError;
 use paydrop::upload::BodyMode;
+use paydrop::validate::ErrorKind;
 
 /// How the sandbox must have seen the request.
 fn expected_encodings(
@@ -62,7 +70,8 @@ async fn delivers_exact_bytes(codec: Codec, mode: BodyMode, spec: Spec, split_ro
             "{what}: decoded content differs"
         );
         assert_eq!(b.bytes, part.len() as u64, "{what}");
-        let data_rows = part.split(|&c| c == b'\n').count() as u64 - 1 - u64::from(spec.header);
+        let data_rows = part.split(|&c| c == b'\n').count() as u64 - 1;
+        assert!(!part.starts_with(b"cardNumber,"), "{what}: no header row");
         assert_eq!((b.rows, s.rows), (data_rows, data_rows), "{what}");
         assert_eq!(b.content_encoding.as_deref(), content_encoding, "{what}");
         assert_eq!(
@@ -84,8 +93,16 @@ async fn delivers_exact_bytes(codec: Codec, mode: BodyMode, spec: Spec, split_ro
         "progress counts each part's bytes once"
     );
     if parts.len() == 1 {
-        assert_eq!(parts[0], bytes, "a single part is the whole file");
-        assert_eq!(got[0].sha256, done.report.sha256);
+        assert_eq!(got[0].sha256, done.report.content_sha256);
+        if !spec.header {
+            assert_eq!(parts[0], bytes, "a plain file is sent as it is");
+            assert_eq!(got[0].sha256, done.report.sha256);
+        }
+    }
+    let rows: Vec<u8> = parts.concat();
+    assert_eq!(done.report.content_sha256, sha256_hex(&rows));
+    for (p, part) in done.report.parts.iter().zip(&parts) {
+        assert_eq!(p.content_sha256, sha256_hex(part));
     }
 }
 
@@ -94,7 +111,8 @@ async fn whole_file(codec: Codec, mode: BodyMode) {
     delivers_exact_bytes(codec, mode, Spec::valid(1_500, 11), 150_000).await;
 }
 
-/// 2,500 rows after a header row, sent as 1,000 + 1,000 + 500.
+/// 2,500 rows after a header row, sent as 1,000 + 1,000 + 500 rows without
+/// the header.
 async fn split_with_header(codec: Codec, mode: BodyMode) {
     let spec = Spec {
         header: true,
@@ -134,22 +152,27 @@ async fn uncompressed_file_part_is_byte_identical() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn split_parts_carry_the_header_gzip_whole_body() {
+async fn split_parts_carry_no_header_gzip_whole_body() {
     split_with_header(Codec::Gzip, BodyMode::WholeBody).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn split_parts_carry_the_header_brotli_file_part() {
+async fn split_parts_carry_no_header_brotli_file_part() {
     split_with_header(Codec::Brotli, BodyMode::FilePart).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn split_parts_carry_the_header_uncompressed() {
+async fn split_parts_carry_no_header_uncompressed() {
     split_with_header(Codec::None, BodyMode::WholeBody).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bom_crlf_file_without_final_newline_is_split_byte_exactly() {
+async fn split_parts_carry_no_header_gzip_file_part() {
+    split_with_header(Codec::Gzip, BodyMode::FilePart).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bom_crlf_file_without_final_newline_is_sent_as_plain_rows() {
     let world = World::start().await;
     let spec = Spec {
         header: true,
@@ -166,16 +189,17 @@ async fn a_bom_crlf_file_without_final_newline_is_split_byte_exactly() {
     }
     std::fs::write(&path, &bytes).unwrap();
     let parts = expected_parts(&bytes, true, 1_000);
+    assert_eq!(parts.concat(), expected_parts(&lf, true, 2_500)[0]);
     assert!(parts
         .iter()
-        .all(|p| p.starts_with(b"\xef\xbb\xbfcardNumber,")));
-    assert!(!parts[2].ends_with(b"\n"));
-    let mut opts = options(Codec::Gzip, BodyMode::WholeBody);
+        .all(|p| !p.contains(&b'\r') && p.ends_with(b"\n")));
+    let mut opts = options(Codec::Gzip, BodyMode::FilePart);
     opts.split_rows = 1_000;
 
     let done = world.submit(&path, &opts).await.expect("submitted");
 
     assert_eq!(done.report.sha256, sha256_hex(&bytes));
+    assert_eq!(done.report.content_sha256, sha256_hex(&parts.concat()));
     let got = world.sandbox.batches();
     assert_eq!(got.len(), 3, "{got:#?}");
     for (b, part) in got.iter().zip(&parts) {
@@ -188,7 +212,7 @@ async fn a_bom_crlf_file_without_final_newline_is_split_byte_exactly() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bom_file_without_header_arrives_whole() {
+async fn a_bom_file_without_header_arrives_without_the_bom() {
     let world = World::start().await;
     let (path, _) = world.generate("bom.csv", Spec::valid(300, 14));
     let mut bytes = b"\xef\xbb\xbf".to_vec();
@@ -203,10 +227,163 @@ async fn a_bom_file_without_header_arrives_whole() {
     assert!(!done.report.header_row);
     let got = world.sandbox.batches();
     assert_eq!(got.len(), 1, "{got:#?}");
-    assert_eq!(
-        got[0].sha256,
-        sha256_hex(&bytes),
-        "the whole file, BOM included"
-    );
+    assert_eq!(got[0].sha256, sha256_hex(&bytes[3..]), "the rows, no BOM");
     assert_eq!(got[0].rows, 300);
+}
+
+/// `bytes` (a pattern-1 file) with the cardOwnerName of data rows 1 and 2
+/// replaced by cells written exactly as given.
+fn with_names(bytes: &[u8], first: &str, second: &str) -> Vec<u8> {
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    text.lines()
+        .enumerate()
+        .map(|(i, line)| {
+            let mut cells: Vec<&str> = line.split(',').collect();
+            match i {
+                0 => cells[4] = first,
+                1 => cells[4] = second,
+                _ => {}
+            }
+            format!("{}\n", cells.join(","))
+        })
+        .collect::<String>()
+        .into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_holding_the_delimiter_or_a_quote_is_refused_naming_column_and_character() {
+    let world = World::start().await;
+    let (path, _) = world.generate("quoted.csv", Spec::valid(20, 15));
+    let bytes = with_names(&std::fs::read(&path).unwrap(), "\"Doe, John\"", "Ay\"se");
+    std::fs::write(&path, &bytes).unwrap();
+
+    let err = world
+        .submit(&path, &default_options())
+        .await
+        .expect_err("refused");
+    let SubmitError::Invalid(report) = err else {
+        panic!("expected Invalid, got {err:?}")
+    };
+    let errors: Vec<_> = report
+        .errors
+        .iter()
+        .map(|e| (e.line, e.kind, e.column.as_deref()))
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            (1, ErrorKind::Quoting, Some("cardOwnerName")),
+            (2, ErrorKind::Quoting, Some("cardOwnerName"))
+        ]
+    );
+    assert!(
+        report.errors[0]
+            .reason
+            .starts_with("contains the delimiter ','"),
+        "{}",
+        report.errors[0]
+    );
+    assert!(
+        report.errors[1]
+            .reason
+            .starts_with("contains a quote character (\")"),
+        "{}",
+        report.errors[1]
+    );
+    assert!(report.errors[0].reason.contains("quoting = \"rfc4180\""));
+    assert_eq!(world.sandbox.requests(), 0, "nothing was sent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quoted_plain_value_is_sent_without_its_quotes() {
+    let world = World::start().await;
+    let (path, _) = world.generate("plain.csv", Spec::valid(20, 16));
+    let original = std::fs::read(&path).unwrap();
+    let plain = with_names(&original, "Ayşe Yılmaz", "Ali Veli");
+    let quoted = with_names(&original, "\"Ayşe Yılmaz\"", "\"Ali Veli\"");
+    std::fs::write(&path, &quoted).unwrap();
+
+    let done = world.submit(&path, &default_options()).await.expect("sent");
+
+    assert_eq!(done.report.content_sha256, sha256_hex(&plain));
+    assert_eq!(world.sandbox.batches()[0].sha256, sha256_hex(&plain));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pattern_declaring_rfc4180_quoting_sends_such_values_quoted() {
+    // The provider (here the sandbox) reads the same pattern with quoting.
+    let dir = tempfile::tempdir().unwrap();
+    let toml = common_submit::pattern1()
+        .to_toml()
+        .replace("quoting = \"none\"", "quoting = \"rfc4180\"");
+    assert!(toml.contains("rfc4180"));
+    std::fs::write(dir.path().join("1-quoted.toml"), &toml).unwrap();
+    let registry = Registry::load(Some(dir.path())).unwrap();
+    let pattern: Pattern = registry.get(1).unwrap().clone();
+    let world = World::start_with(|c| c.registry = registry.clone()).await;
+    let (path, _) = world.generate("rfc.csv", Spec::valid(20, 17));
+    let original = std::fs::read(&path).unwrap();
+    let written = with_names(&original, "\"Doe, John\"", "\"Ay\"\"se\"");
+    std::fs::write(&path, &written).unwrap();
+
+    world
+        .submit_as(&path, &pattern, &world.client, &default_options())
+        .await
+        .expect("sent quoted");
+
+    // Written quoted where needed, as RFC 4180 has it.
+    assert_eq!(world.sandbox.batches()[0].sha256, sha256_hex(&written));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pattern_3_file_validates_and_is_sent_as_its_rows() {
+    let world = World::start().await;
+    let pattern = Registry::load(None).unwrap().get(3).unwrap().clone();
+    let path = world.path("insurance.csv");
+    let generated = generate_to(&path, &pattern, Spec::valid(1_000, 18));
+    let bytes = std::fs::read(&path).unwrap();
+    assert!(
+        bytes
+            .split(|&b| b == b'\n')
+            .next()
+            .unwrap()
+            .split(|&b| b == b',')
+            .count()
+            == 18
+    );
+
+    let done = world
+        .submit_as(&path, &pattern, &world.client, &default_options())
+        .await
+        .expect("accepted");
+
+    assert_eq!(done.report.rows_valid, 1_000);
+    assert_eq!(done.batch.pattern, 3);
+    assert_eq!(
+        done.batch.amount,
+        generated.totals.amount(common_submit::try_currency())
+    );
+    let got = world.sandbox.batches();
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].file_pattern, got[0].rows), (3, 1_000));
+    assert_eq!(got[0].sha256, sha256_hex(&bytes));
+    assert_eq!(got[0].file_part_encoding.as_deref(), Some("gzip"));
+
+    // A pattern-3 file with planted errors is refused, nothing sent.
+    let broken = world.path("insurance-broken.csv");
+    generate_to(
+        &broken,
+        &pattern,
+        Spec {
+            error_rate: 0.05,
+            ..Spec::valid(400, 19)
+        },
+    );
+    assert!(matches!(
+        world
+            .submit_as(&broken, &pattern, &world.client, &default_options())
+            .await,
+        Err(SubmitError::Invalid(_))
+    ));
+    assert_eq!(world.sandbox.requests(), 1);
 }

@@ -1,33 +1,43 @@
-//! Faults between paydrop and the provider never pay a file twice: storms of
-//! 429 and 500, a provider that records a batch and then drops the
-//! connection, and a paydrop process killed in the middle of an upload.
+//! Faults between paydrop and the provider never pay a file twice, without
+//! relying on the provider to deduplicate a repeated MerchantUniqueCode (no
+//! page says it does): answers that say "not processed" (429, 503) are
+//! retried; an attempt whose bytes went out without a definite answer (the
+//! provider recorded the batch and dropped the connection, dropped it in the
+//! middle of the body, answered 500, or paydrop was killed mid-upload) is
+//! held as OUTCOME UNKNOWN and never sent again until `paydrop resolve` (or
+//! the bulk inquiry, tests/submit_inquiry.rs) says it was not received.
 
 mod common_submit;
 
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common_submit::{
-    assert_notices, default_options, fast_retry, file_sha, guard, resuming_notice, Spec, World,
-};
+use common_submit::{default_options, fast_retry, file_sha, guard, resuming_notice, Spec, World};
 use paydrop::ledger::{Ledger, State, Submission};
-use paydrop::submit::SubmitError;
+use paydrop::submit::{SubmitError, SubmitOptions};
 
-/// The one submission of a one-part batch of `sha256`.
-fn only_submission(world: &World, sha256: &str) -> Submission {
-    let batch = world.only_batch_for(sha256);
+/// The one submission of a one-part batch whose file is at `path`.
+fn only_submission(world: &World, path: &Path) -> Submission {
+    let batches = world.ledger().recent_batches(100).unwrap();
+    let mut mine: Vec<_> = batches
+        .into_iter()
+        .filter(|b| b.file == path.display().to_string())
+        .collect();
+    assert_eq!(mine.len(), 1, "{mine:#?}");
+    let batch = mine.remove(0);
     assert_eq!(batch.submissions.len(), 1, "{batch:#?}");
     batch.submissions[0].clone()
 }
 
-/// `n` retryable attempts with `status`, then one accepted: the ledger
-/// history of a storm that passed.
+/// `n` attempts the provider did not process, answered `status`, then one
+/// accepted: the ledger history of a storm that passed.
 fn assert_storm_history(ledger: &Ledger, sub: &Submission, n: usize, status: u16) {
     let attempts = ledger.attempts(sub.id).unwrap();
     assert_eq!(attempts.len(), n + 1, "{attempts:#?}");
     assert_eq!(sub.attempts as usize, n + 1);
     for a in &attempts[..n] {
-        assert_eq!(a.outcome.as_deref(), Some("retryable"), "{a:#?}");
+        assert_eq!(a.outcome.as_deref(), Some("not_processed"), "{a:#?}");
         assert_eq!(a.http_status, Some(status), "{a:#?}");
         assert!(a.finished_at.is_some());
         assert!(
@@ -45,7 +55,7 @@ fn assert_storm_history(ledger: &Ledger, sub: &Submission, n: usize, status: u16
     );
 }
 
-/// A storm of `n` faulted answers set up by `arm`, then success.
+/// A storm of `n` "not processed" answers set up by `arm`, then success.
 async fn storm(n: u32, status: u16, arm: impl FnOnce(&World)) {
     let world = World::start().await;
     let (path, _) = world.generate("storm.csv", Spec::valid(800, 31));
@@ -60,7 +70,7 @@ async fn storm(n: u32, status: u16, arm: impl FnOnce(&World)) {
     let got = world.sandbox.batches();
     assert_eq!(got.len(), 1, "{got:#?}");
     assert_eq!(got[0].sha256, sha);
-    let sub = only_submission(&world, &sha);
+    let sub = only_submission(&world, &path);
     assert_eq!(sub.state, State::Accepted);
     assert_eq!(sub.bulk_payment_id, Some(got[0].bulk_payment_id));
     assert_eq!(done.batch.submissions[0].attempts, n + 1);
@@ -78,104 +88,100 @@ async fn a_429_storm_with_retry_after_ends_in_one_batch() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_500_storm_ends_in_one_batch() {
-    storm(5, 500, |w| {
-        w.faults().server_errors.store(5, Ordering::SeqCst)
+async fn a_503_storm_ends_in_one_batch() {
+    storm(5, 503, |w| {
+        w.faults().unavailable.store(5, Ordering::SeqCst)
     })
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn accepted_then_connection_dropped_is_retried_to_the_same_bulk_payment_id() {
-    let world = World::start().await;
-    let (path, _) = world.generate("crash.csv", Spec::valid(600, 41));
-    let sha = file_sha(&path);
-    world.faults().accept_then_crash.store(1, Ordering::SeqCst);
-
-    let done = world
-        .submit(&path, &default_options())
+/// Submits `path` once with `fault` armed for one request, expecting the
+/// part to be held as unknown after that single request.
+async fn held_unknown(world: &World, path: &Path, arm: impl FnOnce(&World)) -> (i64, String) {
+    arm(world);
+    let err = world
+        .submit(path, &default_options())
         .await
-        .expect("submitted");
-
-    let got = world.sandbox.batches();
-    assert_eq!(got.len(), 1, "recorded once although sent twice: {got:#?}");
-    assert_eq!(world.sandbox.requests(), 2);
-    let sub = &done.batch.submissions[0];
-    assert_eq!(got[0].merchant_unique_code, sub.merchant_unique_code);
-    assert_eq!(got[0].sha256, sha);
-    assert_eq!(
-        (sub.state, sub.bulk_payment_id),
-        (State::Accepted, Some(got[0].bulk_payment_id))
-    );
-    let attempts = world.ledger().attempts(sub.id).unwrap();
-    assert_eq!(attempts.len(), 2, "{attempts:#?}");
-    assert_eq!(
-        (attempts[0].outcome.as_deref(), attempts[0].http_status),
-        (Some("retryable"), None)
-    );
-    assert_eq!(
-        (attempts[1].outcome.as_deref(), attempts[1].http_status),
-        (Some("accepted"), Some(200))
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn giving_up_after_accept_then_crash_is_unknown_and_a_rerun_finds_the_batch() {
-    let world = World::start().await;
-    let (path, _) = world.generate("unknown.csv", Spec::valid(600, 42));
-    let sha = file_sha(&path);
-    world.faults().accept_then_crash.store(1, Ordering::SeqCst);
-    let mut opts = default_options();
-    opts.retry = fast_retry(1);
-
-    let err = world.submit(&path, &opts).await.expect_err("no answer");
-    let code = match err {
+        .expect_err("no definite answer");
+    let (batch, code) = match err {
         SubmitError::Unknown {
+            batch,
             part: 1,
             ref code,
             attempts: 1,
             ..
-        } => code.clone(),
+        } => (batch, code.clone()),
         other => panic!("expected Unknown for part 1 after 1 attempt, got {other:?}"),
     };
+    assert_eq!(world.sandbox.requests(), 1, "sent once, not again");
+    let sub = only_submission(world, path);
+    assert_eq!(sub.merchant_unique_code, code);
+    assert_eq!((sub.state, sub.bulk_payment_id), (State::Unknown, None));
+    assert!(sub.outcome_unknown() && sub.ambiguous_at.is_some());
+    (batch, code)
+}
+
+/// `paydrop status` shows the part as OUTCOME UNKNOWN with what to do, exit 5.
+async fn assert_status_unknown(world: &World, batch: i64, code: &str) {
+    let status = world.run_cli(&["status"]).await;
+    status.expect_code(5);
+    let line = status
+        .stdout
+        .lines()
+        .find(|l| l.contains(code))
+        .unwrap_or_else(|| panic!("{code} in status:\n{}", status.all()));
+    assert!(line.contains("OUTCOME UNKNOWN"), "{line}");
+    assert!(line.contains("will not send it again by itself"), "{line}");
+    assert!(
+        line.contains(&format!("paydrop resolve {batch} 1 --received")),
+        "{line}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepted_then_connection_dropped_is_held_unknown_and_resolved_as_received() {
+    let world = World::start().await;
+    let (path, _) = world.generate("crash.csv", Spec::valid(600, 41));
+    let (batch, code) = held_unknown(&world, &path, |w| {
+        w.faults().accept_then_crash.store(1, Ordering::SeqCst)
+    })
+    .await;
     let recorded = world.sandbox.batches();
     assert_eq!(recorded.len(), 1, "the sandbox did record it");
     assert_eq!(recorded[0].merchant_unique_code, code);
-    let sub = only_submission(&world, &sha);
-    assert_eq!(sub.merchant_unique_code, code);
+    let attempts = world
+        .ledger()
+        .attempts(only_submission(&world, &path).id)
+        .unwrap();
     assert_eq!(
-        (sub.state, sub.bulk_payment_id, sub.attempts),
-        (State::Unknown, None, 1)
+        (attempts[0].outcome.as_deref(), attempts[0].http_status),
+        (Some("ambiguous"), None)
     );
-    assert!(sub.outcome_unknown() && !sub.interrupted);
+    assert_status_unknown(&world, batch, &code).await;
 
-    // `paydrop status` says so, with exit code 5.
-    let status = world.run_cli(&["status"]).await;
-    status.expect_code(5);
-    assert!(
-        status.stdout.contains("OUTCOME UNKNOWN"),
-        "{}",
-        status.all()
-    );
-    assert!(status.stdout.contains(&code), "{}", status.all());
+    // Submitting again does not send it again: still unknown.
+    match world.submit(&path, &default_options()).await {
+        Err(SubmitError::Unknown { code: c, .. }) => assert_eq!(c, code),
+        other => panic!("expected Unknown again, got {other:?}"),
+    }
+    let rerun = world.run(world.cli_submit(&path, &[])).await;
+    rerun.expect_code(5);
+    assert!(rerun.stderr.contains("OUTCOME UNKNOWN"), "{}", rerun.all());
+    assert_eq!(world.sandbox.requests(), 1, "never sent again");
 
-    // Submitting again resumes the batch with the same code: still one batch.
-    let opts = default_options();
-    let done = world.submit(&path, &opts).await.expect("rerun");
-    assert_eq!(done.batch.id, sub.batch_id);
-    let resuming = resuming_notice(&done.batch);
-    assert_notices(&done, &opts, &[&resuming]);
+    // The operator finds it in the provider's panel.
+    let id = recorded[0].bulk_payment_id.to_string();
+    let resolve = world
+        .run_cli(&["resolve", &batch.to_string(), "1", "--received", &id])
+        .await;
+    resolve.expect_code(0);
+    assert!(resolve
+        .stdout
+        .contains(&format!("received as BulkPaymentId {id}")));
+    let sub = only_submission(&world, &path);
     assert_eq!(
-        world.sandbox.batches(),
-        recorded,
-        "nothing new at the sandbox"
-    );
-    assert_eq!(world.sandbox.requests(), 2);
-    let sub = only_submission(&world, &sha);
-    assert_eq!(sub.merchant_unique_code, code);
-    assert_eq!(
-        (sub.state, sub.bulk_payment_id, sub.attempts),
-        (State::Accepted, Some(recorded[0].bulk_payment_id), 2)
+        (sub.state, sub.bulk_payment_id),
+        (State::Accepted, Some(recorded[0].bulk_payment_id))
     );
     let status = world.run_cli(&["status"]).await;
     status.expect_code(0);
@@ -185,6 +191,109 @@ async fn giving_up_after_accept_then_crash_is_unknown_and_a_rerun_finds_the_batc
             .contains("no submission is waiting or of unknown outcome"),
         "{}",
         status.all()
+    );
+    // Resolving twice is refused: it is no longer unknown.
+    let again = world
+        .run_cli(&["resolve", &batch.to_string(), "1", "--not-received"])
+        .await;
+    again.expect_code(2);
+    assert!(
+        again.stderr.contains("not of unknown outcome"),
+        "{}",
+        again.all()
+    );
+    // And the file is now "already submitted".
+    world.run(world.cli_submit(&path, &[])).await.expect_code(3);
+    assert_eq!(world.sandbox.requests(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_mid_body_is_held_unknown_and_resolved_as_not_received_then_sent_once() {
+    let world = World::start().await;
+    let (path, _) = world.generate("dropped.csv", Spec::valid(5_000, 45));
+    let (batch, code) = held_unknown(&world, &path, |w| {
+        w.faults().drop_mid_body.store(1, Ordering::SeqCst)
+    })
+    .await;
+    assert!(
+        world.sandbox.batches().is_empty(),
+        "the sandbox has nothing"
+    );
+    assert_status_unknown(&world, batch, &code).await;
+
+    let resolve = world
+        .run_cli(&["resolve", &batch.to_string(), "1", "--not-received"])
+        .await;
+    resolve.expect_code(0);
+    let sub = only_submission(&world, &path);
+    assert_eq!(sub.state, State::Pending);
+    assert!(!sub.outcome_unknown(), "{sub:#?}");
+    assert_eq!(world.sandbox.requests(), 1, "resolve itself sends nothing");
+
+    // The next submit sends it, under its original code, once.
+    let rerun = world.run(world.cli_submit(&path, &[])).await;
+    rerun.expect_code(0);
+    let got = world.sandbox.batches();
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert_eq!(got[0].merchant_unique_code, code);
+    assert_eq!(world.sandbox.requests(), 2);
+    let sub = only_submission(&world, &path);
+    assert_eq!(
+        (sub.state, sub.bulk_payment_id, sub.attempts),
+        (State::Accepted, Some(got[0].bulk_payment_id), 2)
+    );
+    assert!(sub.resolution.as_deref().unwrap_or("").contains("operator"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_500_is_ambiguous_and_never_retried() {
+    let world = World::start().await;
+    let (path, _) = world.generate("five-hundred.csv", Spec::valid(300, 46));
+    let mut opts = default_options();
+    opts.retry = fast_retry(5);
+    world.faults().server_errors.store(5, Ordering::SeqCst);
+    match world.submit(&path, &opts).await {
+        Err(SubmitError::Unknown { message, .. }) => {
+            assert!(message.contains("500"), "{message}")
+        }
+        other => panic!("expected Unknown, got {other:?}"),
+    }
+    assert_eq!(
+        world.sandbox.requests(),
+        1,
+        "a 500 may follow a created batch"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_declared_deduplicating_gets_the_same_code_again() {
+    let world = World::start().await;
+    let (path, _) = world.generate("dedup.csv", Spec::valid(600, 47));
+    world.faults().accept_then_crash.store(1, Ordering::SeqCst);
+    let opts = SubmitOptions {
+        provider_deduplicates: true,
+        ..default_options()
+    };
+
+    let done = world
+        .submit(&path, &opts)
+        .await
+        .expect("resent and answered");
+
+    let got = world.sandbox.batches();
+    assert_eq!(got.len(), 1, "the (old) sandbox deduplicates: {got:#?}");
+    assert_eq!(world.sandbox.requests(), 2);
+    let sub = &done.batch.submissions[0];
+    assert_eq!(
+        (sub.state, sub.bulk_payment_id),
+        (State::Accepted, Some(got[0].bulk_payment_id))
+    );
+    assert!(
+        done.notices
+            .iter()
+            .any(|n| n.contains("the config says the provider deduplicates")),
+        "{:?}",
+        done.notices
     );
 }
 
@@ -205,10 +314,9 @@ async fn wait_for_attempt_in_flight(ledger: &Ledger) -> Submission {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_mid_upload_then_rerun_sends_exactly_one_batch() {
+async fn killed_mid_upload_is_held_until_resolved_then_sent_exactly_once() {
     let world = World::start().await;
     let (path, _) = world.generate("killed.csv", Spec::valid(3_000, 51));
-    let sha = file_sha(&path);
     // The sandbox holds every request without answering.
     world.faults().set_delay(Duration::from_secs(600));
 
@@ -228,23 +336,13 @@ async fn killed_mid_upload_then_rerun_sends_exactly_one_batch() {
 
     // The ledger after the crash: one pending submission whose only attempt
     // never finished, so its outcome is unknown.
-    let sub = only_submission(&world, &sha);
+    let sub = only_submission(&world, &path);
     assert_eq!(sub.id, in_flight.id);
     assert_eq!(
         (sub.state, sub.bulk_payment_id, sub.attempts),
         (State::Pending, None, 1)
     );
     assert!(sub.interrupted && sub.outcome_unknown());
-    let attempts = world.ledger().attempts(sub.id).unwrap();
-    assert_eq!(attempts.len(), 1);
-    assert_eq!(
-        (attempts[0].finished_at, attempts[0].outcome.as_deref()),
-        (None, None)
-    );
-    assert!(
-        world.sandbox.batches().is_empty(),
-        "the sandbox answered nothing yet"
-    );
     let status = world.run_cli(&["status"]).await;
     status.expect_code(5);
     let unknown_line = format!(
@@ -253,12 +351,48 @@ async fn killed_mid_upload_then_rerun_sends_exactly_one_batch() {
     );
     assert!(status.stdout.contains(&unknown_line), "{}", status.all());
 
-    // The provider recovers; the same command finishes the job.
-    let batch = world.only_batch_for(&sha);
+    // Right after the kill the attempt may still be running in another
+    // process (an attempt lasts up to the request timeout): left alone.
     world.faults().clear();
+    let batch = world.ledger().batch(sub.batch_id).unwrap().unwrap();
     let rerun = world.run(world.cli_submit(&path, &[])).await;
+    rerun.expect_code(3);
+    assert!(
+        rerun
+            .stderr
+            .contains("is being sent by another paydrop process"),
+        "{}",
+        rerun.all()
+    );
+    assert!(world.sandbox.batches().is_empty());
+
+    // Once that timeout has passed, the same command does not send it again.
+    let short = world.dir.path().join("short-timeout.toml");
+    std::fs::write(&short, "[provider]\ntimeout_secs = 1\n").unwrap();
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let rerun = world
+        .run(world.cli_submit(&path, &["--config", short.to_str().unwrap()]))
+        .await;
+    rerun.expect_code(5);
+    assert!(
+        rerun.stderr.contains("the last attempt was interrupted"),
+        "{}",
+        rerun.all()
+    );
+    assert!(world.sandbox.batches().is_empty());
+    let sub = only_submission(&world, &path);
+    assert_eq!((sub.state, sub.attempts), (State::Unknown, 1));
+
+    // The operator checked: not received. The next run sends it once.
+    world
+        .run_cli(&["resolve", &sub.batch_id.to_string(), "1", "--not-received"])
+        .await
+        .expect_code(0);
+    let rerun = world
+        .run(world.cli_submit(&path, &["--config", short.to_str().unwrap()]))
+        .await;
     rerun.expect_code(0);
-    let got = world.sandbox_batches_with(&sha);
+    let got = world.sandbox_batches_with(&file_sha(&path));
     assert_eq!(got.len(), 1, "{got:#?}");
     assert_eq!(got[0].merchant_unique_code, sub.merchant_unique_code);
     assert!(
@@ -271,7 +405,7 @@ async fn killed_mid_upload_then_rerun_sends_exactly_one_batch() {
     );
     let notice = format!("  notice   {}", resuming_notice(&batch));
     assert!(rerun.stdout.contains(&notice), "{}", rerun.all());
-    let sub = only_submission(&world, &sha);
+    let sub = only_submission(&world, &path);
     assert_eq!(
         (sub.state, sub.bulk_payment_id, sub.attempts),
         (State::Accepted, Some(got[0].bulk_payment_id), 2)
@@ -285,20 +419,20 @@ async fn killed_mid_upload_then_rerun_sends_exactly_one_batch() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn giving_up_on_part_1_of_2_then_rerunning_sends_each_part_once() {
+async fn an_unknown_part_1_of_2_holds_the_file_and_part_2_goes_once_resolved() {
     let world = World::start().await;
     let (path, _) = world.generate("two-parts.csv", Spec::valid(1_200, 43));
     let sha = file_sha(&path);
     world.faults().accept_then_crash.store(1, Ordering::SeqCst);
     let mut opts = default_options();
     opts.split_rows = 800;
-    opts.retry = fast_retry(1);
 
-    match world.submit(&path, &opts).await {
-        Err(SubmitError::Unknown { part: 1, .. }) => {}
+    let batch_id = match world.submit(&path, &opts).await {
+        Err(SubmitError::Unknown { part: 1, batch, .. }) => batch,
         other => panic!("expected Unknown for part 1, got {other:?}"),
-    }
+    };
     let batch = world.only_batch_for(&sha);
+    assert_eq!(batch.id, batch_id);
     let states: Vec<_> = batch
         .submissions
         .iter()
@@ -331,15 +465,15 @@ async fn giving_up_on_part_1_of_2_then_rerunning_sends_each_part_once() {
     }
     assert_eq!(world.sandbox.requests(), 1);
 
-    opts.retry = fast_retry(3);
+    let id = world.sandbox.batches()[0].bulk_payment_id.to_string();
+    world
+        .run_cli(&["resolve", &batch.id.to_string(), "1", "--received", &id])
+        .await
+        .expect_code(0);
     let done = world.submit(&path, &opts).await.expect("rerun");
     let got = world.sandbox.batches();
     assert_eq!(got.len(), 2, "{got:#?}");
-    assert_eq!(
-        world.sandbox.requests(),
-        3,
-        "part 1 resent once, part 2 sent once"
-    );
+    assert_eq!(world.sandbox.requests(), 2, "part 1 never resent");
     for (b, s) in got.iter().zip(&done.batch.submissions) {
         assert_eq!(b.merchant_unique_code, s.merchant_unique_code);
         assert_eq!(
@@ -348,11 +482,11 @@ async fn giving_up_on_part_1_of_2_then_rerunning_sends_each_part_once() {
         );
     }
     let attempts: Vec<u32> = done.batch.submissions.iter().map(|s| s.attempts).collect();
-    assert_eq!(attempts, [2, 1]);
+    assert_eq!(attempts, [1, 1]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_forced_submission_of_unknown_outcome_is_finished_not_sent_again() {
+async fn a_forced_submission_of_unknown_outcome_is_held_not_sent_again() {
     let world = World::start().await;
     let (path, _) = world.generate("forced.csv", Spec::valid(500, 44));
     let sha = file_sha(&path);
@@ -366,7 +500,6 @@ async fn a_forced_submission_of_unknown_outcome_is_finished_not_sent_again() {
     world.faults().accept_then_crash.store(1, Ordering::SeqCst);
     let mut forced = default_options();
     forced.force = true;
-    forced.retry = fast_retry(1);
     let code = match world.submit(&path, &forced).await {
         Err(SubmitError::Unknown { code, .. }) => code,
         other => panic!("expected Unknown, got {other:?}"),
@@ -374,24 +507,18 @@ async fn a_forced_submission_of_unknown_outcome_is_finished_not_sent_again() {
     assert!(code.ends_with("-f1"), "{code}");
     assert_eq!(world.sandbox.batches().len(), 2);
 
-    // The error says to run the same submit again: it must finish
-    // generation 1 with its code, not start generation 2.
-    forced.retry = fast_retry(3);
-    let done = world
-        .submit(&path, &forced)
-        .await
-        .expect("the same submit again");
-    assert_eq!(done.batch.generation, 1);
-    assert_eq!(done.batch.submissions[0].merchant_unique_code, code);
-    let resuming = resuming_notice(&done.batch);
-    assert_notices(&done, &forced, &[&resuming]);
+    // The same forced submit again finishes generation 1 (it does not start
+    // generation 2) and does not send it again.
+    match world.submit(&path, &forced).await {
+        Err(SubmitError::Unknown { code: c, .. }) => assert_eq!(c, code),
+        other => panic!("expected Unknown again, got {other:?}"),
+    }
     let got = world.sandbox.batches();
     assert_eq!(got.len(), 2, "paid twice, not three times: {got:#?}");
-    assert_eq!(
-        done.batch.submissions[0].bulk_payment_id,
-        Some(got[1].bulk_payment_id)
-    );
-    assert_eq!(world.ledger().batches_for(&sha).unwrap().len(), 2);
+    assert_eq!(world.sandbox.requests(), 2);
+    let batches = world.ledger().batches_for(&sha).unwrap();
+    assert_eq!(batches.len(), 2);
+    assert_eq!(batches[1].generation, 1);
 }
 
 /// A submit and a `status` (or two submits) starting at once on a new

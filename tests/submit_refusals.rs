@@ -310,3 +310,37 @@ fn the_late_window_notice_crosses_month_and_year_ends() {
         "00:00 Istanbul is past the window"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_currency_without_a_configured_id_is_refused_naming_the_key() {
+    let world = World::start().await;
+    let (path, _) = world.generate("dollars.csv", Spec::valid(30, 65));
+    // Only TRY's CurrencyId is documented: USD is refused before anything
+    // is sent, and the message names the key that would allow it.
+    let run = world
+        .run(world.cli_submit(&path, &["--currency", "USD"]))
+        .await;
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains("[submit.currency_ids]") && run.stderr.contains("USD = <id>"),
+        "{}",
+        run.all()
+    );
+    assert!(run.stderr.contains("nothing was sent"), "{}", run.all());
+    assert_eq!(world.sandbox.requests(), 0);
+    assert!(world.ledger().recent_batches(1).unwrap().is_empty());
+
+    // Mapped in the config: sent with that id.
+    std::fs::write(
+        world.path("paydrop.toml"),
+        "[submit.currency_ids]\nUSD = 2\n",
+    )
+    .unwrap();
+    let run = world
+        .run(world.cli_submit(&path, &["--currency", "USD"]))
+        .await;
+    run.expect_code(0);
+    let got = world.sandbox.batches();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].currency_id, 2);
+}

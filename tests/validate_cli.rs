@@ -319,7 +319,7 @@ fn patterns_list_shows_the_built_in_patterns() {
 #[test]
 fn patterns_show_prints_toml_that_patterns_check_accepts() {
     let s = Scratch::new();
-    for (id, name, columns) in [(1, "Open Card – Simple", 17), (3, "Insurance – Simple", 17)] {
+    for (id, name, columns) in [(1, "Open Card – Simple", 17), (3, "Insurance – Simple", 18)] {
         let (code, toml, err) = outcome(&run(s.paydrop().args([
             "patterns",
             "show",

@@ -81,6 +81,31 @@ fn pattern_3_with_a_header_reports_exactly_the_planted_errors_and_totals() {
         .planted
         .iter()
         .any(|p| p.kind == ErrorKind::TrIdentity));
+    assert!(generated
+        .planted
+        .iter()
+        .any(|p| p.kind == ErrorKind::CardNumber));
+}
+
+#[test]
+fn pattern_3_files_carry_card_parts_and_both_kinds_of_identity_number() {
+    let mut out = Vec::new();
+    let pattern = builtin(3);
+    paydrop::generate::generate(&mut out, &pattern, &gen_options(200, 0.0, 4)).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let mut lengths = BTreeSet::new();
+    for line in text.lines() {
+        let cells: Vec<&str> = line.split(',').collect();
+        assert_eq!(cells.len(), 18, "{line}");
+        assert_eq!((cells[0].len(), cells[1].len()), (8, 4), "{line}");
+        assert!(cells[..3]
+            .iter()
+            .all(|c| c.bytes().all(|b| b.is_ascii_digit())));
+        lengths.insert(cells[2].len());
+    }
+    assert_eq!(lengths, [10, 11].into(), "both VKN and TCKN");
+    let report = validate_bytes(text.as_bytes(), &pattern, &options());
+    assert!(report.unwrap().is_valid());
 }
 
 #[test]

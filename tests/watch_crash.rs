@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use paydrop::ledger::State;
+use paydrop::ledger::{Resolution, State};
 use paydrop::watch::{WatchHooks, DONE, FAILED, PROCESSING};
 use watch_common::*;
 
@@ -80,7 +80,7 @@ async fn a_crash_during_validation_resumes_from_processing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crash_during_the_upload_resumes_with_the_same_code() {
+async fn a_crash_during_the_upload_holds_the_file_until_resolved_then_sends_it_once() {
     let rig = Rig::start_with(|s| s.callback_delay = NEVER).await;
     let faults = rig.sandbox.faults();
     // The provider holds the request; the daemon is killed meanwhile.
@@ -109,8 +109,33 @@ async fn a_crash_during_the_upload_resumes_with_the_same_code() {
         "the killed daemon's callback server still answers"
     );
 
+    // Restarted, with a request timeout after which the killed attempt
+    // counts as interrupted: the outcome is unknown (the sandbox publishes
+    // no bulk inquiry), so the file is held, not sent again.
     faults.set_delay(Duration::ZERO);
-    let daemon = rig.daemon(rig.config()).await;
+    let mut config = rig.config();
+    config.provider.timeout_secs = 1;
+    let daemon = rig.daemon(config).await;
+    wait_until("the part held as unknown", || {
+        rig.ledger()
+            .open_submissions()
+            .is_ok_and(|o| o.iter().any(|s| s.state == State::Unknown))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    only_in_processing(&rig, "upload.csv");
+    assert_eq!(rig.sandbox.requests(), 1, "not sent again");
+
+    // The operator finds it was not received: the next pass sends it once,
+    // under its original code.
+    let sub = rig.ledger().open_submissions().unwrap().remove(0);
+    rig.ledger()
+        .resolve(
+            sub.id,
+            &Resolution::NotReceived,
+            "not received, says the test",
+        )
+        .unwrap();
     let report = assert_recovered(&rig, "upload.csv", &bytes).await;
     let at_sandbox = rig.sandbox.batches();
     assert_eq!(at_sandbox[0].merchant_unique_code, code, "the same code");

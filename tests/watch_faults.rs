@@ -98,8 +98,9 @@ async fn a_failed_move_leaves_the_file_in_processing_until_a_later_pass() {
 async fn files_dropped_while_the_provider_is_down_are_sent_once_in_arrival_order() {
     let rig = Rig::start_with(|s| s.callback_delay = NEVER).await;
     let faults = rig.sandbox.faults();
-    // The provider answers 500 to everything until the fault is cleared.
-    faults.server_errors.store(u32::MAX, Ordering::SeqCst);
+    // The provider answers 503 (not processed) to everything until the
+    // fault is cleared.
+    faults.unavailable.store(u32::MAX, Ordering::SeqCst);
     let mut config = rig.config();
     // One file at a time: "arrival order" is the order of submission.
     config.watch.concurrency = 1;
@@ -123,8 +124,8 @@ async fn files_dropped_while_the_provider_is_down_are_sent_once_in_arrival_order
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     assert!(rig.sandbox.batches().is_empty());
     assert_eq!(payment_files(&rig.sub(PROCESSING)).len(), 3);
-    // The provider comes back; `failed` requests were answered 500.
-    let failed = u64::from(u32::MAX - faults.server_errors.swap(0, Ordering::SeqCst));
+    // The provider comes back; `failed` requests were answered 503.
+    let failed = u64::from(u32::MAX - faults.unavailable.swap(0, Ordering::SeqCst));
 
     let mut filed = Vec::new();
     for (name, _) in &files {
@@ -164,7 +165,47 @@ async fn files_dropped_while_the_provider_is_down_are_sent_once_in_arrival_order
     let attempts = rig.ledger().attempts(first.id).unwrap();
     assert!(attempts[..attempts.len() - 1]
         .iter()
-        .all(|a| a.http_status == Some(500)));
+        .all(|a| a.http_status == Some(503)));
     assert_eq!(attempts.last().unwrap().http_status, Some(200));
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_of_unknown_outcome_is_held_without_blocking_the_others() {
+    let rig = Rig::start_with(|s| s.callback_delay = NEVER).await;
+    let faults = rig.sandbox.faults();
+    // The provider records the first batch and drops the connection.
+    faults.accept_then_crash.store(1, Ordering::SeqCst);
+    let mut config = rig.config();
+    config.watch.concurrency = 1;
+    let daemon = rig.daemon(config).await;
+    let held = payments(40, 8);
+    rig.drop_file("held.csv", &held);
+    wait_until("held.csv unknown", || {
+        rig.ledger()
+            .open_submissions()
+            .is_ok_and(|o| o.iter().any(|s| s.state == State::Unknown))
+    })
+    .await;
+    // Later files go through while it is held, and it is never sent again.
+    for i in 0..3 {
+        rig.drop_file(&format!("next-{i}.csv"), &payments(41 + i, 5));
+    }
+    for i in 0..3 {
+        rig.wait_filed(DONE, &format!("next-{i}.csv")).await;
+    }
+    let processing = payment_files(&rig.sub(PROCESSING));
+    assert_eq!(processing.len(), 1, "{processing:?}");
+    assert_eq!(original_of(&processing[0]), "held.csv");
+    // Looked at again (every second here), never sent again.
+    wait_until("held.csv looked at again", || {
+        log_lines(&["outcome unknown; the file stays in processing/", "held.csv"]).len() >= 2
+    })
+    .await;
+    let at_sandbox = rig.sandbox.batches();
+    assert_eq!(at_sandbox.len(), 4);
+    assert_eq!(rig.sandbox.requests(), 4, "held.csv was sent once");
+    let held_sha = sha256_hex(&held);
+    assert_eq!(rig.sandbox_batches_of(&held_sha).len(), 1);
     daemon.stop().await;
 }

@@ -58,7 +58,7 @@ async fn wait_attempt_in_flight(rig: &Rig) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_mid_upload_then_restart_sends_the_file_once() {
+async fn sigkill_mid_upload_holds_the_file_until_resolved_then_sends_it_once() {
     let rig = Rig::start_with(|s| s.callback_delay = NEVER).await;
     let faults = rig.sandbox.faults();
     faults.set_delay(Duration::from_secs(60));
@@ -77,9 +77,43 @@ async fn sigkill_mid_upload_then_restart_sends_the_file_once() {
     assert_eq!(original_of(&processing[0]), "killed.csv");
     assert!(rig.sandbox.batches().is_empty());
 
+    // Restarted with a short request timeout, so that the killed attempt
+    // soon counts as interrupted rather than possibly still running. The
+    // sandbox publishes no bulk inquiry: the outcome stays unknown, the file
+    // stays in processing/ and nothing is sent again.
     faults.set_delay(Duration::ZERO);
+    let short = fs::read_to_string(&config)
+        .unwrap()
+        .replace("timeout_secs = 60", "timeout_secs = 2");
+    fs::write(&config, short).unwrap();
     let log2 = rig.dir.path().join("watch-2.log");
     let mut child = spawn_watch(&rig, &config, &log2);
+    wait_until("the part held as unknown", || {
+        read_log(&log2).contains("outcome unknown; the file stays in processing/")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(payment_files(&rig.sub(PROCESSING)), processing);
+    assert_eq!(rig.sandbox.requests(), 1, "not sent again");
+    let sub = rig.ledger_batches()[0].submissions[0].clone();
+    assert!(sub.outcome_unknown(), "{sub:#?}");
+    let status = rig
+        .cli()
+        .args(["--config".as_ref(), config.as_os_str(), "status".as_ref()])
+        .output()
+        .unwrap();
+    assert_eq!(status.status.code(), Some(5));
+    let shown = String::from_utf8_lossy(&status.stdout);
+    assert!(shown.contains("OUTCOME UNKNOWN"), "{shown}");
+
+    // The operator finds it was not received: the daemon sends it once.
+    let resolved = rig
+        .cli()
+        .args(["--config".as_ref(), config.as_os_str(), "resolve".as_ref()])
+        .args([&sub.batch_id.to_string(), "1", "--not-received"])
+        .output()
+        .unwrap();
+    assert!(resolved.status.success(), "{resolved:?}");
     let filed = rig.wait_filed(DONE, "killed.csv").await;
     assert_eq!(fs::read(&filed).unwrap(), bytes);
     rig.assert_inbox_and_processing_empty();

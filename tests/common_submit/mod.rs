@@ -85,12 +85,14 @@ pub fn fast_retry(max_attempts: u32) -> RetryPolicy {
 }
 
 /// Submit options as the CLI builds them: TRY, its CurrencyId, `codec` at
-/// its default level, 150,000 rows per part, 6 fast attempts, now, today.
+/// its default level, 150,000 rows per part, 6 fast attempts, a provider not
+/// known to deduplicate codes (with the bulk inquiry's "not found" believed
+/// at once), now, today.
 pub fn options(codec: Codec, mode: BodyMode) -> SubmitOptions {
     let currency = try_currency();
     SubmitOptions {
         currency,
-        currency_id: paydrop::api::currency_id(currency).expect("TRY has a CurrencyId"),
+        currency_id: paydrop::api::TRY_CURRENCY_ID,
         installment: 1,
         half_2d: false,
         callback_address: None,
@@ -99,15 +101,19 @@ pub fn options(codec: Codec, mode: BodyMode) -> SubmitOptions {
         split_rows: 150_000,
         force: false,
         retry: fast_retry(6),
+        provider_deduplicates: false,
+        inquiry_grace: Duration::ZERO,
+        attempt_timeout: HANG_GUARD,
         now: Utc::now(),
         as_of: today(),
         limits: Default::default(),
     }
 }
 
-/// [`options`] with gzip over the whole body (the CLI's default).
+/// [`options`] with the `File` part gzipped (the CLI's default, as in the
+/// provider's example).
 pub fn default_options() -> SubmitOptions {
-    options(Codec::Gzip, BodyMode::WholeBody)
+    options(Codec::Gzip, BodyMode::FilePart)
 }
 
 /// What to generate.
@@ -155,16 +161,22 @@ pub fn lines_of(bytes: &[u8]) -> Vec<&[u8]> {
 }
 
 /// The exact bytes each part of `bytes` must arrive as, computed from the
-/// lines alone: the header line (if any) followed by the part's
-/// `split_rows` rows.
+/// lines alone: the payment rows without a header line or byte-order mark,
+/// each ended by a single `\n` (the provider's files have no header; CRLF
+/// and a missing final newline make no difference), `split_rows` per part.
 pub fn expected_parts(bytes: &[u8], header: bool, split_rows: usize) -> Vec<Vec<u8>> {
-    let lines = lines_of(bytes);
-    let (head, rows) = lines.split_at(usize::from(header));
+    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
+    let rows: Vec<&[u8]> = bytes
+        .split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .filter(|l| !l.is_empty())
+        .skip(usize::from(header))
+        .collect();
     rows.chunks(split_rows)
         .map(|chunk| {
-            head.iter()
-                .chain(chunk)
-                .flat_map(|l| l.iter().copied())
+            chunk
+                .iter()
+                .flat_map(|l| l.iter().copied().chain([b'\n']))
                 .collect()
         })
         .collect()
@@ -407,8 +419,8 @@ pub fn assert_notices(done: &Submitted, opts: &SubmitOptions, expected: &[&str])
 /// The notice of a submit that resumes `batch`.
 pub fn resuming_notice(batch: &Batch) -> String {
     format!(
-        "resuming batch {} from {}: parts not yet accepted are sent again with their original \
-         MerchantUniqueCodes",
+        "resuming batch {} from {}: parts not yet accepted are finished under their \
+         original MerchantUniqueCodes",
         batch.id,
         batch.created_at.format("%Y-%m-%d %H:%M:%S UTC")
     )

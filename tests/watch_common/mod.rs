@@ -363,6 +363,11 @@ impl Rig {
         config.submit.max_attempts = 3;
         config.submit.backoff_ms = 20;
         config.submit.backoff_max_ms = 300;
+        // A part of unknown outcome (or in flight in another task) is looked
+        // at again soon; an attempt lasts at most the client's timeout.
+        config.watch.unknown_recheck_secs = 1;
+        config.provider.timeout_secs = HANG_GUARD.as_secs();
+        config.submit.inquiry_grace_secs = 0;
         config
     }
 
@@ -535,11 +540,13 @@ path = "{ledger}"
 max_attempts = 3
 backoff_ms = 20
 backoff_max_ms = 300
+inquiry_grace_secs = 0
 
 [watch]
 quiet_ms = 200
 rescan_ms = 100
 concurrency = 2
+unknown_recheck_secs = 1
 callback_bind = "127.0.0.1:0"
 callback_secret = "{SECRET}"
 {extra_watch}

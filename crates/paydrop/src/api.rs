@@ -1,10 +1,9 @@
-//! Wire types of the provider's bulk-file API (`../shared/SPEC.md` §1),
-//! shared by the client ([`crate::upload`]) and the embedded sandbox
-//! ([`crate::sandbox`]) so that both speak exactly the same protocol.
+//! Wire types of the provider's bulk-file API (`../shared/SPEC.md` §1,
+//! docs/providers/paywall.md §6), used by the client ([`crate::upload`]) and,
+//! until it is replaced by the independent `crates/sandbox`, by the old
+//! embedded sandbox ([`crate::sandbox`]).
 
 use serde::{Deserialize, Serialize};
-
-use crate::currency::Currency;
 
 /// Path of the bulk payment by file endpoint.
 pub const STARTDIRECT_PATH: &str = "/api/paywall/payment/bulk/file/startdirect";
@@ -140,26 +139,12 @@ pub const CALLBACK_COLUMNS: [&str; 20] = [
     "PaymentStatusId",
 ];
 
-/// The provider's `CurrencyId` for a currency. The provider documents 1 as
-/// TRY (its default); the others follow its examples and are configurable in
-/// `paydrop.toml` because a wrong id charges the wrong currency.
-pub const DEFAULT_CURRENCY_IDS: &[(&str, u32)] = &[("TRY", 1), ("USD", 2), ("EUR", 3), ("GBP", 4)];
-
-/// `CurrencyId` for `currency` in the default table.
-pub fn currency_id(currency: Currency) -> Option<u32> {
-    DEFAULT_CURRENCY_IDS
-        .iter()
-        .find(|(c, _)| *c == currency.code)
-        .map(|(_, id)| *id)
-}
-
-/// The currency a `CurrencyId` stands for in the default table.
-pub fn currency_for_id(id: u32) -> Option<Currency> {
-    DEFAULT_CURRENCY_IDS
-        .iter()
-        .find(|(_, i)| *i == id)
-        .and_then(|(c, _)| Currency::lookup(c))
-}
+/// The provider's `CurrencyId` of TRY, the only one its pages document (the
+/// default when `CurrencyId` is absent:
+/// https://developer.paywall.one/payment-orchestration-integration-document/payment-service/18.-batch-processing-method/1.-payment/3.-file).
+/// Every other currency's id comes from `[submit.currency_ids]`: a wrong id
+/// charges the wrong currency, so none is guessed.
+pub const TRY_CURRENCY_ID: u32 = 1;
 
 #[cfg(test)]
 mod tests {

@@ -140,9 +140,10 @@ pub struct SubmitConfig {
     #[serde(default = "default_codec")]
     pub compress: String,
     pub level: Option<u32>,
-    /// Compress only the `File` part (`payments.csv.gz`) instead of the
-    /// whole request body.
-    #[serde(default)]
+    /// Compress only the `File` part (`payments.csv.gz`, as in the
+    /// provider's example: the default); false compresses the whole request
+    /// body with `Content-Encoding`, which no page documents.
+    #[serde(default = "yes")]
     pub compress_file_part: bool,
     #[serde(default = "default_split")]
     pub split_rows: u64,
@@ -152,8 +153,8 @@ pub struct SubmitConfig {
     pub backoff_ms: u64,
     #[serde(default = "default_backoff_max_ms")]
     pub backoff_max_ms: u64,
-    /// The provider's `CurrencyId` per ISO code; the built-in table is used
-    /// for codes not listed.
+    /// The provider's `CurrencyId` per ISO code. Only TRY = 1 is documented
+    /// and built in; any other currency is refused unless it is listed here.
     #[serde(default)]
     pub currency_ids: BTreeMap<String, u32>,
     /// The most one row may carry, for every currency or per currency
@@ -162,6 +163,16 @@ pub struct SubmitConfig {
     /// The most one file may total (default
     /// [`crate::bounds::DEFAULT_MAX_FILE_TOTAL`]).
     pub max_file_total: Option<Bound>,
+    /// The provider deduplicates a repeated MerchantUniqueCode, so a part
+    /// whose outcome is unknown may be sent again without asking. No page
+    /// says so: leave it false unless the provider confirmed it in writing.
+    #[serde(default)]
+    pub provider_deduplicates: bool,
+    /// How long after an attempt without an answer the bulk inquiry's "not
+    /// found" is believed (the request may still be on its way or in
+    /// processing at the provider).
+    #[serde(default = "default_inquiry_grace")]
+    pub inquiry_grace_secs: u64,
 }
 
 impl Default for SubmitConfig {
@@ -169,7 +180,7 @@ impl Default for SubmitConfig {
         SubmitConfig {
             compress: default_codec(),
             level: None,
-            compress_file_part: false,
+            compress_file_part: true,
             split_rows: default_split(),
             max_attempts: default_attempts(),
             backoff_ms: default_backoff_ms(),
@@ -177,12 +188,20 @@ impl Default for SubmitConfig {
             currency_ids: BTreeMap::new(),
             max_row_amount: None,
             max_file_total: None,
+            provider_deduplicates: false,
+            inquiry_grace_secs: default_inquiry_grace(),
         }
     }
 }
 
 fn default_codec() -> String {
     "gzip".into()
+}
+fn yes() -> bool {
+    true
+}
+fn default_inquiry_grace() -> u64 {
+    600
 }
 fn default_split() -> u64 {
     crate::PROVIDER_MAX_ROWS
@@ -320,6 +339,11 @@ pub struct WatchConfig {
     /// Shared secret in the callback path; without it anyone who can reach
     /// the port could post fake results.
     pub callback_secret: Option<Secret>,
+    /// How often a file whose part is of unknown outcome is looked at again
+    /// (the bulk inquiry asked again, `paydrop resolve` picked up); it stays
+    /// in `processing/` meanwhile and never blocks other files.
+    #[serde(default = "default_unknown_recheck")]
+    pub unknown_recheck_secs: u64,
 }
 
 impl Default for WatchConfig {
@@ -333,6 +357,7 @@ impl Default for WatchConfig {
             callback_bind: default_callback_bind(),
             callback_url: None,
             callback_secret: None,
+            unknown_recheck_secs: default_unknown_recheck(),
         }
     }
 }
@@ -348,6 +373,9 @@ fn default_concurrency() -> usize {
 }
 fn default_shutdown_secs() -> u64 {
     120
+}
+fn default_unknown_recheck() -> u64 {
+    300
 }
 fn default_callback_bind() -> String {
     "127.0.0.1:8081".into()
@@ -438,17 +466,20 @@ impl Config {
         }
     }
 
-    /// The provider's `CurrencyId` for `currency`.
+    /// The provider's `CurrencyId` for `currency`: TRY's is documented, any
+    /// other must be in `[submit.currency_ids]`.
     pub fn currency_id(&self, currency: Currency) -> Result<u32> {
         if let Some(id) = self.submit.currency_ids.get(currency.code) {
             return Ok(*id);
         }
-        crate::api::currency_id(currency).with_context(|| {
-            format!(
-                "no CurrencyId known for {currency}: add it under [submit.currency_ids] in \
-                 paydrop.toml (ask the provider for its id)"
-            )
-        })
+        if currency.code == "TRY" {
+            return Ok(crate::api::TRY_CURRENCY_ID);
+        }
+        bail!(
+            "the provider's CurrencyId for {currency} is not known: its pages document only TRY \
+             (1). Ask the provider for the id and add `{currency} = <id>` under \
+             [submit.currency_ids] in paydrop.toml; nothing was sent"
+        )
     }
 
     /// The money bounds of the `[submit]` section, which validation applies.
@@ -481,6 +512,20 @@ mod tests {
         c.apply_env(|k| (k == ENV_API_KEY).then(|| "topsecret".to_string()));
         assert!(!format!("{c:?}").contains("topsecret"));
         assert_eq!(c.provider.api_key.unwrap().expose(), "topsecret");
+    }
+
+    #[test]
+    fn only_try_has_a_currency_id_unless_the_config_maps_one() {
+        let mut c = Config::default();
+        let usd = Currency::lookup("USD").unwrap();
+        assert_eq!(c.currency_id(Currency::lookup("TRY").unwrap()).unwrap(), 1);
+        let e = c.currency_id(usd).unwrap_err().to_string();
+        assert!(
+            e.contains("[submit.currency_ids]") && e.contains("USD = <id>"),
+            "{e}"
+        );
+        c.submit.currency_ids.insert("USD".into(), 2);
+        assert_eq!(c.currency_id(usd).unwrap(), 2);
     }
 
     #[test]

@@ -182,6 +182,17 @@ impl<'a> Generator<'a> {
         });
         let minor = currency.unwrap_or(self.opts.currency).minor_units;
         let mut amount = None;
+        // Patterns that carry parts of a card take them from one card.
+        let has_parts = self
+            .pattern
+            .columns
+            .iter()
+            .any(|c| matches!(c.kind, ColumnType::CardFirst8 | ColumnType::CardLast4));
+        let card = if has_parts {
+            self.card()
+        } else {
+            String::new()
+        };
         let cells = self
             .pattern
             .columns
@@ -205,6 +216,16 @@ impl<'a> Generator<'a> {
                         self.decimal_text(d)
                     }
                     ColumnType::CardNumber => self.card(),
+                    ColumnType::CardFirst8 => card[..8].to_string(),
+                    ColumnType::CardLast4 => card[card.len() - 4..].to_string(),
+                    ColumnType::TrTaxNumber => self.tax_number(),
+                    ColumnType::TrIdentityOrTaxNumber => {
+                        if self.rng.gen_bool(0.5) {
+                            self.identity()
+                        } else {
+                            self.tax_number()
+                        }
+                    }
                     ColumnType::CardExpiry => {
                         let months = self.rng.gen_range(1..60);
                         let (y, m) = add_months(self.opts.as_of, months);
@@ -299,6 +320,18 @@ impl<'a> Generator<'a> {
             .collect()
     }
 
+    fn tax_number(&mut self) -> String {
+        let mut d = [0u32; 9];
+        for x in d.iter_mut() {
+            *x = self.rng.gen_range(0..10);
+        }
+        let check = check::tr_tax_check_digit(&d);
+        d.iter()
+            .chain(&[check])
+            .map(|x| char::from(b'0' + *x as u8))
+            .collect()
+    }
+
     fn iban(&mut self) -> String {
         let bban: String = (0..22)
             .map(|_| char::from(b'0' + self.rng.gen_range(0..10)))
@@ -317,7 +350,15 @@ impl<'a> Generator<'a> {
         let find = |f: &dyn Fn(&ColumnType) -> bool| cols.iter().position(|c| f(&c.kind));
         let card = find(&|k| matches!(k, ColumnType::CardNumber));
         let expiry = find(&|k| matches!(k, ColumnType::CardExpiry));
-        let identity = find(&|k| matches!(k, ColumnType::TrIdentity));
+        let identity = find(&|k| {
+            matches!(
+                k,
+                ColumnType::TrIdentity
+                    | ColumnType::TrTaxNumber
+                    | ColumnType::TrIdentityOrTaxNumber
+            )
+        });
+        let card_part = find(&|k| matches!(k, ColumnType::CardFirst8 | ColumnType::CardLast4));
         let amount = self.pattern.amount_column();
         let unique = cols.iter().position(|c| c.unique);
         let line_no = cols.iter().position(|c| c.line_number);
@@ -345,9 +386,20 @@ impl<'a> Generator<'a> {
             options.push((ErrorKind::Expired, c, format!("{m:02}/{:02}", y % 100)));
             options.push((ErrorKind::ExpiryFormat, c, "13/30".into()));
         }
-        if let Some(c) = identity {
+        if let Some(c) = card_part {
             let mut v = fields[c].clone();
-            v[10] = b'0' + (v[10] - b'0' + 1) % 10;
+            v.pop();
+            options.push((
+                ErrorKind::CardNumber,
+                c,
+                String::from_utf8(v).expect("digits"),
+            ));
+        }
+        if let Some(c) = identity {
+            // Another check digit: the last one (a TCKN's second, a VKN's).
+            let mut v = fields[c].clone();
+            let last = v.len() - 1;
+            v[last] = b'0' + (v[last] - b'0' + 1) % 10;
             options.push((
                 ErrorKind::TrIdentity,
                 c,

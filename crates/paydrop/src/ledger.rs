@@ -46,8 +46,10 @@ pub enum State {
     Accepted,
     /// The provider refused it; nothing was paid.
     Rejected,
-    /// Retries ran out without a definite answer: retry only with the same
-    /// MerchantUniqueCode.
+    /// Bytes were sent and no definite answer came: the provider may or may
+    /// not have it. Never sent again automatically (unless the provider is
+    /// configured as deduplicating MerchantUniqueCodes) until the bulk
+    /// inquiry or the operator (`paydrop resolve`) says it was not received.
     Unknown,
 }
 
@@ -87,8 +89,19 @@ impl fmt::Display for State {
 pub enum AttemptOutcome {
     Accepted,
     Rejected,
-    /// 429, 5xx, or a connection error: retried.
-    Retryable,
+    /// Nothing reached the provider (connection refused, DNS, TLS handshake,
+    /// an invalid URL): safe to send again.
+    NotSent,
+    /// The provider answered that it did not process the request (429, 503,
+    /// 408): safe to send again.
+    NotProcessed,
+    /// Bytes were sent and no definite answer came (a timeout, a dropped
+    /// connection, a 500/502/504, an unreadable answer): the provider may
+    /// have the batch.
+    Ambiguous,
+    /// paydrop stopped the request before its end (the file changed since
+    /// it was validated): the provider never had a complete request.
+    Aborted,
 }
 
 impl AttemptOutcome {
@@ -96,9 +109,67 @@ impl AttemptOutcome {
         match self {
             AttemptOutcome::Accepted => "accepted",
             AttemptOutcome::Rejected => "rejected",
-            AttemptOutcome::Retryable => "retryable",
+            AttemptOutcome::NotSent => "not_sent",
+            AttemptOutcome::NotProcessed => "not_processed",
+            AttemptOutcome::Ambiguous => "ambiguous",
+            AttemptOutcome::Aborted => "aborted",
         }
     }
+}
+
+/// What the operator (`paydrop resolve`) or the provider's bulk inquiry
+/// found out about a submission of unknown outcome.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Resolution {
+    /// The provider has it: accepted, with its BulkPaymentId when known.
+    Received { bulk_payment_id: Option<i64> },
+    /// The provider does not have it: it is sent again, with its original
+    /// MerchantUniqueCode, by the next submit or daemon pass.
+    NotReceived,
+}
+
+/// Rows of a new file that were sent before in a batch that is accepted, of
+/// unknown outcome or still in flight.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SentBefore {
+    /// How many of the file's rows.
+    pub rows: u64,
+    /// The first few of them, in file order.
+    pub examples: Vec<SentExample>,
+    /// The earlier parts that hold them.
+    pub parts: Vec<EarlierPart>,
+}
+
+/// One row of a new file that was sent before.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SentExample {
+    /// Its `lineNumber` (its row in the file when the pattern has none).
+    pub line_number: i64,
+    /// Its payment code, when the pattern has one.
+    pub code: Option<String>,
+}
+
+/// An earlier submission holding rows of a new file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct EarlierPart {
+    pub batch_id: i64,
+    pub part: u32,
+    pub file: String,
+    pub state: State,
+    pub bulk_payment_id: Option<i64>,
+    pub updated_at: DateTime<Utc>,
+    /// How many of the new file's rows it holds.
+    pub rows: u64,
+}
+
+/// What [`Ledger::create_batch_claiming_rows`] did.
+#[derive(Clone, Debug)]
+pub enum Claim {
+    /// The batch and its rows are recorded; `overlap` is what `force` let
+    /// through (empty without it).
+    Created { batch: Batch, overlap: SentBefore },
+    /// Rows were sent before and `force` was not given: nothing recorded.
+    Refused(SentBefore),
 }
 
 /// What recording a result file did.
@@ -122,6 +193,9 @@ pub struct SentRow {
     /// The row's payment code (`merchantUniqueCode`), when the pattern has one.
     pub code: Option<String>,
     pub amount: Decimal,
+    /// The fingerprint the row is looked up under (see
+    /// [`crate::sent`]): its code's, or the row's own without a code.
+    pub identity: i64,
 }
 
 /// The 64-bit fingerprint under which a payment code is looked up (stored as
@@ -203,6 +277,12 @@ pub struct Submission {
     pub attempts: u32,
     /// An attempt was started and never finished: the process died mid-call.
     pub interrupted: bool,
+    /// When the latest attempt without a definite outcome (ambiguous,
+    /// interrupted) since the last resolution ended, or started if it never
+    /// ended; `None` when the provider answered every attempt since.
+    pub ambiguous_at: Option<DateTime<Utc>>,
+    /// What `paydrop resolve` or the bulk inquiry last found out.
+    pub resolution: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -210,7 +290,8 @@ pub struct Submission {
 impl Submission {
     /// Whether the provider may hold this submission without our knowing.
     pub fn outcome_unknown(&self) -> bool {
-        self.state == State::Unknown || (self.state == State::Pending && self.interrupted)
+        self.state == State::Unknown
+            || (self.state == State::Pending && self.ambiguous_at.is_some())
     }
 }
 
@@ -363,7 +444,18 @@ CREATE INDEX sent_rows_code ON sent_rows(code_fp);
 ALTER TABLE payout_orders ADD COLUMN job_id TEXT;
 ALTER TABLE payout_orders ADD COLUMN inquiry TEXT;
 ",
+    // What the operator or the bulk inquiry found out about a submission of
+    // unknown outcome; attempts up to `resolved_attempt` no longer make it
+    // ambiguous.
+    "
+ALTER TABLE submissions ADD COLUMN resolution TEXT;
+ALTER TABLE submissions ADD COLUMN resolved_attempt INTEGER NOT NULL DEFAULT 0;
+",
 ];
+
+/// The states whose rows count as sent: the provider has them, may have
+/// them, or is about to get them.
+const HOLDS_ROWS: &str = "('accepted', 'unknown', 'pending')";
 
 /// The ledger database.
 pub struct Ledger {
@@ -435,48 +527,266 @@ impl Ledger {
     /// Records a batch and its parts (all `pending`) in one transaction.
     pub fn create_batch(&mut self, b: &NewBatch) -> Result<Batch> {
         let tx = self.conn.transaction()?;
-        let t = now();
-        tx.execute(
-            "INSERT INTO batches (sha256, file, pattern, currency, currency_id, installment, half_2d,
-                 compression, rows, amount, generation, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-            params![
-                b.sha256,
-                b.file,
-                b.pattern,
-                b.currency,
-                b.currency_id,
-                b.installment,
-                b.half_2d,
-                b.compression,
-                b.rows as i64,
-                b.amount.to_string(),
-                b.generation,
-                t
-            ],
-        )?;
-        let batch_id = tx.last_insert_rowid();
-        for p in &b.parts {
-            tx.execute(
-                "INSERT INTO submissions (batch_id, part, merchant_unique_code, rows, amount, state,
-                     created_at, updated_at, first_row)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?6, ?7)",
-                params![
-                    batch_id,
-                    p.part,
-                    p.merchant_unique_code,
-                    p.rows as i64,
-                    p.amount.to_string(),
-                    t,
-                    p.first_row as i64
-                ],
-            )?;
-        }
+        let batch_id = insert_batch(&tx, b)?;
         tx.commit()?;
         self.batch(batch_id)?
             .ok_or_else(|| LedgerError::Corrupt(format!("batch {batch_id} vanished")))
     }
 
+    /// Records a batch, its parts and every row it will send, unless some of
+    /// the rows were sent before in a batch that is accepted, of unknown
+    /// outcome or in flight (`force` records it anyway). The check and the
+    /// records are one IMMEDIATE transaction, so two processes cannot both
+    /// claim the same rows. `rows` is called twice (to check, then to
+    /// record) and yields each row with its part; the check is one index
+    /// lookup per row.
+    pub fn create_batch_claiming_rows<E, I>(
+        &mut self,
+        b: &NewBatch,
+        mut rows: impl FnMut() -> std::result::Result<I, E>,
+        force: bool,
+    ) -> std::result::Result<Claim, E>
+    where
+        E: From<LedgerError>,
+        I: Iterator<Item = std::result::Result<(u32, SentRow), E>>,
+    {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(LedgerError::from)?;
+        let overlap = sent_before(&tx, rows()?, None)?;
+        if overlap.rows > 0 && !force {
+            return Ok(Claim::Refused(overlap));
+        }
+        let batch_id = insert_batch(&tx, b)?;
+        let parts: std::collections::HashMap<u32, i64> = tx
+            .prepare("SELECT part, id FROM submissions WHERE batch_id = ?1")
+            .and_then(|mut st| {
+                st.query_map([batch_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect()
+            })
+            .map_err(LedgerError::from)?;
+        {
+            let mut insert = tx.prepare(INSERT_SENT_ROW).map_err(LedgerError::from)?;
+            for row in rows()? {
+                let (part, row) = row?;
+                let sub = parts.get(&part).copied().ok_or_else(|| {
+                    LedgerError::Corrupt(format!("a row of part {part}, which the batch lacks"))
+                })?;
+                insert_sent_row(&mut insert, sub, &row)?;
+            }
+        }
+        tx.commit().map_err(LedgerError::from)?;
+        let batch = self
+            .batch(batch_id)?
+            .ok_or_else(|| LedgerError::Corrupt(format!("batch {batch_id} vanished")))?;
+        Ok(Claim::Created { batch, overlap })
+    }
+
+    /// Makes a rejected submission hold its rows again before it is sent
+    /// once more (a rerun of the same file), unless another batch has
+    /// claimed some of them meanwhile: then nothing changes and they are
+    /// returned. One IMMEDIATE transaction, like [`Self::create_batch_claiming_rows`].
+    pub fn reclaim_rows(&mut self, submission_id: i64) -> Result<Option<SentBefore>> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let rows: Vec<SentRow> = tx
+            .prepare(
+                "SELECT line_number, code, amount, code_fp FROM sent_rows
+                 WHERE submission_id = ?1 ORDER BY line_number",
+            )?
+            .query_map([submission_id], |r| {
+                Ok(SentRow {
+                    line_number: r.get(0)?,
+                    code: r.get(1)?,
+                    amount: decimal(r.get(2)?)?,
+                    identity: r.get(3)?,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        let overlap = sent_before::<LedgerError, _>(
+            &tx,
+            rows.into_iter().map(|r| Ok((0, r))),
+            Some(submission_id),
+        )?;
+        if overlap.rows > 0 {
+            return Ok(Some(overlap));
+        }
+        tx.execute(
+            "UPDATE submissions SET state = 'pending', updated_at = ?2
+             WHERE id = ?1 AND state = 'rejected'",
+            params![submission_id, now()],
+        )?;
+        tx.commit()?;
+        Ok(None)
+    }
+
+    /// Records what was found out about a submission of unknown outcome.
+    /// Attempts made so far no longer make it ambiguous; an accepted
+    /// submission is never changed.
+    pub fn resolve(&self, submission_id: i64, resolution: &Resolution, note: &str) -> Result<()> {
+        let (state, bulk_payment_id) = match resolution {
+            Resolution::Received { bulk_payment_id } => (State::Accepted, *bulk_payment_id),
+            Resolution::NotReceived => (State::Pending, None),
+        };
+        self.conn.execute(
+            "UPDATE submissions
+             SET state = ?2, bulk_payment_id = COALESCE(?3, bulk_payment_id), message = ?4,
+                 resolution = ?4, updated_at = ?5,
+                 resolved_attempt = (SELECT COALESCE(MAX(id), 0) FROM attempts
+                                     WHERE submission_id = ?1)
+             WHERE id = ?1 AND state != 'accepted'",
+            params![submission_id, state.as_str(), bulk_payment_id, note, now()],
+        )?;
+        Ok(())
+    }
+
+    /// The submission of `batch_id`'s part `part`.
+    pub fn submission(&self, batch_id: i64, part: u32) -> Result<Option<Submission>> {
+        Ok(self
+            .submissions_where("s.batch_id = ?1 AND s.part = ?2", params![batch_id, part])?
+            .into_iter()
+            .next())
+    }
+}
+
+/// Inserts a batch and its parts; returns the batch id.
+fn insert_batch(tx: &rusqlite::Transaction<'_>, b: &NewBatch) -> Result<i64> {
+    let t = now();
+    tx.execute(
+        "INSERT INTO batches (sha256, file, pattern, currency, currency_id, installment, half_2d,
+                 compression, rows, amount, generation, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        params![
+            b.sha256,
+            b.file,
+            b.pattern,
+            b.currency,
+            b.currency_id,
+            b.installment,
+            b.half_2d,
+            b.compression,
+            b.rows as i64,
+            b.amount.to_string(),
+            b.generation,
+            t
+        ],
+    )?;
+    let batch_id = tx.last_insert_rowid();
+    for p in &b.parts {
+        tx.execute(
+            "INSERT INTO submissions (batch_id, part, merchant_unique_code, rows, amount, state,
+                     created_at, updated_at, first_row)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?6, ?7)",
+            params![
+                batch_id,
+                p.part,
+                p.merchant_unique_code,
+                p.rows as i64,
+                p.amount.to_string(),
+                t,
+                p.first_row as i64
+            ],
+        )?;
+    }
+    Ok(batch_id)
+}
+
+const INSERT_SENT_ROW: &str =
+    "INSERT INTO sent_rows (submission_id, line_number, code, code_fp, amount)
+     VALUES (?1, ?2, ?3, ?4, ?5)";
+
+fn insert_sent_row(
+    insert: &mut rusqlite::Statement<'_>,
+    submission_id: i64,
+    row: &SentRow,
+) -> Result<()> {
+    insert.execute(params![
+        submission_id,
+        row.line_number,
+        row.code,
+        row.identity,
+        row.amount.to_string()
+    ])?;
+    Ok(())
+}
+
+/// The rows among `rows` that were sent before (see [`HOLDS_ROWS`]) in a
+/// submission other than `except`.
+fn sent_before<E, I>(
+    tx: &rusqlite::Transaction<'_>,
+    rows: I,
+    except: Option<i64>,
+) -> std::result::Result<SentBefore, E>
+where
+    E: From<LedgerError>,
+    I: Iterator<Item = std::result::Result<(u32, SentRow), E>>,
+{
+    let mut lookup = tx
+        .prepare(&format!(
+            "SELECT s.submission_id FROM sent_rows s JOIN submissions sub ON sub.id = s.submission_id
+             WHERE s.code_fp = ?1 AND s.code IS ?2 AND sub.state IN {HOLDS_ROWS}
+               AND sub.id IS NOT ?3"
+        ))
+        .map_err(LedgerError::from)?;
+    let mut found = SentBefore::default();
+    let mut per_submission: std::collections::BTreeMap<i64, u64> = Default::default();
+    for row in rows {
+        let (_, row) = row?;
+        let mut hit = false;
+        let mut subs = lookup
+            .query(params![row.identity, row.code, except])
+            .map_err(LedgerError::from)?;
+        while let Some(r) = subs.next().map_err(LedgerError::from)? {
+            let sub: i64 = r.get(0).map_err(LedgerError::from)?;
+            *per_submission.entry(sub).or_default() += 1;
+            hit = true;
+        }
+        if hit {
+            found.rows += 1;
+            if found.examples.len() < 3 {
+                found.examples.push(SentExample {
+                    line_number: row.line_number,
+                    code: row.code.clone(),
+                });
+            }
+        }
+    }
+    drop(lookup);
+    let mut part = tx
+        .prepare(
+            "SELECT s.batch_id, s.part, b.file, s.state, s.bulk_payment_id, s.updated_at
+             FROM submissions s JOIN batches b ON b.id = s.batch_id WHERE s.id = ?1",
+        )
+        .map_err(LedgerError::from)?;
+    for (sub, rows) in per_submission {
+        let earlier = part
+            .query_row([sub], |r| {
+                let state: String = r.get(3)?;
+                Ok(EarlierPart {
+                    batch_id: r.get(0)?,
+                    part: r.get(1)?,
+                    file: r.get(2)?,
+                    state: state.parse().map_err(|e: LedgerError| {
+                        rusqlite::Error::FromSqlConversionFailure(
+                            3,
+                            rusqlite::types::Type::Text,
+                            e.into(),
+                        )
+                    })?,
+                    bulk_payment_id: r.get(4)?,
+                    updated_at: time(r.get(5)?)?,
+                    rows,
+                })
+            })
+            .map_err(LedgerError::from)?;
+        found.parts.push(earlier);
+    }
+    Ok(found)
+}
+
+impl Ledger {
     /// All batches of this content, oldest first.
     pub fn batches_for(&self, sha256: &str) -> Result<Vec<Batch>> {
         let ids: Vec<i64> = self
@@ -532,7 +842,13 @@ impl Ledger {
                     (SELECT COUNT(*) FROM attempts a WHERE a.submission_id = s.id),
                     (SELECT COUNT(*) FROM attempts a WHERE a.submission_id = s.id
                          AND a.finished_at IS NULL),
-                    s.first_row, s.results_at
+                    s.first_row, s.results_at,
+                    -- 'retryable' is how ledgers before the ambiguity rule
+                    -- wrote every failure: taken as ambiguous.
+                    (SELECT MAX(COALESCE(a.finished_at, a.started_at)) FROM attempts a
+                     WHERE a.submission_id = s.id AND a.id > s.resolved_attempt
+                       AND (a.finished_at IS NULL OR a.outcome IN ('ambiguous', 'retryable'))),
+                    s.resolution
              FROM submissions s WHERE {cond} ORDER BY s.batch_id, s.part"
         );
         let mut stmt = self.conn.prepare(&sql)?;
@@ -581,6 +897,35 @@ impl Ledger {
             params![submission_id, now()],
         )?;
         Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Opens an attempt only if the submission may be sent now: it is not
+    /// accepted, no other attempt started after `busy_since` is still
+    /// unfinished (another process may be sending it), and, unless
+    /// `allow_ambiguous`, no attempt since the last resolution went without
+    /// a definite answer. One statement, so two processes cannot both open
+    /// one. `None` when it may not be sent.
+    pub fn begin_attempt_if_free(
+        &self,
+        submission_id: i64,
+        busy_since: DateTime<Utc>,
+        allow_ambiguous: bool,
+    ) -> Result<Option<i64>> {
+        let busy_since = busy_since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let added = self.conn.execute(
+            "INSERT INTO attempts (submission_id, started_at)
+             SELECT s.id, ?2 FROM submissions s
+             WHERE s.id = ?1 AND s.state != 'accepted'
+               AND (?4 OR s.state != 'unknown')
+               AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.submission_id = s.id
+                               AND a.finished_at IS NULL AND a.started_at > ?3)
+               AND (?4 OR NOT EXISTS (SELECT 1 FROM attempts a WHERE a.submission_id = s.id
+                               AND a.id > s.resolved_attempt
+                               AND (a.finished_at IS NULL
+                                    OR a.outcome IN ('ambiguous', 'retryable'))))",
+            params![submission_id, now(), busy_since, allow_ambiguous],
+        )?;
+        Ok((added == 1).then(|| self.conn.last_insert_rowid()))
     }
 
     /// Closes an attempt with its outcome.
@@ -708,23 +1053,9 @@ impl Ledger {
         let tx = self.conn.transaction().map_err(LedgerError::from)?;
         let mut count = 0u64;
         {
-            let mut insert = tx
-                .prepare(
-                    "INSERT INTO sent_rows (submission_id, line_number, code, code_fp, amount)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                )
-                .map_err(LedgerError::from)?;
+            let mut insert = tx.prepare(INSERT_SENT_ROW).map_err(LedgerError::from)?;
             for row in rows {
-                let row = row?;
-                insert
-                    .execute(params![
-                        submission_id,
-                        row.line_number,
-                        row.code,
-                        row.code.as_deref().map(code_fingerprint),
-                        row.amount.to_string()
-                    ])
-                    .map_err(LedgerError::from)?;
+                insert_sent_row(&mut insert, submission_id, &row?)?;
                 count += 1;
             }
         }
@@ -752,8 +1083,8 @@ impl Ledger {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT line_number, code, amount FROM sent_rows WHERE submission_id = ?1
-                 ORDER BY line_number",
+                "SELECT line_number, code, amount, code_fp FROM sent_rows
+                 WHERE submission_id = ?1 ORDER BY line_number",
             )
             .map_err(LedgerError::from)?;
         let rows = stmt
@@ -762,6 +1093,7 @@ impl Ledger {
                     line_number: r.get(0)?,
                     code: r.get(1)?,
                     amount: decimal(r.get(2)?)?,
+                    identity: r.get(3)?,
                 })
             })
             .map_err(LedgerError::from)?;
@@ -1018,6 +1350,8 @@ fn submission_from_row(r: &Row<'_>) -> rusqlite::Result<Submission> {
         interrupted: r.get::<_, i64>(13)? > 0,
         first_row: r.get::<_, i64>(14)? as u64,
         results_at: r.get::<_, Option<String>>(15)?.map(time).transpose()?,
+        ambiguous_at: r.get::<_, Option<String>>(16)?.map(time).transpose()?,
+        resolution: r.get(17)?,
     })
 }
 
@@ -1094,12 +1428,11 @@ mod tests {
         let mut l = Ledger::open(&dir.path().join("l.db")).unwrap();
         let b = l.create_batch(&new_batch("abc", 0)).unwrap();
         let sub = b.submissions[0].id;
-        let row = |line: i64, code: Option<&str>, amount: &str| SentRow {
-            line_number: line,
-            code: code.map(str::to_string),
-            amount: amount.parse().unwrap(),
-        };
-        let rows = [row(2, Some("MUC-2"), "5.50"), row(1, None, "14.50")];
+        let rows = [
+            sent_row(2, Some("MUC-2"), "5.50"),
+            sent_row(1, None, "14.50"),
+        ];
+        let row = sent_row;
         fn ok(rows: &[SentRow]) -> impl Iterator<Item = Result<SentRow>> + '_ {
             rows.iter().cloned().map(Ok)
         }
@@ -1124,6 +1457,178 @@ mod tests {
         ];
         assert!(l.record_sent_rows(b.submissions[1].id, failing).is_err());
         assert_eq!(l.sent_row_count(b.submissions[1].id).unwrap(), 0);
+    }
+
+    fn sent_row(line: i64, code: Option<&str>, amount: &str) -> SentRow {
+        SentRow {
+            line_number: line,
+            code: code.map(str::to_string),
+            amount: amount.parse().unwrap(),
+            identity: code.map_or(line * 7919, code_fingerprint),
+        }
+    }
+
+    /// Rows of a two-part batch as `create_batch_claiming_rows` takes them.
+    fn claim(
+        l: &mut Ledger,
+        sha: &str,
+        generation: u32,
+        codes: &[&str],
+        force: bool,
+    ) -> Result<Claim> {
+        let rows: Vec<(u32, SentRow)> = codes
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                (
+                    if i < 2 { 1 } else { 2 },
+                    sent_row(i as i64 + 1, Some(c), "10"),
+                )
+            })
+            .collect();
+        l.create_batch_claiming_rows(
+            &new_batch(sha, generation),
+            || Ok(rows.clone().into_iter().map(Ok)),
+            force,
+        )
+    }
+
+    #[test]
+    fn rows_sent_in_a_batch_that_holds_them_are_refused_unless_forced() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut l = Ledger::open(&dir.path().join("l.db")).unwrap();
+        let Claim::Created { batch, overlap } =
+            claim(&mut l, "a", 0, &["A", "B", "C"], false).unwrap()
+        else {
+            panic!("the first batch is created")
+        };
+        assert_eq!(overlap, SentBefore::default());
+        assert_eq!(l.sent_row_count(batch.submissions[0].id).unwrap(), 2);
+        assert_eq!(l.sent_row_count(batch.submissions[1].id).unwrap(), 1);
+        l.settle(
+            batch.submissions[0].id,
+            State::Accepted,
+            Some(3467),
+            "ok",
+            None,
+        )
+        .unwrap();
+        l.settle(
+            batch.submissions[1].id,
+            State::Unknown,
+            None,
+            "timeout",
+            None,
+        )
+        .unwrap();
+
+        // Reordered, mixed with new rows, another content.
+        let Claim::Refused(before) = claim(&mut l, "b", 0, &["X", "C", "A", "Y"], false).unwrap()
+        else {
+            panic!("refused")
+        };
+        assert_eq!(before.rows, 2);
+        let examples: Vec<_> = before.examples.iter().map(|e| e.code.as_deref()).collect();
+        assert_eq!(examples, [Some("C"), Some("A")]);
+        let parts: Vec<_> = before
+            .parts
+            .iter()
+            .map(|p| (p.batch_id, p.part, p.state, p.bulk_payment_id, p.rows))
+            .collect();
+        assert_eq!(
+            parts,
+            [
+                (batch.id, 1, State::Accepted, Some(3467), 1),
+                (batch.id, 2, State::Unknown, None, 1)
+            ]
+        );
+        assert_eq!(l.recent_batches(10).unwrap().len(), 1, "nothing recorded");
+
+        // A rejected part no longer holds its rows; --force passes the rest.
+        l.settle(batch.submissions[1].id, State::Rejected, None, "no", None)
+            .unwrap();
+        let Claim::Refused(before) = claim(&mut l, "b", 0, &["X", "C", "A", "Y"], false).unwrap()
+        else {
+            panic!("refused")
+        };
+        assert_eq!(before.rows, 1);
+        let Claim::Created { overlap, .. } =
+            claim(&mut l, "b", 0, &["X", "C", "A", "Y"], true).unwrap()
+        else {
+            panic!("forced")
+        };
+        assert_eq!(overlap.rows, 1);
+        assert_eq!(l.recent_batches(10).unwrap().len(), 2);
+
+        // The rejected part cannot be sent again now: batch "b" holds its row.
+        let rejected = batch.submissions[1].id;
+        let taken = l
+            .reclaim_rows(rejected)
+            .unwrap()
+            .expect("claimed meanwhile");
+        assert_eq!((taken.rows, taken.parts[0].batch_id), (1, batch.id + 1));
+        assert_eq!(
+            l.submission(batch.id, 2).unwrap().unwrap().state,
+            State::Rejected
+        );
+        // Once "b" is rejected too, it can: it holds its rows again.
+        let b = l.recent_batches(1).unwrap().remove(0);
+        for sub in &b.submissions {
+            l.settle(sub.id, State::Rejected, None, "no", None).unwrap();
+        }
+        assert_eq!(l.reclaim_rows(rejected).unwrap(), None);
+        assert_eq!(
+            l.submission(batch.id, 2).unwrap().unwrap().state,
+            State::Pending
+        );
+    }
+
+    #[test]
+    fn a_resolution_settles_an_unknown_part_and_clears_its_ambiguity() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut l = Ledger::open(&dir.path().join("l.db")).unwrap();
+        let b = l.create_batch(&new_batch("abc", 0)).unwrap();
+        let (one, two) = (b.submissions[0].id, b.submissions[1].id);
+        for sub in [one, two] {
+            let a = l.begin_attempt(sub).unwrap();
+            l.finish_attempt(a, AttemptOutcome::Ambiguous, None, "timed out")
+                .unwrap();
+            l.settle(sub, State::Unknown, None, "timed out", None)
+                .unwrap();
+        }
+        let unknown = l.submission(b.id, 1).unwrap().unwrap();
+        assert!(unknown.outcome_unknown() && unknown.ambiguous_at.is_some());
+
+        l.resolve(
+            one,
+            &Resolution::Received {
+                bulk_payment_id: Some(9),
+            },
+            "found",
+        )
+        .unwrap();
+        let s = l.submission(b.id, 1).unwrap().unwrap();
+        assert_eq!((s.state, s.bulk_payment_id), (State::Accepted, Some(9)));
+        assert_eq!(s.resolution.as_deref(), Some("found"));
+
+        l.resolve(two, &Resolution::NotReceived, "not there")
+            .unwrap();
+        let s = l.submission(b.id, 2).unwrap().unwrap();
+        assert_eq!(s.state, State::Pending);
+        assert!(!s.outcome_unknown() && s.ambiguous_at.is_none(), "{s:#?}");
+        // A later attempt without an answer makes it unknown again.
+        let a = l.begin_attempt(two).unwrap();
+        let s = l.submission(b.id, 2).unwrap().unwrap();
+        assert!(s.outcome_unknown() && s.interrupted);
+        l.finish_attempt(a, AttemptOutcome::NotSent, None, "refused")
+            .unwrap();
+        assert!(!l.submission(b.id, 2).unwrap().unwrap().outcome_unknown());
+        // An accepted part is never changed by a resolution.
+        l.resolve(one, &Resolution::NotReceived, "late").unwrap();
+        assert_eq!(
+            l.submission(b.id, 1).unwrap().unwrap().state,
+            State::Accepted
+        );
     }
 
     #[test]

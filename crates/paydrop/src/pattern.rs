@@ -32,6 +32,8 @@ pub struct Pattern {
     pub encoding: Encoding,
     /// `b'.'` or `b','`.
     pub decimal_separator: u8,
+    /// Whether the provider reads RFC 4180 quoted fields.
+    pub quoting: Quoting,
     pub columns: Vec<Column>,
     /// Where the pattern came from: `built-in` or a file path.
     pub source: String,
@@ -45,6 +47,21 @@ pub enum Header {
     /// A header is present when the first row's cells equal the column names
     /// (case-insensitively); useful because merchants export both ways.
     Auto,
+}
+
+/// How a value holding the delimiter, a quote or a line break can be sent.
+///
+/// The provider's pages show a row as a plain join of its fields with
+/// commas (`{cardNumber},{expiryDate},…`) and document no quoting
+/// (https://developer.paywall.one/payment-orchestration-integration-document/system-data/bulk-payment-file-information):
+/// quoting such a value would shift the provider's columns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Quoting {
+    /// No quoting (the default): such a value is refused at validation.
+    None,
+    /// The provider is known to read RFC 4180 quoting: such values are sent
+    /// quoted, a quote doubled. Line breaks inside a value stay refused.
+    Rfc4180,
 }
 
 /// Text encoding of the file.
@@ -110,18 +127,39 @@ pub enum ColumnType {
     },
     /// 12–19 digits passing the Luhn check.
     CardNumber,
+    /// The card's first 8 digits (pattern 3's `cardNoFirst`).
+    CardFirst8,
+    /// The card's last 4 digits (pattern 3's `cardNoLast`).
+    CardLast4,
     /// `MM/YY`, `MMYY` or `YYYY-MM`, not before the month of the check date.
     CardExpiry,
     /// ISO 13616 IBAN with the country's length.
     Iban,
     /// Turkish national identity number (TCKN): 11 digits, two check digits.
     TrIdentity,
+    /// Turkish tax number (VKN): 10 digits, one check digit.
+    TrTaxNumber,
+    /// A TCKN or a VKN, told apart by length (pattern 3's `identityNumber`).
+    TrIdentityOrTaxNumber,
     /// ISO 4217 alphabetic or numeric code.
     Currency,
     Email,
 }
 
 impl ColumnType {
+    /// Whether values of this type are masked whatever the pattern says: full
+    /// card numbers and identity or tax numbers (card parts are partial
+    /// already).
+    pub fn always_masked(&self) -> bool {
+        matches!(
+            self,
+            ColumnType::CardNumber
+                | ColumnType::TrIdentity
+                | ColumnType::TrTaxNumber
+                | ColumnType::TrIdentityOrTaxNumber
+        )
+    }
+
     /// The name used in pattern files.
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -133,9 +171,13 @@ impl ColumnType {
             ColumnType::Boolean => "boolean",
             ColumnType::Enum { .. } => "enum",
             ColumnType::CardNumber => "card_number",
+            ColumnType::CardFirst8 => "card_first8",
+            ColumnType::CardLast4 => "card_last4",
             ColumnType::CardExpiry => "card_expiry",
             ColumnType::Iban => "iban",
             ColumnType::TrIdentity => "tr_identity",
+            ColumnType::TrTaxNumber => "tr_tax_number",
+            ColumnType::TrIdentityOrTaxNumber => "tr_identity_or_tax_number",
             ColumnType::Currency => "currency",
             ColumnType::Email => "email",
         }
@@ -276,6 +318,8 @@ struct RawPattern {
     encoding: Spanned<String>,
     #[serde(default = "default_decimal")]
     decimal_separator: Spanned<String>,
+    #[serde(default = "default_quoting")]
+    quoting: Spanned<String>,
     columns: Vec<Spanned<RawColumn>>,
 }
 
@@ -352,6 +396,9 @@ fn default_encoding() -> Spanned<String> {
 fn default_decimal() -> Spanned<String> {
     unspanned(".".into())
 }
+fn default_quoting() -> Spanned<String> {
+    unspanned("none".into())
+}
 
 impl RawPattern {
     fn check(self, src: &str, origin: &str) -> Result<Pattern, PatternError> {
@@ -420,6 +467,20 @@ impl RawPattern {
                 ))
             }
         };
+        let quoting = match self.quoting.get_ref().to_ascii_lowercase().as_str() {
+            "none" => Quoting::None,
+            "rfc4180" => Quoting::Rfc4180,
+            other => {
+                return Err(err(
+                    self.quoting.span(),
+                    "quoting",
+                    format!(
+                        "'{other}' must be \"none\" (the provider's documented plain rows) or \
+                         \"rfc4180\" (only if your provider confirmed it reads quoted fields)"
+                    ),
+                ))
+            }
+        };
         if self.columns.is_empty() {
             return Err(PatternError::at(
                 origin,
@@ -472,6 +533,7 @@ impl RawPattern {
             header,
             encoding,
             decimal_separator,
+            quoting,
             columns,
             source: origin.to_string(),
         })
@@ -587,9 +649,13 @@ impl RawColumn {
                 match simple {
                     "boolean" => ColumnType::Boolean,
                     "card_number" => ColumnType::CardNumber,
+                    "card_first8" => ColumnType::CardFirst8,
+                    "card_last4" => ColumnType::CardLast4,
                     "card_expiry" => ColumnType::CardExpiry,
                     "iban" => ColumnType::Iban,
                     "tr_identity" => ColumnType::TrIdentity,
+                    "tr_tax_number" => ColumnType::TrTaxNumber,
+                    "tr_identity_or_tax_number" => ColumnType::TrIdentityOrTaxNumber,
                     "currency" => ColumnType::Currency,
                     "email" => ColumnType::Email,
                     other => {
@@ -597,8 +663,9 @@ impl RawColumn {
                             "type",
                             format!(
                                 "unknown type '{other}'; use one of string, integer, decimal, \
-                                 date, datetime, boolean, enum, card_number, card_expiry, iban, \
-                                 tr_identity, currency, email"
+                                 date, datetime, boolean, enum, card_number, card_first8, \
+                                 card_last4, card_expiry, iban, tr_identity, tr_tax_number, \
+                                 tr_identity_or_tax_number, currency, email"
                             ),
                         ))
                     }
@@ -634,7 +701,7 @@ impl RawColumn {
                 "only string and integer columns can be unique".into(),
             ));
         }
-        let mask = self.mask || matches!(kind, ColumnType::CardNumber | ColumnType::TrIdentity);
+        let mask = self.mask || kind.always_masked();
         Ok(Column {
             name: self.name.clone(),
             kind,
@@ -693,6 +760,13 @@ impl From<&Pattern> for RawPattern {
                 .into(),
             ),
             decimal_separator: unspanned((p.decimal_separator as char).to_string()),
+            quoting: unspanned(
+                match p.quoting {
+                    Quoting::None => "none",
+                    Quoting::Rfc4180 => "rfc4180",
+                }
+                .into(),
+            ),
             columns: p.columns.iter().map(|c| unspanned(c.into())).collect(),
         }
     }
@@ -710,7 +784,7 @@ impl From<&Column> for RawColumn {
             line_number: c.line_number,
             payment_code: c.payment_code,
             // Masking is implied by the card and identity types.
-            mask: c.mask && !matches!(c.kind, ColumnType::CardNumber | ColumnType::TrIdentity),
+            mask: c.mask && !c.kind.always_masked(),
             ..RawColumn::default()
         };
         match &c.kind {
@@ -882,12 +956,29 @@ mod tests {
     }
 
     #[test]
-    fn pattern_3_has_identity_number_in_place_of_expiry() {
+    fn pattern_3_is_the_published_insurance_layout() {
         let p = &builtin()[1];
         assert_eq!(p.id, 3);
-        assert_eq!(p.columns[1].name, "identityNumber");
-        assert!(matches!(p.columns[1].kind, ColumnType::TrIdentity));
-        assert!(p.columns[1].mask);
+        let names: Vec<&str> = p.columns.iter().map(|c| c.name.as_str()).collect();
+        // Pattern 1 with `cardNumber, expiryDate` replaced by three columns.
+        let open_card = &builtin()[0];
+        let rest: Vec<&str> = open_card.columns[2..]
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(names[..3], ["cardNoFirst", "cardNoLast", "identityNumber"]);
+        assert_eq!(names[3..], rest[..]);
+        assert!(matches!(p.columns[0].kind, ColumnType::CardFirst8));
+        assert!(matches!(p.columns[1].kind, ColumnType::CardLast4));
+        assert!(!p.columns[0].mask && !p.columns[1].mask, "partial already");
+        assert!(matches!(
+            p.columns[2].kind,
+            ColumnType::TrIdentityOrTaxNumber
+        ));
+        assert!(p.columns[2].mask);
+        assert_eq!(p.amount_column(), Some(3));
+        assert_eq!(p.line_number_column(), Some(4));
+        assert_eq!(p.payment_code_column(), Some(10));
     }
 
     #[test]

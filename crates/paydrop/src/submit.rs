@@ -1,13 +1,23 @@
 //! Submitting a file: validate and total it, decide in the ledger whether it
-//! may be sent, then send each part with retries, recording every step.
+//! may be sent, then send each part, recording every step.
 //!
 //! The order is what makes it safe: a file is validated completely before a
-//! byte is sent (an invalid file is never sent); the batch and its
-//! MerchantUniqueCodes are committed to the ledger before the first call; each
-//! attempt is opened before and closed after its call. A MerchantUniqueCode is
-//! derived from the content hash and the part number, so a retry, a rerun
-//! after a crash or a second machine all send the same code, which the
-//! provider deduplicates.
+//! byte is sent (an invalid file is never sent); the batch, its
+//! MerchantUniqueCodes and every row it sends are committed to the ledger
+//! before the first call, after checking that no row was sent before; each
+//! attempt is opened before and closed after its call. A MerchantUniqueCode
+//! is derived from the content identity and the part number, so a rerun
+//! after a crash or a second machine use the same code.
+//!
+//! No page says that the provider deduplicates a repeated MerchantUniqueCode
+//! (docs/providers/paywall.md §6.6), so a part is sent again automatically
+//! only when nothing can have reached the provider (never sent) or the
+//! provider said it did not process it (429, 503). After an attempt without
+//! a definite answer the part's outcome is unknown: the provider's bulk
+//! inquiry is asked ([`crate::inquiry`]), and unless it answers definitely the
+//! part is held until an operator runs `paydrop resolve`. Only a config that
+//! declares the provider deduplicating ([`SubmitOptions::provider_deduplicates`])
+//! sends it again blindly.
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
@@ -22,10 +32,13 @@ use rand::Rng;
 use crate::bounds::Limits;
 use crate::compress::Compression;
 use crate::currency::Currency;
+use crate::inquiry::Inquiry;
 use crate::ledger::{
-    AttemptOutcome, Batch, Ledger, LedgerError, NewBatch, NewSubmission, SentRow, State,
+    AttemptOutcome, Batch, Claim, Ledger, LedgerError, NewBatch, NewSubmission, Resolution,
+    SentBefore, SentRow, State, Submission,
 };
 use crate::pattern::Pattern;
+use crate::sent::PartSource;
 use crate::upload::{Answer, BodyMode, Client, PartRequest};
 use crate::validate::{validate_file, Fatal, Hooks, Options, Report, ValidRow};
 
@@ -41,10 +54,22 @@ pub struct SubmitOptions {
     pub mode: BodyMode,
     /// Rows per part (the provider's limit is 150,000).
     pub split_rows: u64,
-    /// Send again with new codes even though the ledger shows this content
-    /// as accepted.
+    /// Send again with new codes even though the ledger shows this content,
+    /// or some of its rows, as sent.
     pub force: bool,
     pub retry: RetryPolicy,
+    /// The provider is known to deduplicate a repeated MerchantUniqueCode
+    /// (no page says so: `[submit] provider_deduplicates`, default false).
+    /// Only then is a part of unknown outcome sent again without asking.
+    pub provider_deduplicates: bool,
+    /// The bulk inquiry's "not found" is believed only this long after the
+    /// last attempt without an answer ended (the request may still have been
+    /// on its way or in processing).
+    pub inquiry_grace: Duration,
+    /// The longest one attempt can take (the client's whole-request
+    /// timeout): an unfinished attempt younger than this may be running in
+    /// another process, and the part is left alone.
+    pub attempt_timeout: Duration,
     /// The submission time, injectable for tests of the 23:00 window.
     pub now: DateTime<Utc>,
     /// Card expiry is checked against this date.
@@ -84,6 +109,8 @@ pub enum SubmitError {
          (use --force to send it again with new MerchantUniqueCodes)"
     )]
     AlreadySubmitted { sha: String, earlier: String },
+    #[error("{}", describe_sent_before(.rows, .total))]
+    RowsAlreadySent { rows: SentBefore, total: u64 },
     #[error(
         "an earlier, unfinished submission of this file (batch {batch}) differs: {what}; finish \
          it with the same options, or use --force to start a new one"
@@ -96,14 +123,48 @@ pub enum SubmitError {
         message: String,
     },
     #[error(
-        "part {part} ({code}): no definite answer after {attempts} attempts ({message}); the \
-         provider may or may not have it. Run the same submit again later: it re-sends the same \
-         MerchantUniqueCode, which the provider deduplicates"
+        "part {part} ({code}), batch {batch}: OUTCOME UNKNOWN after {attempts} attempt(s): \
+         {message}. The provider may or may not have it, and paydrop will not send it again by \
+         itself. A later submit or daemon pass asks the provider's bulk inquiry again; or find \
+         out (the provider's panel) and run `paydrop resolve {batch} {part} --received \
+         BULK_PAYMENT_ID` or `--not-received`"
     )]
     Unknown {
+        batch: i64,
         part: u32,
         code: String,
         attempts: u32,
+        message: String,
+    },
+    #[error(
+        "part {part} ({code}) of batch {batch} is being sent by another paydrop process (attempt \
+         started {since}; an attempt lasts at most {timeout_secs}s): nothing was done here; run \
+         again later"
+    )]
+    InFlight {
+        batch: i64,
+        part: u32,
+        code: String,
+        since: String,
+        timeout_secs: u64,
+    },
+    #[error(
+        "part {part} ({code}) was not taken by the provider after {attempts} attempt(s) ({message}); \
+         nothing was paid: submit the same file again later (the same code is used)"
+    )]
+    NotSent {
+        part: u32,
+        code: String,
+        attempts: u32,
+        message: String,
+    },
+    #[error(
+        "part {part} ({code}) was not sent: {message}. The request was stopped before its end, \
+         so the provider cannot have accepted it; validate and submit the file again"
+    )]
+    FileChanged {
+        part: u32,
+        code: String,
         message: String,
     },
     #[error(
@@ -159,7 +220,7 @@ pub fn late_window_notice(now: DateTime<Utc>) -> Option<String> {
 }
 
 /// Validates `path`, then submits it (all parts) unless the ledger forbids
-/// it. `progress` receives file bytes sent so far.
+/// it. `progress` receives the bytes of rows sent so far.
 pub async fn submit_file(
     path: &Path,
     pattern: &Pattern,
@@ -168,7 +229,7 @@ pub async fn submit_file(
     opts: &SubmitOptions,
     sent: Arc<AtomicU64>,
 ) -> Result<Submitted, SubmitError> {
-    let (report, spool) = validate(path, pattern, opts).await?;
+    let (report, mut spool) = validate(path, pattern, opts).await?;
     if !report.is_valid() {
         return Err(SubmitError::Invalid(Box::new(report)));
     }
@@ -180,7 +241,15 @@ pub async fn submit_file(
         });
     }
     let mut notices = Vec::new();
-    let batch = choose_batch(path, pattern, &report, ledger, opts, &mut notices)?;
+    let batch = choose_batch(
+        path,
+        pattern,
+        &report,
+        ledger,
+        opts,
+        &mut notices,
+        &mut spool,
+    )?;
     if report.parts.len() > 1 {
         notices.push(format!(
             "{} rows sent as {} parts of at most {} rows",
@@ -190,19 +259,24 @@ pub async fn submit_file(
         ));
     }
     notices.extend(late_window_notice(opts.now));
-    record_sent_rows(ledger, &batch, spool).await?;
 
     for (sub, part) in batch.submissions.iter().zip(&report.parts) {
         if sub.state == State::Accepted {
             continue;
         }
+        if !may_send(ledger, client, batch.id, sub, opts, &mut notices).await? {
+            continue;
+        }
         let request = PartRequest {
-            path: path.to_path_buf(),
+            source: PartSource {
+                path: path.to_path_buf(),
+                pattern: pattern.clone(),
+                byte_start: part.byte_start,
+                rows: part.rows,
+                content_sha256: part.content_sha256.clone(),
+            },
             file_name: file_name(path),
-            header: 0..report.header_bytes,
-            rows: part.byte_start..part.byte_end,
             file_pattern: pattern.id,
-            file_format: pattern.file_format,
             currency_id: opts.currency_id,
             installment: opts.installment,
             callback_address: opts.callback_address.clone(),
@@ -213,7 +287,14 @@ pub async fn submit_file(
             mode: opts.mode,
         };
         send_with_retries(
-            ledger, client, sub.id, sub.part, &request, opts.retry, &sent,
+            ledger,
+            client,
+            batch.id,
+            sub,
+            &request,
+            opts,
+            &sent,
+            &mut notices,
         )
         .await?;
     }
@@ -257,18 +338,19 @@ async fn validate(
     .map_err(|e| SubmitError::Join(e.to_string()))?
 }
 
-/// Records the rows of every part of `batch` in the ledger before anything
-/// is sent (a resumed part keeps the rows it has).
-async fn record_sent_rows(
+/// Records the rows of every part of a resumed batch that has none yet (a
+/// batch from a ledger older than the row records); a part keeps the rows
+/// it has.
+fn record_missing_rows(
     ledger: &mut Ledger,
     batch: &Batch,
-    spool: RowSpool,
+    spool: &mut RowSpool,
 ) -> Result<(), SubmitError> {
-    let mut rows = spool.rows().map_err(SubmitError::Spool)?.peekable();
+    let mut rows = spool.rows()?.peekable();
     for sub in &batch.submissions {
         let part = std::iter::from_fn(|| {
             rows.next_if(|r| r.as_ref().map_or(true, |(p, _)| *p == sub.part))
-                .map(|r| r.map(|(_, row)| row).map_err(SubmitError::Spool))
+                .map(|r| r.map(|(_, row)| row))
         });
         // One transaction per part (≤150,000 rows): a few hundred ms of
         // SQLite work, on this thread like every other ledger write.
@@ -278,9 +360,9 @@ async fn record_sent_rows(
 }
 
 /// The identity of every valid row (part, line number, payment code,
-/// amount), spooled to an anonymous temporary file while the file is
-/// validated, so that memory stays flat however many rows a file has. Holds
-/// no card data.
+/// amount, fingerprint), spooled to an anonymous temporary file while the
+/// file is validated, so that memory stays flat however many rows a file
+/// has. Holds no card data.
 struct RowSpool {
     file: BufWriter<File>,
     error: Option<io::Error>,
@@ -304,6 +386,7 @@ impl RowSpool {
         let mut write = || -> io::Result<()> {
             self.file.write_all(&row.part.to_le_bytes())?;
             self.file.write_all(&line_number.to_le_bytes())?;
+            self.file.write_all(&row.identity.to_le_bytes())?;
             write_text(&mut self.file, Some(&amount))?;
             write_text(&mut self.file, code)
         };
@@ -319,21 +402,31 @@ impl RowSpool {
         }
     }
 
-    /// The spooled rows in order, as (part, row).
-    fn rows(self) -> io::Result<impl Iterator<Item = io::Result<(u32, SentRow)>>> {
-        let mut file = self.file.into_inner().map_err(|e| e.into_error())?;
-        file.seek(SeekFrom::Start(0))?;
+    /// The spooled rows in order, as (part, row), from the start each time
+    /// it is called.
+    fn rows(
+        &mut self,
+    ) -> Result<impl Iterator<Item = Result<(u32, SentRow), SubmitError>>, SubmitError> {
+        self.file.flush().map_err(SubmitError::Spool)?;
+        let mut file = self
+            .file
+            .get_ref()
+            .try_clone()
+            .map_err(SubmitError::Spool)?;
+        file.seek(SeekFrom::Start(0)).map_err(SubmitError::Spool)?;
         let mut r = BufReader::with_capacity(1 << 16, file);
         Ok(std::iter::from_fn(move || {
             let mut part = [0u8; 4];
             match r.read_exact(&mut part) {
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return None,
-                Err(e) => return Some(Err(e)),
+                Err(e) => return Some(Err(SubmitError::Spool(e))),
                 Ok(()) => {}
             }
             let mut read = || -> io::Result<(u32, SentRow)> {
                 let mut line = [0u8; 8];
                 r.read_exact(&mut line)?;
+                let mut identity = [0u8; 8];
+                r.read_exact(&mut identity)?;
                 let amount = read_text(&mut r)?.unwrap_or_default();
                 let amount = amount
                     .parse()
@@ -343,10 +436,11 @@ impl RowSpool {
                     line_number: i64::from_le_bytes(line),
                     code,
                     amount,
+                    identity: i64::from_le_bytes(identity),
                 };
                 Ok((u32::from_le_bytes(part), row))
             };
-            Some(read())
+            Some(read().map_err(SubmitError::Spool))
         }))
     }
 }
@@ -376,7 +470,8 @@ fn read_text(r: &mut impl Read) -> io::Result<Option<String>> {
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
-/// Finds the batch to (re)send, or records a new one, or refuses.
+/// Finds the batch to (re)send, or records a new one with its rows, or
+/// refuses.
 fn choose_batch(
     path: &Path,
     pattern: &Pattern,
@@ -384,8 +479,10 @@ fn choose_batch(
     ledger: &mut Ledger,
     opts: &SubmitOptions,
     notices: &mut Vec<String>,
+    spool: &mut RowSpool,
 ) -> Result<Batch, SubmitError> {
-    let earlier = ledger.batches_for(&report.sha256)?;
+    let identity = &report.content_sha256;
+    let earlier = ledger.batches_for(identity)?;
     // An unfinished latest batch (perhaps a forced one) may already be at the
     // provider: it is finished with its own codes, with or without --force,
     // unless it no longer matches (then --force starts a new one).
@@ -408,17 +505,18 @@ fn choose_batch(
     });
     if let (Some(open), None) = (open, &difference) {
         notices.push(format!(
-            "resuming batch {} from {}: parts not yet accepted are sent again with their \
+            "resuming batch {} from {}: parts not yet accepted are finished under their \
              original MerchantUniqueCodes",
             open.id,
             open.created_at.format("%Y-%m-%d %H:%M:%S UTC")
         ));
+        record_missing_rows(ledger, open, spool)?;
         return Ok(open.clone());
     }
     if !opts.force {
         if let Some(done) = earlier.iter().rev().find(|b| b.is_accepted()) {
             return Err(SubmitError::AlreadySubmitted {
-                sha: report.sha256.clone(),
+                sha: identity.clone(),
                 earlier: describe_batch(done),
             });
         }
@@ -439,7 +537,7 @@ fn choose_batch(
     let parts = report.parts.len();
     let amount_of = |t: &crate::totals::Totals| t.amount(opts.currency);
     let new = NewBatch {
-        sha256: report.sha256.clone(),
+        sha256: identity.clone(),
         file: path.display().to_string(),
         pattern: pattern.id,
         currency: opts.currency.code.into(),
@@ -456,18 +554,83 @@ fn choose_batch(
             .map(|p| NewSubmission {
                 part: p.index,
                 first_row: p.first_row,
-                merchant_unique_code: merchant_unique_code(
-                    &report.sha256,
-                    p.index,
-                    parts,
-                    generation,
-                ),
+                merchant_unique_code: merchant_unique_code(identity, p.index, parts, generation),
                 rows: p.rows,
                 amount: amount_of(&p.totals),
             })
             .collect(),
     };
-    Ok(ledger.create_batch(&new)?)
+    match ledger.create_batch_claiming_rows(&new, || spool.rows(), opts.force)? {
+        Claim::Refused(rows) => Err(SubmitError::RowsAlreadySent {
+            rows,
+            total: report.rows_read,
+        }),
+        Claim::Created { batch, overlap } => {
+            // A forced copy of the same content was announced above.
+            if overlap.rows > 0 && generation == 0 {
+                notices.push(format!(
+                    "--force: sending {} rows again that were already sent ({})",
+                    overlap.rows,
+                    earlier_parts(&overlap)
+                ));
+            }
+            Ok(batch)
+        }
+    }
+}
+
+/// "N of M rows of this file were already sent …", for the refusal.
+fn describe_sent_before(rows: &SentBefore, total: &u64) -> String {
+    let examples: Vec<String> = rows
+        .examples
+        .iter()
+        .map(|e| match &e.code {
+            // Payment codes are not card data, but a card number pasted into
+            // the code column must not be printed whole either.
+            Some(code) => format!(
+                "{} (lineNumber {})",
+                crate::mask::card_numbers(code),
+                e.line_number
+            ),
+            None => format!("the row with lineNumber {}", e.line_number),
+        })
+        .collect();
+    format!(
+        "{} of the {total} rows of this file were already sent ({}), e.g. {}{}; nothing was sent. \
+         Remove those rows, or use --force to send them again (they will be paid twice)",
+        rows.rows,
+        earlier_parts(rows),
+        examples.join(", "),
+        if rows.rows as usize > examples.len() {
+            ", …"
+        } else {
+            ""
+        }
+    )
+}
+
+/// "batch 3 part 1 (BulkPaymentId 3467, accepted 2026-11-25 19:30 UTC): 500 rows; …".
+fn earlier_parts(rows: &SentBefore) -> String {
+    rows.parts
+        .iter()
+        .map(|p| {
+            let what = match (p.state, p.bulk_payment_id) {
+                (State::Accepted, Some(id)) => format!("BulkPaymentId {id}, accepted"),
+                (State::Accepted, None) => "accepted".into(),
+                (State::Unknown, _) => "OUTCOME UNKNOWN".into(),
+                (_, _) => "in flight or not sent yet".into(),
+            };
+            format!(
+                "batch {} part {} of {} ({what} {}): {} rows",
+                p.batch_id,
+                p.part,
+                p.file,
+                p.updated_at.format("%Y-%m-%d %H:%M UTC"),
+                p.rows
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// "BulkPaymentId 3467 on 2026-11-25 19:30:00 UTC (batch 4)".
@@ -493,31 +656,186 @@ pub fn describe_batch(b: &Batch) -> String {
 fn file_name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "payments.csv".into())
+        .unwrap_or_else(|| "payments.txt".into())
 }
 
+/// Whether a part that is not accepted may be sent now. A part without an
+/// ambiguous attempt may; one of unknown outcome only when the provider
+/// deduplicates, or when the bulk inquiry says plainly that it does not
+/// have it (and the last attempt is old enough for that answer to hold).
+/// When the inquiry finds it, it is recorded as accepted and `false`
+/// returned; when it cannot tell, the part is held as unknown.
+async fn may_send(
+    ledger: &mut Ledger,
+    client: &Client,
+    batch_id: i64,
+    sub: &Submission,
+    opts: &SubmitOptions,
+    notices: &mut Vec<String>,
+) -> Result<bool, SubmitError> {
+    let sub = ledger
+        .submission(batch_id, sub.part)?
+        .unwrap_or_else(|| sub.clone());
+    if sub.state == State::Rejected && !sub.outcome_unknown() {
+        // Its rows were free while it stood rejected: claimed again first.
+        if let Some(rows) = ledger.reclaim_rows(sub.id)? {
+            return Err(SubmitError::RowsAlreadySent {
+                rows,
+                total: sub.rows,
+            });
+        }
+        return Ok(true);
+    }
+    if !sub.outcome_unknown() {
+        return Ok(true);
+    }
+    in_flight_elsewhere(ledger, batch_id, &sub, opts)?;
+    let code = &sub.merchant_unique_code;
+    if opts.provider_deduplicates {
+        notices.push(format!(
+            "part {} ({code}) is of unknown outcome: sent again under the same code, because the \
+             config says the provider deduplicates MerchantUniqueCodes",
+            sub.part
+        ));
+        return Ok(true);
+    }
+    let inquiry = client.inquire(code).await;
+    tracing::info!(part = sub.part, code = %code, answer = ?inquiry, "bulk inquiry");
+    let held = |message: String| -> Result<bool, SubmitError> {
+        ledger.settle(sub.id, State::Unknown, None, &message, None)?;
+        Err(SubmitError::Unknown {
+            batch: batch_id,
+            part: sub.part,
+            code: code.clone(),
+            attempts: sub.attempts,
+            message,
+        })
+    };
+    match inquiry {
+        Inquiry::Found {
+            bulk_payment_id,
+            summary,
+        } => {
+            let note = format!("found by the bulk inquiry: {summary}");
+            ledger.resolve(sub.id, &Resolution::Received { bulk_payment_id }, &note)?;
+            notices.push(format!("part {} ({code}) {note}", sub.part));
+            Ok(false)
+        }
+        Inquiry::NotFound { summary } => {
+            let since = sub.ambiguous_at.unwrap_or(sub.updated_at);
+            let waited = (Utc::now() - since).to_std().unwrap_or_default();
+            if waited < opts.inquiry_grace {
+                return held(format!(
+                    "the bulk inquiry does not have it yet ({summary}), but the last attempt \
+                     without an answer was only {}s ago; that answer is believed {}s after it",
+                    waited.as_secs(),
+                    opts.inquiry_grace.as_secs()
+                ));
+            }
+            let note = format!("not received, says the bulk inquiry ({summary})");
+            ledger.resolve(sub.id, &Resolution::NotReceived, &note)?;
+            notices.push(format!(
+                "part {} ({code}) {note}: sent again under its original code",
+                sub.part
+            ));
+            Ok(true)
+        }
+        Inquiry::Indefinite { reason } => {
+            let last = ledger.attempts(sub.id)?.pop();
+            let last = match last {
+                Some(a) if a.finished_at.is_none() => {
+                    "the last attempt was interrupted (the process stopped during the call)".into()
+                }
+                Some(a) => a.message.unwrap_or_default(),
+                None => "no answer".into(),
+            };
+            held(format!(
+                "{last}; the bulk inquiry gave no definite answer ({reason})"
+            ))
+        }
+    }
+}
+
+/// Fails with [`SubmitError::InFlight`] when the part's latest attempt is
+/// unfinished and young enough to be running in another process.
+fn in_flight_elsewhere(
+    ledger: &Ledger,
+    batch_id: i64,
+    sub: &Submission,
+    opts: &SubmitOptions,
+) -> Result<(), SubmitError> {
+    if !sub.interrupted {
+        return Ok(());
+    }
+    let last = ledger.attempts(sub.id)?.pop();
+    match last {
+        Some(a)
+            if a.finished_at.is_none()
+                && (Utc::now() - a.started_at)
+                    .to_std()
+                    .map_or(true, |age| age < opts.attempt_timeout) =>
+        {
+            Err(SubmitError::InFlight {
+                batch: batch_id,
+                part: sub.part,
+                code: sub.merchant_unique_code.clone(),
+                since: a.started_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+                timeout_secs: opts.attempt_timeout.as_secs(),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn send_with_retries(
     // `&mut`: a shared `&Ledger` held across awaits would make the future
     // !Send, as a SQLite connection is not Sync.
     ledger: &mut Ledger,
     client: &Client,
-    submission_id: i64,
-    part: u32,
+    batch_id: i64,
+    sub: &Submission,
     request: &PartRequest,
-    policy: RetryPolicy,
+    opts: &SubmitOptions,
     sent: &Arc<AtomicU64>,
+    notices: &mut Vec<String>,
 ) -> Result<(), SubmitError> {
-    let code = &request.merchant_unique_code;
+    let (part, code) = (sub.part, &request.merchant_unique_code);
+    let policy = opts.retry;
     let mut last = String::new();
-    for n in 0..policy.max_attempts {
-        let attempt = ledger.begin_attempt(submission_id)?;
-        tracing::info!(part, code = %code, attempt = n + 1, "sending");
-        match client.start_direct(request, sent.clone()).await {
+    let mut attempts = 0;
+    while attempts < policy.max_attempts {
+        attempts += 1;
+        let busy_since =
+            Utc::now() - chrono::TimeDelta::from_std(opts.attempt_timeout).unwrap_or_default();
+        let Some(attempt) =
+            ledger.begin_attempt_if_free(sub.id, busy_since, opts.provider_deduplicates)?
+        else {
+            // Another process got there first (or made it ambiguous).
+            let now = ledger
+                .submission(batch_id, part)?
+                .unwrap_or_else(|| sub.clone());
+            if now.state == State::Accepted {
+                return Ok(());
+            }
+            in_flight_elsewhere(ledger, batch_id, &now, opts)?;
+            return Err(SubmitError::Unknown {
+                batch: batch_id,
+                part,
+                code: code.clone(),
+                attempts: now.attempts,
+                message: now
+                    .message
+                    .unwrap_or_else(|| "an attempt went unanswered".into()),
+            });
+        };
+        tracing::info!(part, code = %code, attempt = attempts, "sending");
+        let retry_after = match client.start_direct(request, sent.clone()).await {
             Answer::Accepted { body, raw } => {
                 let msg = format!("accepted as BulkPaymentId {}", body.bulk_payment_id);
                 ledger.finish_attempt(attempt, AttemptOutcome::Accepted, Some(200), &msg)?;
                 ledger.settle(
-                    submission_id,
+                    sub.id,
                     State::Accepted,
                     Some(body.bulk_payment_id),
                     &msg,
@@ -528,35 +846,125 @@ async fn send_with_retries(
             }
             Answer::Rejected { status, message } => {
                 ledger.finish_attempt(attempt, AttemptOutcome::Rejected, Some(status), &message)?;
-                ledger.settle(submission_id, State::Rejected, None, &message, None)?;
-                return Err(SubmitError::Rejected {
-                    part,
-                    code: code.clone(),
+                return Err(definite_failure(
+                    ledger,
+                    batch_id,
+                    sub,
+                    attempts,
                     message,
-                });
+                    |message| SubmitError::Rejected {
+                        part,
+                        code: code.clone(),
+                        message,
+                    },
+                )?);
             }
-            Answer::Retry {
+            Answer::Aborted { message } => {
+                ledger.finish_attempt(attempt, AttemptOutcome::Aborted, None, &message)?;
+                tracing::error!(part, code = %code, error = %message, "upload stopped before its end");
+                return Err(definite_failure(
+                    ledger,
+                    batch_id,
+                    sub,
+                    attempts,
+                    message,
+                    |message| SubmitError::FileChanged {
+                        part,
+                        code: code.clone(),
+                        message,
+                    },
+                )?);
+            }
+            Answer::NeverSent { message } => {
+                ledger.finish_attempt(attempt, AttemptOutcome::NotSent, None, &message)?;
+                last = format!("never reached the provider: {message}");
+                None
+            }
+            Answer::NotProcessed {
                 status,
                 message,
                 retry_after,
             } => {
-                ledger.finish_attempt(attempt, AttemptOutcome::Retryable, status, &message)?;
-                last = message;
-                if n + 1 < policy.max_attempts {
-                    let delay = policy.delay(n, retry_after);
-                    tracing::warn!(part, code = %code, error = %last, retry_in = ?delay, "retrying");
-                    tokio::time::sleep(delay).await;
-                }
+                ledger.finish_attempt(
+                    attempt,
+                    AttemptOutcome::NotProcessed,
+                    Some(status),
+                    &message,
+                )?;
+                last = format!("not processed by the provider: {message}");
+                retry_after
             }
+            Answer::Ambiguous { status, message } => {
+                ledger.finish_attempt(attempt, AttemptOutcome::Ambiguous, status, &message)?;
+                tracing::warn!(part, code = %code, error = %message, "no definite answer");
+                ledger.settle(sub.id, State::Unknown, None, &message, None)?;
+                // Asks the bulk inquiry (or, with a deduplicating
+                // provider, goes on).
+                if !may_send(ledger, client, batch_id, sub, opts, notices).await? {
+                    return Ok(());
+                }
+                last = message;
+                None
+            }
+        };
+        if attempts < policy.max_attempts {
+            let delay = policy.delay(attempts - 1, retry_after);
+            tracing::warn!(part, code = %code, error = %last, retry_in = ?delay, "retrying");
+            tokio::time::sleep(delay).await;
         }
     }
-    ledger.settle(submission_id, State::Unknown, None, &last, None)?;
-    Err(SubmitError::Unknown {
+    let now = ledger
+        .submission(batch_id, part)?
+        .unwrap_or_else(|| sub.clone());
+    if now.outcome_unknown() {
+        ledger.settle(sub.id, State::Unknown, None, &last, None)?;
+        return Err(SubmitError::Unknown {
+            batch: batch_id,
+            part,
+            code: code.clone(),
+            attempts: now.attempts,
+            message: last,
+        });
+    }
+    ledger.settle(sub.id, State::Pending, None, &last, None)?;
+    Err(SubmitError::NotSent {
         part,
         code: code.clone(),
-        attempts: policy.max_attempts,
+        attempts,
         message: last,
     })
+}
+
+/// Records a definite failure of a part (a refusal, an upload stopped by
+/// paydrop): rejected, unless an earlier attempt went unanswered, in which
+/// case the provider may still have that one and the part is unknown.
+fn definite_failure(
+    ledger: &mut Ledger,
+    batch_id: i64,
+    sub: &Submission,
+    attempts: u32,
+    message: String,
+    error: impl FnOnce(String) -> SubmitError,
+) -> Result<SubmitError, SubmitError> {
+    let now = ledger
+        .submission(batch_id, sub.part)?
+        .unwrap_or_else(|| sub.clone());
+    if now.outcome_unknown() {
+        let message = format!(
+            "{message}, after an earlier attempt without an answer: the provider may still have \
+             that one"
+        );
+        ledger.settle(sub.id, State::Unknown, None, &message, None)?;
+        return Ok(SubmitError::Unknown {
+            batch: batch_id,
+            part: sub.part,
+            code: sub.merchant_unique_code.clone(),
+            attempts,
+            message,
+        });
+    }
+    ledger.settle(sub.id, State::Rejected, None, &message, None)?;
+    Ok(error(message))
 }
 
 #[cfg(test)]

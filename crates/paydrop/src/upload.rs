@@ -1,33 +1,46 @@
 //! The provider client for `startdirect`: one HTTP call for one part of a
-//! validated file, streamed from disk through the compressor into the
-//! request, and the provider's answer sorted into accepted, rejected, or
-//! worth retrying.
+//! validated file, its rows streamed from disk as they are sent (see
+//! [`crate::sent`]) through the compressor into the request, and the
+//! provider's answer sorted by what it says about the money: accepted,
+//! rejected, not processed, never sent, or ambiguous.
 //!
-//! A streamed body cannot be cloned, so a retry is a new [`PartRequest::send`]
-//! that reopens the file (PITFALLS.md). Retries, backoff and the ledger are the
-//! caller's ([`crate::submit`]); this module makes exactly one attempt.
+//! A streamed body cannot be cloned, so a retry is a new call that reads the
+//! file again (PITFALLS.md). Retries, backoff and the ledger are the caller's
+//! ([`crate::submit`]); this module makes exactly one attempt.
+//!
+//! The request follows the provider's "3. File" page
+//! (https://developer.paywall.one/payment-orchestration-integration-document/payment-service/18.-batch-processing-method/1.-payment/3.-file,
+//! docs/providers/paywall.md §6): `FileFormat` 5 always, `CallbackAddress`
+//! only when there is one, `Amount` a plain decimal with `.`, and by default
+//! the `File` part compressed on its own (`application/gzip`, `name.gz`),
+//! as in the provider's own GZip example; whole-body `Content-Encoding`,
+//! which no page documents, only when asked for.
 
-use std::io::SeekFrom;
-use std::ops::Range;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use reqwest::header::{HeaderMap, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{
+    HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER,
+};
 use reqwest::multipart::{Form, Part};
 use reqwest::{Body, StatusCode};
 use rust_decimal::Decimal;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt};
 
 use crate::api::{field, BulkStart, Envelope, HEADER_API_CLIENT, HEADER_API_KEY, STARTDIRECT_PATH};
-use crate::compress::{compress_reader, compress_stream, Codec, Compression};
+use crate::compress::{compress_stream, Codec, Compression};
 use crate::config::Secret;
+use crate::pattern::FILE_FORMAT_TXT;
+use crate::sent::{part_stream, PartSource};
 
 /// Largest answer body read; a provider answer is a small JSON envelope.
 const MAX_ANSWER: usize = 1 << 20;
+
+/// The SDK's `MerchantUniqueCodeAlreadyExist` (docs/providers/paywall.md
+/// §6.6, §8.2): on a resend it means the first attempt may have arrived.
+const CODE_ALREADY_EXISTS: i64 = 119;
 
 /// The merchant's credentials for the provider.
 #[derive(Clone, Debug)]
@@ -39,9 +52,11 @@ pub struct Credentials {
 /// Where compression applies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BodyMode {
-    /// The whole multipart body, with `Content-Encoding`.
+    /// The whole multipart body, with `Content-Encoding` (no page documents
+    /// it: only on request).
     WholeBody,
-    /// Only the `File` part, sent as `name.csv.gz` / `.br`.
+    /// Only the `File` part, sent as `name.gz` / `name.br` (the default, as
+    /// in the provider's example).
     FilePart,
 }
 
@@ -56,15 +71,12 @@ pub struct Client {
 /// One part of a validated file, ready to send.
 #[derive(Clone, Debug)]
 pub struct PartRequest {
-    pub path: PathBuf,
-    /// File name sent in the `File` part.
+    /// Where the part's rows are, and what they hashed to when validated.
+    pub source: PartSource,
+    /// File name sent in the `File` part (sanitised before it goes into the
+    /// part's header).
     pub file_name: String,
-    /// The header row's bytes (`0..0` when there is none), sent before the rows.
-    pub header: Range<u64>,
-    /// The part's rows.
-    pub rows: Range<u64>,
     pub file_pattern: u16,
-    pub file_format: u8,
     pub currency_id: u32,
     pub installment: u32,
     pub callback_address: Option<String>,
@@ -75,7 +87,7 @@ pub struct PartRequest {
     pub mode: BodyMode,
 }
 
-/// The raw answer to one JSON call ([`Client::post_json`]).
+/// The raw answer to one JSON call ([`Client::post_json`], [`Client::get`]).
 #[derive(Clone, Debug)]
 pub struct JsonReply {
     pub status: StatusCode,
@@ -87,25 +99,48 @@ pub struct JsonReply {
 #[derive(Clone, Debug)]
 pub struct NoReply {
     pub message: String,
-    /// False only when no connection was made: the provider cannot have
-    /// seen the request.
+    /// False only when nothing can have reached the provider (see
+    /// [`never_sent`]).
     pub maybe_received: bool,
 }
 
-/// How the provider answered one attempt.
+/// How the provider answered one attempt, sorted by what it means for the
+/// money.
 #[derive(Clone, Debug)]
 pub enum Answer {
     /// `ErrorCode` 0 and `Result` true.
     Accepted { body: BulkStart, raw: String },
     /// A definite no: nothing was created at the provider.
     Rejected { status: u16, message: String },
-    /// 429, 5xx, a dropped connection or an unreadable answer: try again with
-    /// the same MerchantUniqueCode.
-    Retry {
-        status: Option<u16>,
+    /// The provider said it did not process the request (429, 503, 408):
+    /// safe to send again, honouring `Retry-After`.
+    NotProcessed {
+        status: u16,
         message: String,
         retry_after: Option<Duration>,
     },
+    /// Nothing reached the provider: the connection was refused, the name
+    /// did not resolve, the TLS handshake failed, or the URL is invalid.
+    /// Safe to send again.
+    NeverSent { message: String },
+    /// Bytes were sent and no definite answer came (a timeout, a dropped
+    /// connection, 500/502/504, an unreadable or incomplete answer, "this
+    /// MerchantUniqueCode already exists"): the provider may have the batch.
+    Ambiguous {
+        status: Option<u16>,
+        message: String,
+    },
+    /// paydrop stopped the request before its end because the rows it read
+    /// were not the ones validated (or could not be read): the provider
+    /// never had a complete request.
+    Aborted { message: String },
+}
+
+/// Whether a failed call cannot have reached the provider: no connection
+/// was made (refused, DNS, TLS handshake, connect timeout) or the request
+/// could not even be built (an invalid URL or header).
+pub(crate) fn never_sent(e: &reqwest::Error) -> bool {
+    e.is_connect() || e.is_builder()
 }
 
 impl Client {
@@ -177,174 +212,238 @@ impl Client {
             maybe_received: false,
         })?;
         let url = format!("{}{path}", self.base);
-        let no_reply = |e: reqwest::Error| NoReply {
-            maybe_received: !e.is_connect(),
-            message: describe(&e),
-        };
-        let response = build(&self.http, &url)
-            .headers(headers)
-            .send()
-            .await
-            .map_err(no_reply)?;
-        let status = response.status();
-        let retry_after = retry_after(response.headers());
-        let text = read_capped(response).await.map_err(no_reply)?;
-        Ok(JsonReply {
-            status,
-            text,
-            retry_after,
-        })
+        json_reply(build(&self.http, &url).headers(headers)).await
     }
 
-    /// One attempt to submit `part`. `sent` counts file bytes read into the
-    /// request (for progress).
-    pub async fn start_direct(&self, part: &PartRequest, sent: Arc<AtomicU64>) -> Answer {
-        match self.try_start_direct(part, sent).await {
-            Ok(answer) => answer,
-            Err(e) => Answer::Retry {
-                status: None,
-                message: e,
-                retry_after: None,
-            },
-        }
-    }
-
-    async fn try_start_direct(
+    /// One GET of `path` with the credential headers, `headers` and `query`.
+    pub async fn get(
         &self,
-        part: &PartRequest,
-        sent: Arc<AtomicU64>,
-    ) -> Result<Answer, String> {
-        let headers = self.auth_headers().map_err(|e| e.to_string())?;
-        let file = part
-            .open()
-            .await
-            .map_err(|e| format!("cannot read {}: {e}", part.path.display()))?;
-        let file = counting(file, sent);
+        path: &str,
+        headers: &[(&'static str, &str)],
+        query: &[(&str, &str)],
+    ) -> Result<JsonReply, NoReply> {
+        let mut all = self.auth_headers().map_err(|e| NoReply {
+            message: e.to_string(),
+            maybe_received: false,
+        })?;
+        for (name, value) in headers {
+            let value = HeaderValue::from_str(value).map_err(|_| NoReply {
+                message: format!("{name} '{value}' is not allowed in a header"),
+                maybe_received: false,
+            })?;
+            all.insert(HeaderName::from_static(name), value);
+        }
+        let url = format!("{}{path}", self.base);
+        json_reply(self.http.get(&url).headers(all).query(query)).await
+    }
+
+    /// One attempt to submit `part`. `sent` counts the bytes of rows read
+    /// into the request (for progress).
+    pub async fn start_direct(&self, part: &PartRequest, sent: Arc<AtomicU64>) -> Answer {
+        let headers = match self.auth_headers() {
+            Ok(h) => h,
+            Err(e) => {
+                return Answer::NeverSent {
+                    message: e.to_string(),
+                }
+            }
+        };
+        let (rows, verdict) = part_stream(part.source.clone());
+        let rows = rows.inspect_ok(move |chunk: &Bytes| {
+            sent.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        });
         let mut form = Form::new();
         for (name, value) in part.text_fields() {
             form = form.text(name, value);
         }
         let url = format!("{}{STARTDIRECT_PATH}", self.base);
-        let mut request = self.http.post(&url).headers(headers);
-        match (part.mode, part.compression.codec) {
-            (_, Codec::None) | (BodyMode::FilePart, _) => {
-                let (name, mime) = match part.mode {
-                    BodyMode::FilePart if part.compression.codec != Codec::None => (
-                        format!("{}{}", part.file_name, part.compression.codec.suffix()),
-                        match part.compression.codec {
-                            Codec::Gzip => "application/gzip",
-                            _ => "application/x-brotli",
-                        },
-                    ),
-                    _ => (part.file_name.clone(), "text/csv"),
-                };
-                let body = Body::wrap_stream(compress_reader(file, part.compression));
-                let file_part = Part::stream(body)
+        let name = header_file_name(&part.file_name);
+        let codec = part.compression.codec;
+        let request = match (part.mode, codec) {
+            (BodyMode::WholeBody, Codec::Gzip | Codec::Brotli) => {
+                let file_part = Part::stream(Body::wrap_stream(rows))
                     .file_name(name)
-                    .mime_str(mime)
-                    .map_err(|e| e.to_string())?;
-                request = request.multipart(form.part(field::FILE, file_part));
-            }
-            (BodyMode::WholeBody, codec) => {
-                let file_part = Part::stream(Body::wrap_stream(
-                    tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024),
-                ))
-                .file_name(part.file_name.clone())
-                .mime_str("text/csv")
-                .map_err(|e| e.to_string())?;
+                    .mime_str("text/plain")
+                    .expect("a valid mime type");
                 let form = form.part(field::FILE, file_part);
                 let content_type = format!("multipart/form-data; boundary={}", form.boundary());
                 let body = compress_stream(Box::pin(form.into_stream()), part.compression);
-                request = request
+                self.http
+                    .post(&url)
+                    .headers(headers)
                     .header(CONTENT_TYPE, content_type)
                     .header(
                         CONTENT_ENCODING,
                         codec.content_encoding().unwrap_or("identity"),
                     )
-                    .body(Body::wrap_stream(body));
+                    .body(Body::wrap_stream(body))
             }
-        }
-        let response = request.send().await.map_err(|e| describe(&e))?;
+            _ => {
+                // The provider's example: `application/gzip`, `name.gz`.
+                // Brotli has no example: its common type and extension.
+                let (name, mime) = match codec {
+                    Codec::None => (name, "text/plain"),
+                    Codec::Gzip => (format!("{name}{}", codec.suffix()), "application/gzip"),
+                    Codec::Brotli => (format!("{name}{}", codec.suffix()), "application/x-brotli"),
+                };
+                let body = Body::wrap_stream(compress_stream(rows, part.compression));
+                let file_part = Part::stream(body)
+                    .file_name(name)
+                    .mime_str(mime)
+                    .expect("a valid mime type");
+                self.http
+                    .post(&url)
+                    .headers(headers)
+                    .multipart(form.part(field::FILE, file_part))
+            }
+        };
+        let response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                let stopped = verdict.lock().unwrap_or_else(|e| e.into_inner()).take();
+                return match stopped {
+                    Some(message) => Answer::Aborted { message },
+                    None if never_sent(&e) => Answer::NeverSent {
+                        message: describe(&e),
+                    },
+                    None => Answer::Ambiguous {
+                        status: None,
+                        message: describe(&e),
+                    },
+                };
+            }
+        };
         let status = response.status();
         let retry_after = retry_after(response.headers());
-        let text = read_capped(response).await.map_err(|e| describe(&e))?;
-        Ok(classify(status, &text, retry_after))
+        match read_capped(response).await {
+            Ok(text) => classify(status, &text, retry_after),
+            Err(e) => Answer::Ambiguous {
+                status: Some(status.as_u16()),
+                message: format!("{status}, then the answer broke off: {}", describe(&e)),
+            },
+        }
+    }
+}
+
+/// Sends a JSON call and reads its (small) answer.
+async fn json_reply(request: reqwest::RequestBuilder) -> Result<JsonReply, NoReply> {
+    let no_reply = |e: reqwest::Error| NoReply {
+        maybe_received: !never_sent(&e),
+        message: describe(&e),
+    };
+    let response = request.send().await.map_err(no_reply)?;
+    let status = response.status();
+    let retry_after = retry_after(response.headers());
+    let text = read_capped(response).await.map_err(no_reply)?;
+    Ok(JsonReply {
+        status,
+        text,
+        retry_after,
+    })
+}
+
+/// A file name fit for the `File` part's `Content-Disposition`: reqwest
+/// escapes `"` and `\` but leaves CR and LF raw, so a name holding them could
+/// add headers to the part. [`crate::names::sanitise`] replaces what breaks a
+/// line; quotes and backslashes go too, as a receiver may unescape them
+/// differently.
+fn header_file_name(name: &str) -> String {
+    let clean: String = crate::names::sanitise(name)
+        .chars()
+        .map(|c| if matches!(c, '"' | '\\') { '?' } else { c })
+        .take(200)
+        .collect();
+    if !clean.chars().any(char::is_alphanumeric) {
+        "payments.txt".into()
+    } else {
+        clean
     }
 }
 
 impl PartRequest {
-    /// The multipart text fields, in the provider's documented order.
+    /// The multipart text fields, in the provider's documented order; the
+    /// `File` part comes last, so that the request cannot be complete before
+    /// every row was read and checked.
     fn text_fields(&self) -> Vec<(&'static str, String)> {
-        vec![
+        let mut fields = vec![
+            // Always 5 (TXT), the only format the provider accepts today.
+            (field::FILE_FORMAT, FILE_FORMAT_TXT.to_string()),
             (field::FILE_PATTERN, self.file_pattern.to_string()),
-            (field::FILE_FORMAT, self.file_format.to_string()),
             (field::CURRENCY_ID, self.currency_id.to_string()),
             (field::INSTALLMENT, self.installment.to_string()),
-            (
-                field::CALLBACK_ADDRESS,
-                self.callback_address.clone().unwrap_or_default(),
-            ),
+        ];
+        // Optional on the English page: omitted rather than sent empty.
+        if let Some(url) = self
+            .callback_address
+            .as_deref()
+            .filter(|u| !u.trim().is_empty())
+        {
+            fields.push((field::CALLBACK_ADDRESS, url.to_string()));
+        }
+        fields.extend([
             (field::HALF_2D, self.half_2d.to_string()),
+            // rust_decimal prints plain digits with `.`, never an exponent.
             (field::AMOUNT, self.amount.to_string()),
             (
                 field::MERCHANT_UNIQUE_CODE,
                 self.merchant_unique_code.clone(),
             ),
-        ]
-    }
-
-    /// The part's bytes: the header row (if any) followed by its rows, read
-    /// from disk as the request is sent.
-    async fn open(&self) -> std::io::Result<impl AsyncRead + Send + Unpin + 'static> {
-        // The first part's rows follow the header in the file: one range.
-        let (head, body) = if self.header.is_empty() || self.rows.start == self.header.end {
-            let start = if self.header.is_empty() {
-                self.rows.start
-            } else {
-                self.header.start
-            };
-            (0..0, start..self.rows.end)
-        } else {
-            (self.header.clone(), self.rows.clone())
-        };
-        Ok(self.range(head).await?.chain(self.range(body).await?))
-    }
-
-    async fn range(&self, r: Range<u64>) -> std::io::Result<tokio::io::Take<tokio::fs::File>> {
-        let mut f = tokio::fs::File::open(&self.path).await?;
-        f.seek(SeekFrom::Start(r.start)).await?;
-        Ok(f.take(r.end.saturating_sub(r.start)))
+        ]);
+        fields
     }
 }
 
-/// Counts bytes as they are read.
-fn counting<R: AsyncRead + Send + Unpin + 'static>(
-    reader: R,
-    counter: Arc<AtomicU64>,
-) -> impl AsyncRead + Send + Unpin + 'static {
-    let stream = tokio_util::io::ReaderStream::with_capacity(reader, 64 * 1024).inspect_ok(
-        move |chunk: &Bytes| {
-            counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-        },
-    );
-    tokio_util::io::StreamReader::new(stream)
-}
-
-/// Sorts an answer into accepted / rejected / retry.
+/// Sorts an answer by what it says about the money. Both the HTTP status
+/// and the envelope count: a 200 with `Result: false` is a refusal
+/// (docs/providers/paywall.md §8.1).
 fn classify(status: StatusCode, text: &str, retry_after: Option<Duration>) -> Answer {
-    let envelope: Option<Envelope<BulkStart>> = serde_json::from_str(text).ok();
+    let envelope: Option<Envelope<serde_json::Value>> = serde_json::from_str(text).ok();
     let message = envelope
         .as_ref()
         .and_then(|e| e.message.clone())
         .unwrap_or_else(|| snippet(text));
-    if status == StatusCode::TOO_MANY_REQUESTS
-        || status.is_server_error()
-        || status == StatusCode::REQUEST_TIMEOUT
-    {
-        return Answer::Retry {
-            status: Some(status.as_u16()),
+    // 429 and 503 say the request was not handled; 408 that it was not
+    // even read whole (RFC 9110 §15.5.9, §15.6.4, §15.5.20).
+    if matches!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS
+            | StatusCode::SERVICE_UNAVAILABLE
+            | StatusCode::REQUEST_TIMEOUT
+    ) {
+        return Answer::NotProcessed {
+            status: status.as_u16(),
             message: format!("{status}: {message}"),
             retry_after,
+        };
+    }
+    // A 500, 502 or 504 may come after the batch was created.
+    if status.is_server_error() {
+        return Answer::Ambiguous {
+            status: Some(status.as_u16()),
+            message: format!("{status}: {message}"),
+        };
+    }
+    let Some(envelope) = envelope else {
+        return if status.is_success() {
+            // A 2xx we cannot read may mean "accepted".
+            Answer::Ambiguous {
+                status: Some(status.as_u16()),
+                message: format!("{status} with an unreadable answer: {}", snippet(text)),
+            }
+        } else {
+            Answer::Rejected {
+                status: status.as_u16(),
+                message: format!("{status}: {message}"),
+            }
+        };
+    };
+    if envelope.error_code == CODE_ALREADY_EXISTS {
+        return Answer::Ambiguous {
+            status: Some(status.as_u16()),
+            message: format!(
+                "ErrorCode {CODE_ALREADY_EXISTS}: {message} (the provider already knows this \
+                 MerchantUniqueCode: an earlier attempt may have arrived)"
+            ),
         };
     }
     if !status.is_success() {
@@ -353,32 +452,23 @@ fn classify(status: StatusCode, text: &str, retry_after: Option<Duration>) -> An
             message,
         };
     }
-    match envelope {
-        Some(e) if e.is_success() => match e.body {
-            Some(body) => Answer::Accepted {
-                body,
-                raw: text.to_string(),
-            },
-            None => Answer::Retry {
-                status: Some(status.as_u16()),
-                message: "the provider reported success without a BulkPaymentId".into(),
-                retry_after: None,
-            },
-        },
-        Some(e) => Answer::Rejected {
+    if !envelope.is_success() {
+        return Answer::Rejected {
             status: status.as_u16(),
-            message: format!(
-                "ErrorCode {}: {}",
-                e.error_code,
-                e.message.unwrap_or_default()
-            ),
+            message: format!("ErrorCode {}: {message}", envelope.error_code),
+        };
+    }
+    match envelope
+        .body
+        .and_then(|b| serde_json::from_value::<BulkStart>(b).ok())
+    {
+        Some(body) => Answer::Accepted {
+            body,
+            raw: text.to_string(),
         },
-        // A 2xx we cannot read may still mean "accepted": only a retry with
-        // the same code (deduplicated by the provider) finds out safely.
-        None => Answer::Retry {
+        None => Answer::Ambiguous {
             status: Some(status.as_u16()),
-            message: format!("unreadable answer: {}", snippet(text)),
-            retry_after: None,
+            message: "the provider reported success without a readable BulkPaymentId".into(),
         },
     }
 }
@@ -436,7 +526,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn classifies_answers() {
+    fn classifies_answers_by_what_they_say_about_the_money() {
         let ok = r#"{"ErrorCode":0,"Result":true,"Message":"ok","Body":{"BulkPaymentId":7,"MerchantUniqueCode":"m"}}"#;
         assert!(matches!(
             classify(StatusCode::OK, ok, None),
@@ -447,55 +537,106 @@ mod tests {
             classify(StatusCode::OK, refused, None),
             Answer::Rejected { ref message, .. } if message.contains("Amount mismatch")
         ));
-        assert!(matches!(
-            classify(StatusCode::TOO_MANY_REQUESTS, "", Some(Duration::from_secs(2))),
-            Answer::Retry { retry_after: Some(d), .. } if d.as_secs() == 2
-        ));
-        assert!(matches!(
-            classify(StatusCode::BAD_GATEWAY, "", None),
-            Answer::Retry { .. }
-        ));
+        for status in [
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::SERVICE_UNAVAILABLE,
+        ] {
+            assert!(matches!(
+                classify(status, "", Some(Duration::from_secs(2))),
+                Answer::NotProcessed { retry_after: Some(d), .. } if d.as_secs() == 2
+            ));
+        }
+        for status in [
+            StatusCode::INTERNAL_SERVER_ERROR,
+            StatusCode::BAD_GATEWAY,
+            StatusCode::GATEWAY_TIMEOUT,
+        ] {
+            assert!(matches!(
+                classify(status, "", None),
+                Answer::Ambiguous {
+                    status: Some(_),
+                    ..
+                }
+            ));
+        }
         assert!(matches!(
             classify(StatusCode::UNAUTHORIZED, r#"{"ErrorCode":401,"Result":false,"Message":"bad key"}"#, None),
             Answer::Rejected { status: 401, ref message } if message == "bad key"
         ));
         assert!(matches!(
             classify(StatusCode::OK, "<html>", None),
-            Answer::Retry { .. }
+            Answer::Ambiguous { .. }
+        ));
+        let success_without_id = r#"{"ErrorCode":0,"Result":true,"Message":"ok","Body":null}"#;
+        assert!(matches!(
+            classify(StatusCode::OK, success_without_id, None),
+            Answer::Ambiguous { .. }
+        ));
+        let exists = r#"{"ErrorCode":119,"Result":false,"Message":"MerchantUniqueCode already exist","Body":{"x":1}}"#;
+        assert!(matches!(
+            classify(StatusCode::OK, exists, None),
+            Answer::Ambiguous { ref message, .. } if message.contains("may have arrived")
         ));
     }
 
-    #[tokio::test]
-    async fn part_bytes_put_the_header_before_every_part() {
+    #[test]
+    fn text_fields_follow_the_published_request() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f.csv");
-        std::fs::write(&path, b"h1,h2\na,1\nb,2\nc,3\n").unwrap();
+        let registry = crate::pattern::Registry::load(None).unwrap();
         let mut part = PartRequest {
-            path,
+            source: PartSource {
+                path: dir.path().join("f.csv"),
+                pattern: registry.get(1).unwrap().clone(),
+                byte_start: 0,
+                rows: 1,
+                content_sha256: String::new(),
+            },
             file_name: "f.csv".into(),
-            header: 0..6,
-            rows: 6..14,
             file_pattern: 1,
-            file_format: 5,
             currency_id: 1,
             installment: 1,
             callback_address: None,
             half_2d: false,
-            amount: Decimal::ONE,
+            amount: "1234567.50".parse().unwrap(),
             merchant_unique_code: "m".into(),
             compression: Compression::none(),
-            mode: BodyMode::WholeBody,
+            mode: BodyMode::FilePart,
         };
-        let read = |p: PartRequest| async move {
-            let mut out = Vec::new();
-            p.open().await.unwrap().read_to_end(&mut out).await.unwrap();
-            out
+        let names = |p: &PartRequest| -> Vec<&'static str> {
+            p.text_fields().into_iter().map(|(n, _)| n).collect()
         };
-        assert_eq!(read(part.clone()).await, b"h1,h2\na,1\nb,2\n");
-        part.rows = 14..18;
-        assert_eq!(read(part.clone()).await, b"h1,h2\nc,3\n");
-        part.header = 0..0;
-        part.rows = 0..10;
-        assert_eq!(read(part).await, b"h1,h2\na,1\n");
+        assert_eq!(
+            names(&part),
+            [
+                "FileFormat",
+                "FilePattern",
+                "CurrencyId",
+                "Installment",
+                "Half2D",
+                "Amount",
+                "MerchantUniqueCode"
+            ]
+        );
+        let fields = part.text_fields();
+        assert_eq!(fields[0].1, "5");
+        assert_eq!(fields[5].1, "1234567.50");
+        part.callback_address = Some(String::new());
+        assert!(
+            !names(&part).contains(&"CallbackAddress"),
+            "an empty address is omitted"
+        );
+        part.callback_address = Some("https://m.example/cb".into());
+        assert!(names(&part).contains(&"CallbackAddress"));
+    }
+
+    #[test]
+    fn file_names_cannot_add_header_lines() {
+        assert_eq!(
+            header_file_name("pay\r\nX-Evil: 1\".csv"),
+            "pay??X-Evil: 1?.csv"
+        );
+        assert_eq!(header_file_name("a\u{0}b\tc\u{7f}\\d.csv"), "a?b?c??d.csv");
+        assert_eq!(header_file_name("\r\n"), "payments.txt");
+        assert_eq!(header_file_name("ödemeler.csv"), "ödemeler.csv");
     }
 }

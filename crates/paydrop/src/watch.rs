@@ -238,6 +238,10 @@ enum Fate {
     Failed,
     /// Stays in `processing/`; retried after the provider comes back.
     Deferred,
+    /// A part's outcome is unknown: the file stays in `processing/` and is
+    /// looked at again every `unknown_recheck_secs` (bulk inquiry, `paydrop
+    /// resolve`), never sent again blindly and never in the way of others.
+    Held,
 }
 
 /// Runs the daemon until `shutdown` resolves. Returns the address of the
@@ -327,6 +331,8 @@ async fn watch_loop(
     // panicked is still accounted for).
     let mut big_tasks: HashMap<tokio::task::Id, bool> = HashMap::new();
     let mut paused_until: Option<Instant> = None;
+    let mut held: Vec<(Instant, Claimed)> = Vec::new();
+    let recheck = Duration::from_secs(shared.config.watch.unknown_recheck_secs);
     let mut counter = 0u64;
     tokio::pin!(shutdown);
 
@@ -341,7 +347,9 @@ async fn watch_loop(
                     Err(e) => e.id(),
                 };
                 big_tasks.remove(&id);
-                if let Ok((_, (claimed, Fate::Deferred))) = done {
+                if let Ok((_, (claimed, Fate::Held))) = done {
+                    held.push((Instant::now() + recheck, claimed));
+                } else if let Ok((_, (claimed, Fate::Deferred))) = done {
                     // Keep arrival order (claim names sort by time): the
                     // deferred file goes back before every later file, after
                     // a pause that lets the provider come back.
@@ -379,6 +387,18 @@ async fn watch_loop(
                     }
                 }
             }
+        }
+        let now = Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut held)
+            .into_iter()
+            .partition(|(t, _)| *t <= now);
+        held = later;
+        for (_, claimed) in due {
+            let at = queue
+                .iter()
+                .position(|c| c.path.file_name() > claimed.path.file_name())
+                .unwrap_or(queue.len());
+            queue.insert(at, claimed);
         }
         if paused_until.is_some_and(|t| Instant::now() < t) {
             continue;
@@ -641,6 +661,9 @@ async fn process(shared: &Shared, claimed: &Claimed) -> Fate {
             base,
             max,
         },
+        provider_deduplicates: shared.config.submit.provider_deduplicates,
+        inquiry_grace: Duration::from_secs(shared.config.submit.inquiry_grace_secs),
+        attempt_timeout: Duration::from_secs(shared.config.provider.timeout_secs),
         now: Utc::now(),
         as_of: crate::provider_today(),
         limits: shared.config.limits(),
@@ -727,6 +750,8 @@ async fn process(shared: &Shared, claimed: &Claimed) -> Fate {
             e @ (SubmitError::Unusable(_)
             | SubmitError::Rejected { .. }
             | SubmitError::Conflict { .. }
+            | SubmitError::RowsAlreadySent { .. }
+            | SubmitError::FileChanged { .. }
             | SubmitError::Currency { .. }),
         ) => {
             match &e {
@@ -750,8 +775,13 @@ async fn process(shared: &Shared, claimed: &Claimed) -> Fate {
                 _ => (Fate::Failed, Some(e.to_string()), None, None, Vec::new()),
             }
         }
+        Err(e @ (SubmitError::Unknown { .. } | SubmitError::InFlight { .. })) => {
+            tracing::warn!(file = %claimed_path, error = %e, "outcome unknown; the file stays in processing/ and is not sent again until the bulk inquiry or `paydrop resolve` settles it");
+            m.files_deferred.fetch_add(1, Ordering::Relaxed);
+            return Fate::Held;
+        }
         Err(
-            e @ (SubmitError::Unknown { .. }
+            e @ (SubmitError::NotSent { .. }
             | SubmitError::Ledger(_)
             | SubmitError::Spool(_)
             | SubmitError::Join(_)),

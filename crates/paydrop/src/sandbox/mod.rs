@@ -28,6 +28,7 @@
 //! | 415 | 415 | a `Content-Encoding` other than `gzip`, `br` or `identity` |
 //! | 429 | 429 | fault switch [`Faults::too_many`] (with `Retry-After`) |
 //! | 500 | 500 | fault switch [`Faults::server_errors`] |
+//! | 503 | 503 | fault switch [`Faults::unavailable`] |
 //! | 200 | [`code::FILE_FORMAT`] | `FileFormat` other than 5 |
 //! | 200 | [`code::UNKNOWN_PATTERN`] | `FilePattern` not in the registry |
 //! | 200 | [`code::UNKNOWN_CURRENCY`] | `CurrencyId` unknown, or rows in another currency |
@@ -36,7 +37,7 @@
 //! | 200 | [`code::AMOUNT_MISMATCH`] | `Amount` given and not exactly the file's total |
 //!
 //! Fault switches are applied before authentication, in this order: delay,
-//! 429, 500, drop mid-body; `accept_then_crash` is applied after the request
+//! 429, 500, 503, drop mid-body; `accept_then_crash` is applied after the request
 //! was fully processed (and, when accepted, recorded).
 //!
 //! # Result callback
@@ -90,8 +91,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::api::{
-    currency_for_id, field, BulkStart, Envelope, CALLBACK_COLUMNS, HEADER_API_CLIENT,
-    HEADER_API_KEY, STARTDIRECT_PATH,
+    field, BulkStart, Envelope, CALLBACK_COLUMNS, HEADER_API_CLIENT, HEADER_API_KEY,
+    STARTDIRECT_PATH,
 };
 use crate::currency::Currency;
 use crate::mask;
@@ -117,6 +118,26 @@ pub mod code {
     pub const TOO_MANY_ROWS: i64 = 1011;
     /// `Amount` differs from the total of the file.
     pub const AMOUNT_MISMATCH: i64 = 1012;
+}
+
+/// The `CurrencyId`s the sandbox knows: the provider's official .NET SDK's
+/// `Currency` enum (docs/providers/paywall.md §5.4). The client maps none of
+/// them but TRY unless configured.
+pub const CURRENCY_IDS: [(u32, &str); 7] = [
+    (1, "TRY"),
+    (2, "USD"),
+    (3, "EUR"),
+    (4, "BAM"),
+    (5, "MKD"),
+    (6, "ALL"),
+    (7, "GBP"),
+];
+
+fn currency_for_id(id: u32) -> Option<Currency> {
+    CURRENCY_IDS
+        .iter()
+        .find(|(i, _)| *i == id)
+        .and_then(|(_, c)| Currency::lookup(c))
 }
 
 /// Codes written in the result callback.
@@ -270,6 +291,8 @@ pub struct Faults {
     pub retry_after_secs: AtomicU64,
     /// Answer 500.
     pub server_errors: AtomicU32,
+    /// Answer 503 (the provider says it did not take the request).
+    pub unavailable: AtomicU32,
     /// Process the request completely (recording the batch when it is
     /// accepted), then close the connection without answering.
     pub accept_then_crash: AtomicU32,
@@ -283,6 +306,7 @@ impl Default for Faults {
             too_many: AtomicU32::new(0),
             retry_after_secs: AtomicU64::new(1),
             server_errors: AtomicU32::new(0),
+            unavailable: AtomicU32::new(0),
             accept_then_crash: AtomicU32::new(0),
         }
     }
@@ -306,6 +330,7 @@ impl Faults {
             &self.drop_mid_body,
             &self.too_many,
             &self.server_errors,
+            &self.unavailable,
             &self.accept_then_crash,
         ] {
             c.store(0, Ordering::SeqCst);
@@ -747,6 +772,11 @@ async fn common_faults(shared: &Shared) -> Option<Response> {
                 .into_response(),
         );
     }
+    if Faults::take(&faults.unavailable) {
+        return Some(
+            Refusal::http(StatusCode::SERVICE_UNAVAILABLE, "service unavailable").into_response(),
+        );
+    }
     None
 }
 
@@ -1027,7 +1057,11 @@ struct Request {
 impl Request {
     fn from_form(mut form: Form) -> Result<Request, Refusal> {
         let file = form.file.take().ok_or_else(|| missing(field::FILE))?;
-        let callback_address = form.required(field::CALLBACK_ADDRESS)?.trim().to_string();
+        // Optional on the provider's English page.
+        let callback_address = form
+            .optional(field::CALLBACK_ADDRESS)
+            .unwrap_or_default()
+            .to_string();
         if !callback_address.is_empty() && reqwest::Url::parse(&callback_address).is_err() {
             return Err(Refusal::bad_request(format!(
                 "{} '{callback_address}' is not a URL",
@@ -1362,7 +1396,14 @@ impl Layout {
             card_owner: by_name(&["cardOwnerName", "cardOwner"]),
             card_number: by_kind(|k| matches!(k, ColumnType::CardNumber)),
             expiry: by_kind(|k| matches!(k, ColumnType::CardExpiry)),
-            identity: by_kind(|k| matches!(k, ColumnType::TrIdentity)),
+            identity: by_kind(|k| {
+                matches!(
+                    k,
+                    ColumnType::TrIdentity
+                        | ColumnType::TrTaxNumber
+                        | ColumnType::TrIdentityOrTaxNumber
+                )
+            }),
             amount: p.amount_column(),
             provider_key: by_name(&["providerKey"]),
         }

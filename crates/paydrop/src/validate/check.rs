@@ -149,6 +149,88 @@ pub fn tr_identity_check_digits(first9: &[u32; 9]) -> (u32, u32) {
     (c10, c11)
 }
 
+/// Turkish tax number (VKN, Vergi Kimlik Numarası): 10 digits, the last a
+/// check digit over the first nine. The algorithm is the one of
+/// python-stdnum's `stdnum/tr/vkn.py`
+/// (https://github.com/arthurdejong/python-stdnum/blob/master/stdnum/tr/vkn.py,
+/// which cites the revenue administration's own check,
+/// https://www.turkiye.gov.tr/gib-intvrg-vergi-kimlik-numarasi-dogrulama).
+///
+/// ```
+/// assert!(paydrop::validate::check::tr_tax_number(b"4540536920").is_ok());
+/// assert!(paydrop::validate::check::tr_tax_number(b"4540536921").is_err());
+/// ```
+pub fn tr_tax_number(v: &[u8]) -> Result<(), Fail> {
+    if v.len() != 10 || !v.iter().all(u8::is_ascii_digit) {
+        return fail(
+            ErrorKind::TrIdentity,
+            "tax number must be exactly 10 digits",
+        );
+    }
+    let d: Vec<u32> = v.iter().map(|b| (b - b'0') as u32).collect();
+    let first9: [u32; 9] = d[..9].try_into().expect("10 digits");
+    if d[9] != tr_tax_check_digit(&first9) {
+        return fail(
+            ErrorKind::TrIdentity,
+            "tax number fails its check digit: a digit is mistyped",
+        );
+    }
+    Ok(())
+}
+
+/// The check digit of a VKN whose first nine digits are given: digit `k`
+/// (from the left, 0-based) counts `c = (d + 9 - k) mod 10`, then
+/// `c·2^(9-k) mod 9` (9 when that is 0 and `c` is not); the check digit
+/// makes the sum a multiple of 10.
+pub fn tr_tax_check_digit(first9: &[u32; 9]) -> u32 {
+    let sum: u32 = first9
+        .iter()
+        .enumerate()
+        .map(|(k, &d)| {
+            let c = (d + 9 - k as u32) % 10;
+            match (c * (1 << (9 - k))) % 9 {
+                0 if c != 0 => 9,
+                r => r,
+            }
+        })
+        .sum();
+    (10 - sum % 10) % 10
+}
+
+/// A Turkish identity number (TCKN, 11 digits) or tax number (VKN, 10
+/// digits), told apart by length, as the provider's `identityNumber` takes
+/// either (docs/providers/paywall.md §1.4).
+///
+/// ```
+/// use paydrop::validate::check::tr_identity_or_tax_number as check;
+/// assert!(check(b"10000000146").is_ok() && check(b"4540536920").is_ok());
+/// assert!(check(b"123456789").is_err());
+/// ```
+pub fn tr_identity_or_tax_number(v: &[u8]) -> Result<(), Fail> {
+    match v.len() {
+        10 => tr_tax_number(v),
+        11 => tr_identity(v),
+        n => fail(
+            ErrorKind::TrIdentity,
+            format!(
+                "has {n} characters; an identity number (TCKN) has 11 digits, a tax number \
+                 (VKN) 10"
+            ),
+        ),
+    }
+}
+
+/// Exactly `n` digits of a card: its first 8 or last 4 (`what`).
+pub fn card_digits(v: &[u8], n: usize, what: &str) -> Result<(), Fail> {
+    if v.len() != n || !v.iter().all(u8::is_ascii_digit) {
+        return fail(
+            ErrorKind::CardNumber,
+            format!("must be the card's {what}: exactly {n} digits"),
+        );
+    }
+    Ok(())
+}
+
 /// ISO 13616 IBAN lengths per country (the SWIFT registry).
 const IBAN_LENGTHS: &[(&str, usize)] = &[
     ("AD", 24),
@@ -464,6 +546,35 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn tax_numbers_from_python_stdnum_and_a_third_party_list() {
+        // python-stdnum's doctest, and valid numbers from a public test list.
+        for ok in [
+            "4540536920",
+            "9029589240",
+            "3721052062",
+            "1234567890",
+            "9876543217",
+        ] {
+            assert!(tr_tax_number(ok.as_bytes()).is_ok(), "{ok}");
+        }
+        for bad in ["4540536921", "454053692", "45405369201", "45405369a0"] {
+            assert!(tr_tax_number(bad.as_bytes()).is_err(), "{bad}");
+        }
+        // Every last digit but one fails.
+        let valid = (0..10u8)
+            .filter(|d| tr_tax_number(format!("454053692{d}").as_bytes()).is_ok())
+            .count();
+        assert_eq!(valid, 1);
+    }
+
+    #[test]
+    fn card_parts_are_exact_digit_counts() {
+        assert!(card_digits(b"45436012", 8, "first 8 digits").is_ok());
+        assert!(card_digits(b"4543601", 8, "first 8 digits").is_err());
+        assert!(card_digits(b"12a4", 4, "last 4 digits").is_err());
     }
 
     #[test]

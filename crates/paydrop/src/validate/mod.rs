@@ -40,8 +40,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::bounds::{Limit, Limits};
 use crate::currency::Currency;
-use crate::pattern::{Column, ColumnType, Encoding, Header, Pattern};
+use crate::pattern::{Column, ColumnType, Encoding, Header, Pattern, Quoting};
 use crate::read::{input_error, Input, InputError};
+use crate::sent::{self, ContentHasher};
 use crate::totals::Totals;
 use crate::{mask, PROVIDER_MAX_ROWS};
 
@@ -78,6 +79,9 @@ pub enum ErrorKind {
     Overflow,
     /// The row takes the file's total above `[submit] max_file_total`.
     FileTotal,
+    /// A value holding the delimiter or a quote, in a pattern whose provider
+    /// reads no quoting.
+    Quoting,
 }
 
 /// One problem in one row.
@@ -200,6 +204,10 @@ pub struct ValidRow<'r> {
     pub code: Option<Cow<'r, str>>,
     /// The row's amount and currency, when the pattern has an amount.
     pub amount: Option<(Currency, Decimal)>,
+    /// The fingerprint the ledger looks the row up under: its payment
+    /// code's, or the row's own when the pattern has no payment code (see
+    /// [`crate::sent`]).
+    pub identity: i64,
 }
 
 /// A consecutive run of at most `split_rows` rows: one submission.
@@ -211,11 +219,14 @@ pub struct Part {
     /// First data row (1-based) and the line it starts on.
     pub first_row: u64,
     pub first_line: u64,
-    /// Byte range of the part's rows in the file (the header, if any, is
-    /// `0..header_bytes` and belongs in front of every part).
+    /// Byte range of the part's rows in the file (a header row, if any, is
+    /// before it and is not sent).
     pub byte_start: u64,
     pub byte_end: u64,
     pub totals: Totals,
+    /// sha256 (hex) of the part's rows as sent (see [`crate::sent`]): the
+    /// upload checks the bytes it reads against it.
+    pub content_sha256: String,
 }
 
 /// The outcome of validating one file.
@@ -225,7 +236,13 @@ pub struct Report {
     pub pattern: u16,
     pub pattern_name: String,
     pub bytes: u64,
+    /// sha256 (hex) of the file's bytes exactly as they are on disk.
     pub sha256: String,
+    /// sha256 (hex) of the payment rows as sent: no header, fields joined
+    /// with the delimiter, `\n` after every row (see [`crate::sent`]). The
+    /// content identity the ledger never sends twice: a copy with a header,
+    /// CRLF line ends or no final newline has the same.
+    pub content_sha256: String,
     pub as_of: NaiveDate,
     /// Whether the first row was a header, and its length in bytes.
     pub header_row: bool,
@@ -596,6 +613,8 @@ struct Validator<'a, 'h> {
     line_base: Option<i64>,
     /// The money bounds of each currency met so far.
     bounds: Vec<CurrencyBounds>,
+    /// The content identity of the rows as sent (see `crate::sent`).
+    content: Option<ContentHasher>,
 }
 
 /// The bounds in force for one currency, resolved once per file.
@@ -627,6 +646,7 @@ impl<'a, 'h> Validator<'a, 'h> {
                 pattern_name: pattern.name.clone(),
                 bytes: 0,
                 sha256: String::new(),
+                content_sha256: String::new(),
                 as_of: opts.as_of,
                 header_row: false,
                 header_bytes: 0,
@@ -647,6 +667,7 @@ impl<'a, 'h> Validator<'a, 'h> {
             part_open: false,
             line_base: opts.first_line_number,
             bounds: Vec::new(),
+            content: Some(ContentHasher::new()),
         }
     }
 
@@ -691,8 +712,13 @@ impl<'a, 'h> Validator<'a, 'h> {
         if let Some(progress) = self.hooks.progress {
             progress(tally.bytes());
         }
-        if let Some(part) = self.report.parts.last_mut() {
-            part.byte_end = self.report.bytes;
+        if let Some(content) = self.content.take() {
+            let mut content = content;
+            if let Some(part) = self.report.parts.last_mut() {
+                part.byte_end = self.report.bytes;
+                part.content_sha256 = content.end_part();
+            }
+            self.report.content_sha256 = content.finish();
         }
         Ok(())
     }
@@ -732,7 +758,7 @@ impl<'a, 'h> Validator<'a, 'h> {
         if self.records == 1 {
             // A UTF-8 byte-order mark belongs to the file, not the first cell.
             if let Some(first) = rec.get(0) {
-                if let Some(rest) = first.strip_prefix(b"\xef\xbb\xbf") {
+                if let Some(rest) = first.strip_prefix(sent::BOM) {
                     let mut clean = ByteRecord::new();
                     clean.push_field(rest);
                     rec.iter().skip(1).for_each(|f| clean.push_field(f));
@@ -803,6 +829,9 @@ impl<'a, 'h> Validator<'a, 'h> {
             self.report.header_bytes = start;
         }
         self.open_part(row, line, start);
+        if let Some(content) = self.content.as_mut() {
+            content.row(pattern, rec);
+        }
 
         if rec.len() != pattern.columns.len() {
             self.error(RowError {
@@ -869,6 +898,10 @@ impl<'a, 'h> Validator<'a, 'h> {
         if let Some((col, reason)) = &control {
             self.cell_error(rec, line, row, *col, ErrorKind::ControlChar, reason.clone());
         }
+        // The record's data holds the cells without delimiters: one search
+        // tells whether any cell needs a look.
+        let plain = pattern.quoting == Quoting::Rfc4180
+            || memchr::memchr2(pattern.delimiter, b'"', rec.as_slice()).is_none();
 
         let mut amount = None;
         let mut currency = None;
@@ -891,7 +924,15 @@ impl<'a, 'h> Validator<'a, 'h> {
                 }
                 continue;
             }
-            match self.check(column, f) {
+            // A value that fails its type says so first (an amount with
+            // thousands grouping is a bad amount before it is a delimiter).
+            let checked = match self.check(column, f) {
+                Ok(_) if !plain && unquotable(f, pattern.delimiter).is_some() => {
+                    Err(quoting_fail(f, pattern.delimiter))
+                }
+                other => other,
+            };
+            match checked {
                 Ok(Value::Amount(d)) => amount = Some(d),
                 Ok(Value::Currency(c)) => currency = Some(c),
                 Ok(Value::Integer(n)) if column.line_number => {
@@ -935,15 +976,18 @@ impl<'a, 'h> Validator<'a, 'h> {
         if self.report.errors_total == errors_before {
             self.report.rows_valid += 1;
             if let Some(on_row) = self.hooks.on_row.as_mut() {
+                let code = pattern
+                    .payment_code_column()
+                    .and_then(|i| rec.get(i))
+                    .map(|f| pattern.decode(f));
+                let identity = sent::row_identity(pattern, rec, code.as_deref());
                 on_row(&ValidRow {
                     part: self.report.parts.last().map_or(1, |p| p.index),
                     row,
                     line_number,
-                    code: pattern
-                        .payment_code_column()
-                        .and_then(|i| rec.get(i))
-                        .map(|f| pattern.decode(f)),
+                    code,
                     amount: amount.map(|a| (currency, a)),
+                    identity,
                 });
             }
         } else {
@@ -961,6 +1005,9 @@ impl<'a, 'h> Validator<'a, 'h> {
         if !self.part_open || full {
             if let Some(prev) = self.report.parts.last_mut() {
                 prev.byte_end = start;
+                if let Some(content) = self.content.as_mut() {
+                    prev.content_sha256 = content.end_part();
+                }
             }
             self.report.parts.push(Part {
                 index: self.report.parts.len() as u32 + 1,
@@ -970,6 +1017,7 @@ impl<'a, 'h> Validator<'a, 'h> {
                 byte_start: start,
                 byte_end: start,
                 totals: Totals::default(),
+                content_sha256: String::new(),
             });
             self.part_open = true;
         }
@@ -1230,9 +1278,19 @@ impl<'a, 'h> Validator<'a, 'h> {
                 }
             }
             ColumnType::CardNumber => check::card_number(f).map(|_| Value::Other),
+            ColumnType::CardFirst8 => {
+                check::card_digits(f, 8, "first 8 digits").map(|_| Value::Other)
+            }
+            ColumnType::CardLast4 => {
+                check::card_digits(f, 4, "last 4 digits").map(|_| Value::Other)
+            }
             ColumnType::CardExpiry => check::card_expiry(f, self.opts.as_of).map(|_| Value::Other),
             ColumnType::Iban => check::iban(f).map(|_| Value::Other),
             ColumnType::TrIdentity => check::tr_identity(f).map(|_| Value::Other),
+            ColumnType::TrTaxNumber => check::tr_tax_number(f).map(|_| Value::Other),
+            ColumnType::TrIdentityOrTaxNumber => {
+                check::tr_identity_or_tax_number(f).map(|_| Value::Other)
+            }
             ColumnType::Currency => match Currency::lookup(&self.text(f)) {
                 Some(c) => Ok(Value::Currency(c)),
                 None => fail(
@@ -1292,6 +1350,30 @@ impl<'a, 'h> Validator<'a, 'h> {
             None
         }
     }
+}
+
+/// Where a cell holds the delimiter or a quote, which a plain join of
+/// fields cannot carry (see [`Quoting`]).
+fn unquotable(f: &[u8], delimiter: u8) -> Option<usize> {
+    memchr::memchr2(delimiter, b'"', f)
+}
+
+/// The refusal of a cell that [`unquotable`] found, naming the character.
+fn quoting_fail(f: &[u8], delimiter: u8) -> Fail {
+    let d = (delimiter as char).escape_default();
+    let what = match unquotable(f, delimiter).map(|i| f[i]) {
+        Some(b'"') => "a quote character (\")".to_string(),
+        _ => format!("the delimiter '{d}'"),
+    };
+    (
+        ErrorKind::Quoting,
+        format!(
+            "contains {what}: the provider reads a row as its fields joined with '{d}' and \
+             documents no quoting, so this value cannot be sent as it is; remove the character \
+             (or, only if your provider confirmed it reads RFC 4180 quoting, set quoting = \
+             \"rfc4180\" in the pattern)"
+        ),
+    )
 }
 
 fn range<T: PartialOrd + fmt::Display + Copy>(
@@ -1363,7 +1445,8 @@ fn encoding_fatal(pattern: &Pattern, rec: &ByteRecord, line: u64) -> Option<Fata
     })
 }
 
-fn csv_reader<R: Read>(pattern: &Pattern, reader: R) -> csv::Reader<R> {
+/// The CSV reader of a pattern's files (the upload reads them with it too).
+pub(crate) fn csv_reader<R: Read>(pattern: &Pattern, reader: R) -> csv::Reader<R> {
     csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
