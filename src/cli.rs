@@ -14,8 +14,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use paydrop::callback;
 use paydrop::compress::{Codec, Compression};
-use paydrop::config::{Config, ENV_API_CLIENT, ENV_API_KEY, ENV_EXPORT_TOKEN, ENV_REPORT_TOKEN};
+use paydrop::config::{
+    Config, ENV_API_CLIENT, ENV_API_KEY, ENV_EXPORT_TOKEN, ENV_REPORT_TOKEN, ENV_WEBHOOK_HASH_KEY,
+};
 use paydrop::currency::Currency;
 use paydrop::export;
 use paydrop::generate::{generate, GenOptions};
@@ -843,19 +846,12 @@ fn status_cmd(config: &Config) -> Result<ExitCode> {
             .collect();
         writeln!(out, "inbox {}: {}", inbox.path.display(), counts.join(", "))?;
     }
-    let awaiting = ledger.awaiting_results()?;
+    let overdue = std::time::Duration::from_secs(config.watch.results_overdue_secs);
+    let awaiting = callback::progress::awaiting(&ledger, overdue, chrono::Utc::now())?;
     if !awaiting.is_empty() {
-        writeln!(out, "accepted, awaiting the provider's result file:")?;
-        for s in &awaiting {
-            writeln!(
-                out,
-                "  batch {} part {}  BulkPaymentId {}  {}  {} rows",
-                s.batch_id,
-                s.part,
-                s.bulk_payment_id.unwrap_or_default(),
-                s.merchant_unique_code,
-                s.rows
-            )?;
+        writeln!(out, "accepted, awaiting the provider's results:")?;
+        for a in &awaiting {
+            writeln!(out, "  {a}")?;
         }
     }
     if open.is_empty() {
@@ -969,12 +965,16 @@ async fn sandbox_cmd(registry: Registry, args: &SandboxArgs) -> Result<ExitCode>
     if let Ok(token) = std::env::var(ENV_EXPORT_TOKEN) {
         config.export_token = token;
     }
+    if let Ok(key) = std::env::var(ENV_WEBHOOK_HASH_KEY) {
+        config.webhook_hash_key = key;
+    }
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], args.port));
     eprintln!(
         "sandbox provider on http://{addr}; it expects the keys in {ENV_API_KEY} / \
          {ENV_API_CLIENT} (default: its test keys sandbox-key / sandbox-client) and the export \
          token in {ENV_EXPORT_TOKEN} (default: sandbox-export-token), the report token in \
-         {ENV_REPORT_TOKEN} (default: sandbox-report-token); Ctrl-C stops it"
+         {ENV_REPORT_TOKEN} (default: sandbox-report-token); it signs result callbacks with \
+         {ENV_WEBHOOK_HASH_KEY} (default: sandbox-webhook-key); Ctrl-C stops it"
     );
     sandbox::serve(config, addr).await?;
     Ok(ExitCode::SUCCESS)

@@ -38,6 +38,10 @@ pub const API_CLIENT: &str = "sandbox-client";
 /// The callback secret of every daemon a [`Rig`] configures.
 pub const SECRET: &str = "cb-secret-5d1e9a";
 
+/// The webhook hash key the sandbox signs its callbacks with
+/// (`SandboxConfig::default()`), and every daemon checks them with.
+pub const WEBHOOK_KEY: &str = "sandbox-webhook-key";
+
 /// Hang guard of every wait; never a timing assertion.
 pub const HANG_GUARD: Duration = Duration::from_secs(120);
 
@@ -360,6 +364,7 @@ impl Rig {
         config.watch.shutdown_secs = 30;
         config.watch.callback_bind = "127.0.0.1:0".into();
         config.watch.callback_secret = Some(Secret::new(SECRET));
+        config.watch.webhook_hash_key = Some(Secret::new(WEBHOOK_KEY));
         config.submit.max_attempts = 3;
         config.submit.backoff_ms = 20;
         config.submit.backoff_max_ms = 300;
@@ -498,13 +503,15 @@ impl Rig {
             "PAYDROP_LOG",
             "PAYDROP_API_KEY",
             "PAYDROP_API_CLIENT",
+            "PAYDROP_WEBHOOK_HASH_KEY",
             "RUST_LOG",
         ] {
             cmd.env_remove(var);
         }
         cmd.current_dir(self.dir.path())
             .env("PAYDROP_API_KEY", API_KEY)
-            .env("PAYDROP_API_CLIENT", API_CLIENT);
+            .env("PAYDROP_API_CLIENT", API_CLIENT)
+            .env("PAYDROP_WEBHOOK_HASH_KEY", WEBHOOK_KEY);
         cmd
     }
 
