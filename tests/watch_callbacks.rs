@@ -76,8 +76,18 @@ async fn callbacks_are_matched_authenticated_and_recorded_once() {
         json!(common_callback::hash("not-the-key", bulk_id, &code)),
     );
     let (status, body) = forged.post(&daemon.callback_url()).await;
-    assert_eq!((status, body.as_str()), (401, "wrong Hash: made with another key, or over other values"));
-    let (status, body) = callback.clone().without("Hash").post(&daemon.callback_url()).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            401,
+            "wrong Hash: made with another key, or over other values"
+        )
+    );
+    let (status, body) = callback
+        .clone()
+        .without("Hash")
+        .post(&daemon.callback_url())
+        .await;
     assert_eq!(status, 401, "{body}");
     nothing_recorded(&rig);
 
@@ -115,7 +125,11 @@ async fn callbacks_are_matched_authenticated_and_recorded_once() {
     {
         use std::os::unix::fs::PermissionsExt;
         let mode = fs::metadata(&retry_path).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600, "the retry file holds full card numbers");
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "the retry file holds full card numbers"
+        );
     }
     let at = recorded(&rig).expect("recorded");
 

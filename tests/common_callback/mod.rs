@@ -73,7 +73,12 @@ impl Line {
             format!("TRK{}", self.line),
             "Ayse Yilmaz".into(),
             "454360******1234".into(),
-            if self.insurance { "10*******46" } else { "12/30" }.into(),
+            if self.insurance {
+                "10*******46"
+            } else {
+                "12/30"
+            }
+            .into(),
             self.amount.clone(),
             "7".into(),
             "Some Gateway".into(),
@@ -95,7 +100,11 @@ impl Line {
 
 /// A result file of these lines, `\n`-terminated.
 pub fn file(lines: &[Line]) -> Vec<u8> {
-    lines.iter().map(|l| l.text() + "\n").collect::<String>().into_bytes()
+    lines
+        .iter()
+        .map(|l| l.text() + "\n")
+        .collect::<String>()
+        .into_bytes()
 }
 
 /// `Hash` of a bulk payment callback.
@@ -180,16 +189,17 @@ impl Callback {
 
     pub fn form(&self) -> reqwest::multipart::Form {
         let data = Value::Object(self.data.clone()).to_string();
-        let name = self.data["FileName"].as_str().unwrap_or("result.txt").to_string();
-        let part = reqwest::multipart::Part::bytes(self.file.clone()).file_name(if self
-            .data
-            .get("IsCompressed")
-            == Some(&json!(true))
-        {
-            format!("{name}.gz")
-        } else {
-            name
-        });
+        let name = self.data["FileName"]
+            .as_str()
+            .unwrap_or("result.txt")
+            .to_string();
+        let part = reqwest::multipart::Part::bytes(self.file.clone()).file_name(
+            if self.data.get("IsCompressed") == Some(&json!(true)) {
+                format!("{name}.gz")
+            } else {
+                name
+            },
+        );
         let form = reqwest::multipart::Form::new();
         if self.file_first {
             form.part("file", part).text("data", data)
@@ -219,3 +229,5 @@ pub fn client() -> reqwest::Client {
         .build()
         .expect("http client")
 }
+
+pub mod ledger;

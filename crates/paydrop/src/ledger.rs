@@ -175,7 +175,13 @@ impl fmt::Display for ResultProgress {
                 let missing: Vec<String> = self
                     .missing_pages
                     .iter()
-                    .map(|&(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") })
+                    .map(|&(a, b)| {
+                        if a == b {
+                            a.to_string()
+                        } else {
+                            format!("{a}-{b}")
+                        }
+                    })
                     .collect();
                 write!(
                     f,
@@ -797,7 +803,9 @@ impl Ledger {
                 page.number,
                 page.total,
                 page.has_more,
-                page.error_message.as_deref().filter(|m| !m.trim().is_empty()),
+                page.error_message
+                    .as_deref()
+                    .filter(|m| !m.trim().is_empty()),
                 now()
             ],
         )?;
@@ -879,12 +887,15 @@ impl Ledger {
                     )));
                 }
                 if outcome != line.outcome.as_str() || error_code != line.error_code {
+                    let said = |outcome: &str, code: &str| match code {
+                        "" => outcome.to_string(),
+                        code => format!("{outcome} ({code})"),
+                    };
                     return Ok(PageRecorded::Conflict(format!(
-                        "{at}: row {n} was reported {outcome} {error_code} before, now \
-                         {} {}; a recorded outcome is never changed (ask the provider's bulk \
-                         query)",
-                        line.outcome.as_str(),
-                        line.error_code
+                        "{at}: row {n} was reported {} before, now {}; a recorded outcome is \
+                         never changed (ask the provider's bulk query)",
+                        said(&outcome, &error_code),
+                        said(line.outcome.as_str(), &line.error_code)
                     )));
                 }
             }
@@ -893,7 +904,7 @@ impl Ledger {
             "UPDATE result_deliveries SET lines = ?2, new_lines = ?3 WHERE id = ?1",
             params![delivery, count as i64, new as i64],
         )?;
-        let progress = result_progress(&tx, sub)?;
+        let progress = result_progress(&tx, sub, Some(sent))?;
         if let Some(last) = progress.last_page {
             if progress.highest_page > last {
                 return Ok(PageRecorded::Conflict(format!(
@@ -920,7 +931,7 @@ impl Ledger {
 
     /// How far the results of a submission are.
     pub fn result_progress(&self, submission_id: i64) -> Result<ResultProgress> {
-        Ok(result_progress(&self.conn, submission_id)?.progress)
+        Ok(result_progress(&self.conn, submission_id, None)?.progress)
     }
 
     /// Records that a batch's results.json was written; false when it had
@@ -1264,23 +1275,37 @@ fn submission_results_at(conn: &Connection, submission_id: i64) -> Result<Option
     )?)
 }
 
-fn result_progress(conn: &Connection, submission_id: i64) -> Result<PageState> {
-    let count = |sql: &str| -> Result<u64> {
-        Ok(conn.query_row(sql, [submission_id], |r| r.get::<_, i64>(0))? as u64)
+/// `rows_sent` when the caller just counted them (a count reads every row).
+fn result_progress(
+    conn: &Connection,
+    submission_id: i64,
+    rows_sent: Option<u64>,
+) -> Result<PageState> {
+    let rows_sent = match rows_sent {
+        Some(n) => n,
+        None => conn.query_row(
+            "SELECT COUNT(*) FROM sent_rows WHERE submission_id = ?1",
+            [submission_id],
+            |r| r.get::<_, i64>(0),
+        )? as u64,
     };
-    let rows_sent = count("SELECT COUNT(*) FROM sent_rows WHERE submission_id = ?1")?;
-    let rows_with_result = count("SELECT COUNT(*) FROM results WHERE submission_id = ?1")?;
-    let (total, last, error_message): (Option<u32>, Option<u32>, Option<String>) = conn
-        .query_row(
-            "SELECT MAX(total_pages),
+    // Each row with a result was added by exactly one delivery.
+    let (rows_with_result, total, last, error_message): (
+        i64,
+        Option<u32>,
+        Option<u32>,
+        Option<String>,
+    ) = conn.query_row(
+        "SELECT COALESCE(SUM(new_lines), 0), MAX(total_pages),
                     MIN(CASE WHEN has_more = 0 THEN page_number END),
                     (SELECT error_message FROM result_deliveries
                      WHERE submission_id = ?1 AND error_message IS NOT NULL
                      ORDER BY id DESC LIMIT 1)
              FROM result_deliveries WHERE submission_id = ?1",
-            [submission_id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )?;
+        [submission_id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )?;
+    let rows_with_result = rows_with_result as u64;
     let mut stmt = conn.prepare(
         "SELECT DISTINCT page_number FROM result_deliveries WHERE submission_id = ?1
          ORDER BY page_number",

@@ -663,7 +663,11 @@ impl ProviderFile {
     fn results(&self, emit: &mut Emit<'_>) -> Result<()> {
         for line in results::parse(open_text(&self.path)?) {
             let line = line.with_context(|| self.path.display().to_string())?;
-            let status = if line.is_paid() { "approved" } else { line.outcome.as_str() };
+            let status = if line.is_paid() {
+                "approved"
+            } else {
+                line.outcome.as_str()
+            };
             emit(Rec {
                 key: line.merchant_unique_code,
                 amount: line.amount,

@@ -104,7 +104,10 @@ impl Outcome {
 
     /// Whether the row is settled one way or the other.
     pub fn is_final(self) -> bool {
-        matches!(self, Outcome::Paid | Outcome::Authorised | Outcome::Declined)
+        matches!(
+            self,
+            Outcome::Paid | Outcome::Authorised | Outcome::Declined
+        )
     }
 }
 
@@ -283,11 +286,16 @@ fn interpret(rec: &csv::ByteRecord) -> (Outcome, Option<u32>, String, String) {
                 status::SUCCESSFUL => unsettled(
                     Outcome::Review,
                     Some(status),
-                    format!("status 4 (successful) of PaymentActivityTypeId '{activity}', not a sale"),
+                    format!(
+                        "status 4 (successful) of PaymentActivityTypeId '{activity}', not a sale"
+                    ),
                 ),
-                status::AWAITING_SETTLEMENT => {
-                    (Outcome::Authorised, Some(status), String::new(), String::new())
-                }
+                status::AWAITING_SETTLEMENT => (
+                    Outcome::Authorised,
+                    Some(status),
+                    String::new(),
+                    String::new(),
+                ),
                 status::FAILED | status::FAILED_ON_QUERY => declined(Some(status)),
                 status::CREATED | status::STARTED | status::PAYJUMP => unsettled(
                     Outcome::Pending,
@@ -572,7 +580,12 @@ mod tests {
             String::new(),
             String::new(),
             bank.into(),
-            if bank.is_empty() { "" } else { "Insufficient funds" }.into(),
+            if bank.is_empty() {
+                ""
+            } else {
+                "Insufficient funds"
+            }
+            .into(),
             "1".into(),
             status.to_string(),
         ];

@@ -51,8 +51,8 @@ pub struct DataError(String);
 
 impl CallbackData {
     pub fn parse(json: &[u8]) -> Result<CallbackData, DataError> {
-        let value: Value = serde_json::from_slice(json)
-            .map_err(|e| DataError(format!("not JSON: {e}")))?;
+        let value: Value =
+            serde_json::from_slice(json).map_err(|e| DataError(format!("not JSON: {e}")))?;
         let Value::Object(object) = value else {
             return Err(DataError("not a JSON object".into()));
         };
@@ -306,9 +306,15 @@ mod tests {
             f(&mut d);
             keys().verify(&d)
         };
-        assert_eq!(with(&|d| d.bulk_payment_id = 4712), Err(HashError::Mismatch));
+        assert_eq!(
+            with(&|d| d.bulk_payment_id = 4712),
+            Err(HashError::Mismatch)
+        );
         assert_eq!(with(&|d| d.hash = None), Err(HashError::Missing));
-        assert_eq!(with(&|d| d.hash = Some(" ".into())), Err(HashError::Missing));
+        assert_eq!(
+            with(&|d| d.hash = Some(" ".into())),
+            Err(HashError::Missing)
+        );
         assert_eq!(
             with(&|d| d.hash_key_type = Some(7)),
             Err(HashError::KeyType("7".into()))
@@ -337,15 +343,26 @@ mod tests {
         .unwrap();
         assert_eq!(d.bulk_payment_id, 12);
         assert_eq!(d.merchant_unique_code, None);
-        assert_eq!((d.page.number, d.page.total, d.page.has_more), (2, None, Some(true)));
+        assert_eq!(
+            (d.page.number, d.page.total, d.page.has_more),
+            (2, None, Some(true))
+        );
         for (json, says) in [
             (r#"{"Hash":"x"}"#, "BulkPaymentId is missing"),
-            (r#"{"BulkPaymentId":1.5}"#, "BulkPaymentId is 1.5, not an integer"),
-            (r#"{"BulkPaymentId":1,"IsCompressed":1}"#, "IsCompressed is 1"),
+            (
+                r#"{"BulkPaymentId":1.5}"#,
+                "BulkPaymentId is 1.5, not an integer",
+            ),
+            (
+                r#"{"BulkPaymentId":1,"IsCompressed":1}"#,
+                "IsCompressed is 1",
+            ),
             (r#"{"BulkPaymentId":1,"PageNumber":0}"#, "PageNumber is 0"),
             (r#"[1]"#, "not a JSON object"),
         ] {
-            let e = CallbackData::parse(json.as_bytes()).unwrap_err().to_string();
+            let e = CallbackData::parse(json.as_bytes())
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(says), "{json}: {e}");
         }
     }
@@ -359,8 +376,8 @@ mod tests {
         watch.webhook_key_types = vec!["none".into()];
         watch.hash_keys.insert("5".into(), Secret::new("other"));
         let keys = HashKeys::from_config(&watch).unwrap();
-        let mut d = CallbackData::parse(br#"{"BulkPaymentId":1,"MerchantUniqueCode":"m"}"#)
-            .unwrap();
+        let mut d =
+            CallbackData::parse(br#"{"BulkPaymentId":1,"MerchantUniqueCode":"m"}"#).unwrap();
         d.hash = Some(bulk_payment_hash("w", 1, "m"));
         assert_eq!(keys.verify(&d), Ok(()));
         d.hash_key_type = Some(4);

@@ -101,7 +101,10 @@ impl FormReader {
                 "file" => return self.spool(field).await.map(|s| Some(Part::File(s))),
                 "data" => {
                     let cap = self.limits.data;
-                    return self.text(field, "data", cap).await.map(|d| Some(Part::Data(d)));
+                    return self
+                        .text(field, "data", cap)
+                        .await
+                        .map(|d| Some(Part::Data(d)));
                 }
                 _ => {
                     let shown: String = name.chars().take(40).collect();
@@ -124,7 +127,10 @@ impl FormReader {
         }
     }
 
-    async fn chunk(&mut self, field: &mut multer::Field<'static>) -> Result<Option<Bytes>, Refusal> {
+    async fn chunk(
+        &mut self,
+        field: &mut multer::Field<'static>,
+    ) -> Result<Option<Bytes>, Refusal> {
         match field.chunk().await {
             Ok(Some(c)) => {
                 self.guard.handed_over(c.len() as u64);
@@ -154,16 +160,16 @@ impl FormReader {
     }
 
     async fn spool(&mut self, mut field: multer::Field<'static>) -> Result<Spool, Refusal> {
-        let internal = |e: std::io::Error| Refusal::internal(format!("spooling the result file: {e}"));
+        let internal =
+            |e: std::io::Error| Refusal::internal(format!("spooling the result file: {e}"));
         // Private (0600) and removed when dropped: a result file may carry
         // card numbers, masked or not.
         let file = tempfile::Builder::new()
             .prefix(".paydrop-callback-")
             .tempfile_in(&self.spool_dir)
             .map_err(internal)?;
-        let mut out = tokio::io::BufWriter::new(tokio::fs::File::from_std(
-            file.reopen().map_err(internal)?,
-        ));
+        let mut out =
+            tokio::io::BufWriter::new(tokio::fs::File::from_std(file.reopen().map_err(internal)?));
         let mut len = 0u64;
         while let Some(c) = self.chunk(&mut field).await? {
             len += c.len() as u64;
@@ -192,7 +198,9 @@ impl Guard {
     fn handed_over(&self, n: u64) {
         let _ = self
             .held
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |h| Some(h.saturating_sub(n)));
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |h| {
+                Some(h.saturating_sub(n))
+            });
     }
 }
 
@@ -210,7 +218,10 @@ where
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         match Pin::new(&mut self.inner).poll_next(cx) {
             Poll::Ready(Some(Ok(chunk))) => {
-                let held = self.guard.held.fetch_add(chunk.len() as u64, Ordering::SeqCst);
+                let held = self
+                    .guard
+                    .held
+                    .fetch_add(chunk.len() as u64, Ordering::SeqCst);
                 if held + chunk.len() as u64 > PARSER_SLACK {
                     self.guard.tripped.store(true, Ordering::SeqCst);
                     return Poll::Ready(Some(Err(std::io::Error::new(

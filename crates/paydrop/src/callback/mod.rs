@@ -200,7 +200,9 @@ impl Receiver {
                     format!("the callback was not received whole within {timeout:?}"),
                 )
             })??;
-        let submission = self.accepted(delivery.submission.clone(), &delivery.data).await?;
+        let submission = self
+            .accepted(delivery.submission.clone(), &delivery.data)
+            .await?;
         self.record(submission, delivery).await
     }
 
@@ -232,7 +234,8 @@ impl Receiver {
                     self.keys
                         .verify(&data)
                         .map_err(|e| Refusal::new(StatusCode::UNAUTHORIZED, e.to_string()))?;
-                    let (submission, rows) = self.find(&data).await?;
+                    let submission = self.find(&data).await?;
+                    let rows = submission.rows;
                     let cap = (rows + 1).saturating_mul(w.callback_max_line_bytes);
                     let why = format!(
                         "at most {} bytes for each of the {rows} rows sent in {}: [watch] \
@@ -267,27 +270,22 @@ impl Receiver {
         })
     }
 
-    /// The submission the callback names, with the number of rows sent in it.
-    /// One named only by BulkPaymentId may not be recorded yet: it is waited
-    /// for, briefly.
-    async fn find(&self, data: &CallbackData) -> Result<(Submission, u64), Refusal> {
+    /// The submission the callback names. One named only by BulkPaymentId
+    /// may not be recorded yet: it is waited for, briefly.
+    async fn find(&self, data: &CallbackData) -> Result<Submission, Refusal> {
         let deadline = Instant::now() + self.wait();
         loop {
             let (code, id) = (data.merchant_unique_code.clone(), data.bulk_payment_id);
             let found = self
-                .ledger(move |l| {
-                    let sub = match &code {
-                        Some(c) => l.submission_by_code(c.trim())?,
-                        None => l.submission_by_bulk_id(id)?,
-                    };
-                    sub.map(|s| Ok((l.sent_row_count(s.id)?, s)))
-                        .transpose()
+                .ledger(move |l| match &code {
+                    Some(c) => l.submission_by_code(c.trim()),
+                    None => l.submission_by_bulk_id(id),
                 })
                 .await?;
             match found {
-                Some((rows, s)) => {
+                Some(s) => {
                     conflicting_id(&s, data)?;
-                    return Ok((s, rows));
+                    return Ok(s);
                 }
                 None if data.merchant_unique_code.is_none() && Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(50)).await
@@ -310,7 +308,11 @@ impl Receiver {
     /// callback's BulkPaymentId. The provider may post before the daemon has
     /// recorded its answer to the upload: that is waited for, briefly, and
     /// then answered 503 so that the provider sends it again.
-    async fn accepted(&self, mut sub: Submission, data: &CallbackData) -> Result<Submission, Refusal> {
+    async fn accepted(
+        &self,
+        mut sub: Submission,
+        data: &CallbackData,
+    ) -> Result<Submission, Refusal> {
         let deadline = Instant::now() + self.wait();
         let mut early = false;
         loop {
@@ -352,10 +354,11 @@ impl Receiver {
         } = delivery;
         let page = data.page.clone();
         let gzip = data.is_compressed;
+        let max_line = self.config.watch.callback_max_line_bytes;
         let s = sub.clone();
         let recorded = self
             .ledger(move |l| {
-                let reader = match open_results(&spool, gzip, cap) {
+                let reader = match open_results(&spool, gzip, cap, max_line) {
                     Ok(r) => r,
                     Err(e) => {
                         return Ok(PageRecorded::Unreadable {
@@ -406,7 +409,10 @@ impl Receiver {
             self.write_outputs(sub.batch_id).await;
         }
         Ok(match (lines, new_lines) {
-            (0, _) => format!("recorded page {}: no result lines; {progress}", data.page.number),
+            (0, _) => format!(
+                "recorded page {}: no result lines; {progress}",
+                data.page.number
+            ),
             (_, 0) => format!("already recorded; {progress}"),
             (_, n) => format!("recorded {n} results; {progress}"),
         })
@@ -437,31 +443,43 @@ struct Delivery {
 }
 
 /// The spooled result file as text: gunzipped when `IsCompressed` says so
-/// (or its first bytes are gzip's magic), never more than `cap` bytes.
-fn open_results(spool: &Spool, gzip: bool, cap: u64) -> io::Result<Box<dyn Read + Send>> {
+/// (or its first bytes are gzip's magic), never more than `cap` bytes, no
+/// line longer than `max_line`.
+fn open_results(
+    spool: &Spool,
+    gzip: bool,
+    cap: u64,
+    max_line: u64,
+) -> io::Result<Box<dyn Read + Send>> {
     let mut file = io::BufReader::with_capacity(64 * 1024, spool.file.reopen()?);
     let magic = file.fill_buf()?.starts_with(&[0x1f, 0x8b]);
     Ok(if gzip || magic {
-        Box::new(Capped::new(flate2::bufread::MultiGzDecoder::new(file), cap))
+        let unpacked = flate2::bufread::MultiGzDecoder::new(file);
+        Box::new(Capped::new(unpacked, cap, max_line))
     } else {
-        Box::new(Capped::new(file, cap))
+        Box::new(Capped::new(file, cap, max_line))
     })
 }
 
-/// A reader that fails (`FileTooLarge`) past `cap` bytes: a small gzip may
-/// unpack to gigabytes.
+/// A reader that fails (`FileTooLarge`) past `cap` bytes, or at a line
+/// longer than `max_line`: a small gzip may unpack to gigabytes, and the
+/// line parser holds a whole line.
 struct Capped<R> {
     inner: R,
     left: u64,
     cap: u64,
+    line: u64,
+    max_line: u64,
 }
 
 impl<R> Capped<R> {
-    fn new(inner: R, cap: u64) -> Self {
+    fn new(inner: R, cap: u64, max_line: u64) -> Self {
         Capped {
             inner,
             left: cap,
             cap,
+            line: 0,
+            max_line,
         }
     }
 }
@@ -472,16 +490,30 @@ impl<R: Read> Read for Capped<R> {
         // larger one.
         let want = buf.len().min(self.left.saturating_add(1) as usize);
         let n = self.inner.read(&mut buf[..want])?;
+        let too_large = |what: String| Err(io::Error::new(io::ErrorKind::FileTooLarge, what));
         if n as u64 > self.left {
-            return Err(io::Error::new(
-                io::ErrorKind::FileTooLarge,
-                format!(
-                    "the result file is larger than {} bytes once decompressed",
-                    self.cap
-                ),
+            return too_large(format!(
+                "the result file is larger than {} bytes once decompressed",
+                self.cap
             ));
         }
         self.left -= n as u64;
+        // The line in progress, continued across reads.
+        let (mut line, mut start) = (self.line, 0);
+        for end in memchr::memchr_iter(b'\n', &buf[..n]).chain([n]) {
+            line += (end - start) as u64;
+            if line > self.max_line {
+                return too_large(format!(
+                    "the result file has a line longer than {} bytes: [watch] \
+                     callback_max_line_bytes",
+                    self.max_line
+                ));
+            }
+            if end < n {
+                (line, start) = (0, end + 1);
+            }
+        }
+        self.line = line;
         Ok(n)
     }
 }
@@ -582,4 +614,40 @@ async fn metrics(State(rx): State<Arc<Receiver>>) -> String {
         Err(e) => tracing::error!(reason = %e.reason, "cannot count the parts awaiting results"),
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_all(data: &[u8], cap: u64, max_line: u64, chunk: usize) -> io::Result<Vec<u8>> {
+        struct Chunks<'a>(&'a [u8], usize);
+        impl Read for Chunks<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let n = self.0.len().min(self.1).min(buf.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let mut out = Vec::new();
+        Capped::new(Chunks(data, chunk), cap, max_line).read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn caps_the_size_and_every_line_across_reads() {
+        let text = b"abc\ndefgh\nij\n";
+        for chunk in [1, 2, 3, 64] {
+            assert_eq!(read_all(text, 13, 5, chunk).unwrap(), text);
+            let e = read_all(text, 12, 5, chunk).unwrap_err();
+            assert!(e.to_string().contains("larger than 12 bytes"), "{e}");
+            let e = read_all(text, 13, 4, chunk).unwrap_err();
+            assert!(e.to_string().contains("line longer than 4"), "{e}");
+            assert_eq!(e.kind(), io::ErrorKind::FileTooLarge);
+            // A last line without its newline counts too.
+            let e = read_all(b"ab\nabcdef", 100, 5, chunk).unwrap_err();
+            assert!(e.to_string().contains("line longer"), "{e}");
+        }
+    }
 }

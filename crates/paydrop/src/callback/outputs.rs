@@ -51,7 +51,8 @@ impl Receiver {
                 m.rows_paid.fetch_add(s.paid.rows, Ordering::Relaxed);
                 m.rows_authorised
                     .fetch_add(s.authorised.rows, Ordering::Relaxed);
-                m.rows_declined.fetch_add(s.declined.rows, Ordering::Relaxed);
+                m.rows_declined
+                    .fetch_add(s.declined.rows, Ordering::Relaxed);
                 m.rows_unsettled
                     .fetch_add(s.unsettled.rows, Ordering::Relaxed);
                 tracing::info!(
@@ -72,9 +73,10 @@ impl Receiver {
     /// between the last page and the files).
     pub(crate) async fn catch_up(&self) {
         let path = self.config.ledger.path.clone();
-        let pending =
-            tokio::task::spawn_blocking(move || Ledger::open(&path)?.batches_with_unwritten_results())
-                .await;
+        let pending = tokio::task::spawn_blocking(move || {
+            Ledger::open(&path)?.batches_with_unwritten_results()
+        })
+        .await;
         match pending {
             Ok(Ok(ids)) => {
                 for id in ids {

@@ -1442,7 +1442,9 @@ async fn post_results(
         "{hash_key}###{}###{}",
         batch.bulk_payment_id, batch.merchant_unique_code
     )));
-    let now = chrono::Utc::now().with_timezone(&crate::PROVIDER_TZ).to_rfc3339();
+    let now = chrono::Utc::now()
+        .with_timezone(&crate::PROVIDER_TZ)
+        .to_rfc3339();
     let data = serde_json::json!({
         "Type": 1,
         "BulkPaymentId": batch.bulk_payment_id,
