@@ -1473,6 +1473,154 @@ mod tests {
         assert_eq!(l.sent_row_count(b.submissions[1].id).unwrap(), 0);
     }
 
+    /// A submission of `rows` rows sent (`C1`… at 1.00 each), accepted.
+    fn sent_submission(l: &mut Ledger, rows: i64) -> Submission {
+        let mut b = new_batch("pages", 0);
+        b.parts.truncate(1);
+        b.parts[0].rows = rows as u64;
+        let b = l.create_batch(&b).unwrap();
+        let sub = &b.submissions[0];
+        let sent = (1..=rows).map(|n| {
+            Ok::<_, LedgerError>(SentRow {
+                line_number: n,
+                code: Some(format!("C{n}")),
+                amount: "1.00".parse().unwrap(),
+            })
+        });
+        l.record_sent_rows(sub.id, sent).unwrap();
+        l.settle(sub.id, State::Accepted, Some(7), "ok", None)
+            .unwrap();
+        l.submission(sub.id).unwrap().unwrap()
+    }
+
+    fn result(
+        n: i64,
+        outcome: crate::results::Outcome,
+    ) -> std::result::Result<ResultLine, ResultError> {
+        Ok(ResultLine {
+            file_line: n as u64,
+            line_number: n,
+            merchant_unique_code: format!("C{n}"),
+            amount: "1".parse().unwrap(),
+            outcome,
+            status_id: None,
+            error_code: String::new(),
+            error_message: String::new(),
+        })
+    }
+
+    fn page(number: u32, total: Option<u32>, has_more: Option<bool>) -> ResultPage {
+        ResultPage {
+            number,
+            total,
+            has_more,
+            error_message: None,
+        }
+    }
+
+    #[test]
+    fn result_pages_complete_a_submission_in_any_order_and_once() {
+        use crate::results::Outcome::{Declined, Paid};
+        let dir = tempfile::tempdir().unwrap();
+        let mut l = Ledger::open(&dir.path().join("l.db")).unwrap();
+        let sub = sent_submission(&mut l, 5);
+        let stored = |r: PageRecorded| match r {
+            PageRecorded::Stored {
+                new_lines,
+                progress,
+                completed,
+                ..
+            } => (new_lines, progress, completed),
+            other => panic!("{other:?}"),
+        };
+        // Page 3 of 3 first, then page 1; page 1 again adds nothing.
+        let (new, p, done) = stored(
+            l.record_result_page(&sub, &page(3, Some(3), Some(false)), [result(5, Paid)])
+                .unwrap(),
+        );
+        assert_eq!((new, done), (1, false));
+        assert_eq!(
+            p.to_string(),
+            "results incomplete: 1 of 5 rows, 1 of 3 pages received, missing 1-2"
+        );
+        let first = || [result(1, Paid), result(2, Declined)];
+        for expect in [2, 0] {
+            let (new, p, _) = stored(
+                l.record_result_page(&sub, &page(1, Some(3), Some(true)), first())
+                    .unwrap(),
+            );
+            assert_eq!(new, expect);
+            assert_eq!(p.missing_pages, [(2, 2)]);
+        }
+        // Pages that contradict what came: nothing stored.
+        let r = l
+            .record_result_page(&sub, &page(2, Some(4), None), [result(3, Paid)])
+            .unwrap();
+        assert!(
+            matches!(&r, PageRecorded::Conflict(w) if w.contains("TotalPages 4")),
+            "{r:?}"
+        );
+        let r = l
+            .record_result_page(&sub, &page(2, None, None), [result(2, Paid)])
+            .unwrap();
+        assert!(
+            matches!(&r, PageRecorded::Conflict(w) if w.contains("row 2 was reported declined before, now paid")),
+            "{r:?}"
+        );
+        let r = l
+            .record_result_page(&sub, &page(4, None, None), [result(3, Paid)])
+            .unwrap();
+        assert!(
+            matches!(&r, PageRecorded::Conflict(w) if w.contains("page 3 said it was the last")),
+            "{r:?}"
+        );
+        assert_eq!(l.result_progress(sub.id).unwrap().rows_with_result, 3);
+        // The last page completes it, once.
+        let (_, p, done) = stored(
+            l.record_result_page(
+                &sub,
+                &page(2, Some(3), Some(true)),
+                [result(3, Paid), result(4, Paid)],
+            )
+            .unwrap(),
+        );
+        assert!(p.complete && done);
+        assert_eq!(p.to_string(), "results complete: 5 rows");
+        let at = l.submission(sub.id).unwrap().unwrap().results_at;
+        assert!(at.is_some());
+        let (_, _, again) = stored(
+            l.record_result_page(&sub, &page(2, Some(3), Some(true)), [result(3, Paid)])
+                .unwrap(),
+        );
+        assert!(!again);
+        assert_eq!(l.submission(sub.id).unwrap().unwrap().results_at, at);
+        assert!(l
+            .batches_with_unwritten_results()
+            .unwrap()
+            .contains(&sub.batch_id));
+        assert!(l.mark_results_written(sub.batch_id).unwrap());
+        assert!(!l.mark_results_written(sub.batch_id).unwrap());
+        assert!(l.results_written(sub.batch_id).unwrap());
+    }
+
+    #[test]
+    fn results_of_a_submission_without_sent_rows_cannot_be_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut l = Ledger::open(&dir.path().join("l.db")).unwrap();
+        let b = l.create_batch(&new_batch("legacy", 0)).unwrap();
+        let r = l
+            .record_result_page(
+                &b.submissions[0],
+                &page(1, Some(1), Some(false)),
+                [result(1, crate::results::Outcome::Paid)],
+            )
+            .unwrap();
+        assert!(
+            matches!(&r, PageRecorded::Mismatch(w) if w.contains("reconcile it by hand")),
+            "{r:?}"
+        );
+    }
+
     #[test]
     fn the_same_code_cannot_be_recorded_twice() {
         let dir = tempfile::tempdir().unwrap();
