@@ -583,3 +583,36 @@ async fn a_callback_with_another_hash_format_or_key_type_is_refused() {
     post_ok(&daemon, &cb.without("HashKeyType").without("HashFormat")).await;
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_complete_before_the_file_is_filed_are_written_once_it_is() {
+    let rig = Rig::start_with(|s| s.callback_delay = NEVER).await;
+    let daemon = rig.daemon(rig.config()).await;
+    // The file is not in done/ yet (a daemon stopped between the two).
+    let s = seed(
+        &rig.ledger_path,
+        &rig.dir.path().join("elsewhere"),
+        "later.csv",
+        5,
+        5,
+        true,
+        Rows {
+            text: &|n| row_cells(100, n).join(","),
+            sent: &|n| (row_code(100, n), dec(&row_amount(100, n))),
+        },
+    );
+    post_ok(&daemon, &part_callback(&s, 100, 0)).await;
+    daemon.stop().await;
+    let filed = rig.sub(DONE).join("later.csv");
+    fs::create_dir_all(rig.sub(DONE)).unwrap();
+    fs::rename(&s.file, &filed).unwrap();
+    rig.ledger()
+        .set_batch_file(s.batch.id, &filed.display().to_string())
+        .unwrap();
+    assert!(!sidecar(&filed, "results.json").exists());
+    // The next start writes them, and counts them once.
+    let daemon = rig.daemon(rig.config()).await;
+    rig.wait_sidecar(&filed, "results.json").await;
+    daemon.metrics_when("paydrop_rows_paid_total", "5").await;
+    daemon.stop().await;
+}

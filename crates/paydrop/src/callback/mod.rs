@@ -567,17 +567,17 @@ impl IntoResponse for Refusal {
     }
 }
 
-/// Serves the callback, `/metrics` and `/health` until aborted; first
+/// Serves the callback, `/metrics` and `/health` until aborted; meanwhile
 /// finishes results left unwritten by an earlier run.
 pub async fn serve(listener: tokio::net::TcpListener, receiver: Arc<Receiver>) {
-    receiver.catch_up().await;
     let app = Router::new()
         .route("/callback", post(callback_open))
         .route("/callback/{secret}", post(callback_with_secret))
         .route("/metrics", get(metrics))
         .route("/health", get(|| async { "ok" }))
-        .with_state(receiver);
-    if let Err(e) = axum::serve(listener, app).await {
+        .with_state(receiver.clone());
+    let (_, served) = tokio::join!(receiver.catch_up(), axum::serve(listener, app));
+    if let Err(e) = served {
         tracing::error!(error = %e, "callback server stopped");
     }
 }
