@@ -14,10 +14,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use paydrop::callback;
 use paydrop::compress::{Codec, Compression};
 use paydrop::config::{
     Config, ENV_API_CLIENT, ENV_API_KEY, ENV_CRAFTGATE_API_KEY, ENV_CRAFTGATE_SECRET_KEY,
-    ENV_EXPORT_TOKEN, ENV_REPORT_EMAIL, ENV_REPORT_PASSWORD,
+    ENV_EXPORT_TOKEN, ENV_REPORT_EMAIL, ENV_REPORT_PASSWORD, ENV_WEBHOOK_HASH_KEY,
 };
 use paydrop::currency::Currency;
 use paydrop::export;
@@ -1044,19 +1045,12 @@ fn status_cmd(config: &Config) -> Result<ExitCode> {
             )?;
         }
     }
-    let awaiting = ledger.awaiting_results()?;
+    let overdue = std::time::Duration::from_secs(config.watch.results_overdue_secs);
+    let awaiting = callback::progress::awaiting(&ledger, overdue, chrono::Utc::now())?;
     if !awaiting.is_empty() {
-        writeln!(out, "accepted, awaiting the provider's result file:")?;
-        for s in &awaiting {
-            writeln!(
-                out,
-                "  batch {} part {}  BulkPaymentId {}  {}  {} rows",
-                s.batch_id,
-                s.part,
-                s.bulk_payment_id.unwrap_or_default(),
-                s.merchant_unique_code,
-                s.rows
-            )?;
+        writeln!(out, "accepted, awaiting the provider's results:")?;
+        for a in &awaiting {
+            writeln!(out, "  {a}")?;
         }
     }
     if open.is_empty() {
@@ -1259,6 +1253,9 @@ async fn sandbox_cmd(registry: Registry, args: &SandboxArgs) -> Result<ExitCode>
             *slot = v;
         }
     }
+    if let Ok(key) = std::env::var(ENV_WEBHOOK_HASH_KEY) {
+        config.webhook_hash_key = key;
+    }
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], args.port));
     let receiving_port = args.receiving_port.unwrap_or(args.port.wrapping_add(1));
     let receiving_addr = std::net::SocketAddr::from(([127, 0, 0, 1], receiving_port));
@@ -1269,7 +1266,8 @@ async fn sandbox_cmd(registry: Registry, args: &SandboxArgs) -> Result<ExitCode>
          sandbox-export-token; Craftgate keys {ENV_CRAFTGATE_API_KEY} / \
          {ENV_CRAFTGATE_SECRET_KEY}, default sandbox-craftgate-api-key / \
          sandbox-craftgate-secret-key; Payzee login {ENV_REPORT_EMAIL} / {ENV_REPORT_PASSWORD}, \
-         default merchant@sandbox.example / sandbox-pass); Ctrl-C stops both"
+         default merchant@sandbox.example / sandbox-pass); result callbacks signed with \
+         {ENV_WEBHOOK_HASH_KEY} (default sandbox-webhook-key); Ctrl-C stops both"
     );
     tokio::try_join!(
         sandbox::serve(config, addr),

@@ -29,9 +29,13 @@ pub async fn run(registry: Registry, rows: u64, out: &mut impl Write) -> Result<
     std::fs::create_dir_all(&inbox)?;
     writeln!(out, "paydrop demo in {}", dir.display())?;
 
+    // The provider signs its result callbacks with the merchant's webhook
+    // hash key; the daemon checks them with the same key.
+    let webhook_hash_key = uuid::Uuid::new_v4().simple().to_string();
     let sandbox = sandbox::spawn(SandboxConfig {
         registry: registry.clone(),
         decline_rate: 0.08,
+        webhook_hash_key: webhook_hash_key.clone(),
         ..SandboxConfig::default()
     })
     .await?;
@@ -53,6 +57,7 @@ pub async fn run(registry: Registry, rows: u64, out: &mut impl Write) -> Result<
     config.watch.rescan_ms = 200;
     config.watch.callback_bind = "127.0.0.1:0".into();
     config.watch.callback_secret = Some(Secret::new(uuid::Uuid::new_v4().simple().to_string()));
+    config.watch.webhook_hash_key = Some(Secret::new(webhook_hash_key));
     config.submit.backoff_ms = 100;
     config.submit.backoff_max_ms = 1000;
     let client = sandbox.client(Duration::from_secs(60))?;

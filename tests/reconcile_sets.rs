@@ -10,13 +10,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use paydrop::currency::Currency;
-use paydrop::ledger::{Ledger, NewBatch, NewSubmission, State};
+use paydrop::ledger::{
+    code_fingerprint, Ledger, LedgerError, NewBatch, NewSubmission, ResultPage, SentRow, State,
+};
 use paydrop::pattern::Registry;
 use paydrop::reconcile::{
     reconcile, Against, Key, Options, Sent, Summary, DEFAULT_MEMORY, FAILED_CSV, MATCHED_CSV,
     MISMATCH_CSV, MISSING_CSV, UNKNOWN_CSV,
 };
-use paydrop::results::{ResultError, ResultLine};
+use paydrop::results::{Outcome, ResultError, ResultLine};
 use paydrop::totals::Tally;
 use rust_decimal::Decimal;
 
@@ -447,6 +449,18 @@ fn ledger_with_batch(dir: &Path) -> (PathBuf, PathBuf) {
             .settle(s.id, State::Accepted, Some(100 + i as i64), "ok", None)
             .unwrap();
     }
+    for (s, rows) in batch.submissions.iter().zip([1..=3u64, 4..=5]) {
+        let rows = rows.map(|i| {
+            let (key, amount, _) = sent_row(i);
+            Ok::<_, LedgerError>(SentRow {
+                line_number: i as i64,
+                identity: code_fingerprint(&key),
+                code: Some(key),
+                amount,
+            })
+        });
+        ledger.record_sent_rows(s.id, rows).unwrap();
+    }
     let first = ledger.submission_by_code("pd-ab-1of2").unwrap().unwrap();
     let lines = (1..=3u64).map(|i| {
         let (key, amount, _) = sent_row(i);
@@ -455,12 +469,23 @@ fn ledger_with_batch(dir: &Path) -> (PathBuf, PathBuf) {
             line_number: i as i64,
             merchant_unique_code: key,
             amount,
-            approved: i != 2,
+            outcome: if i == 2 {
+                Outcome::Declined
+            } else {
+                Outcome::Paid
+            },
+            status_id: Some(if i == 2 { 5 } else { 4 }),
             error_code: if i == 2 { "51".into() } else { String::new() },
             error_message: String::new(),
         })
     });
-    ledger.record_results(&first, lines).unwrap();
+    let page = ResultPage {
+        number: 1,
+        total: Some(1),
+        has_more: Some(false),
+        error_message: None,
+    };
+    ledger.record_result_page(&first, &page, lines).unwrap();
     (path, file)
 }
 
@@ -520,7 +545,8 @@ fn a_result_file_without_currencies_still_adds_up() {
     let mut text = String::new();
     for i in 1..=9u64 {
         let (key, amount, _) = sent_row(i);
-        let (status, bank) = if i == 4 { (2, "51") } else { (1, "00") };
+        // PaymentStatusId 4 successful, 5 failed (the provider's "Payment Statuses").
+        let (status, bank) = if i == 4 { (5, "51") } else { (4, "00") };
         writeln!(
             text,
             "1,{i},2026-11-25 20:00:00,{key},,Ayşe,454360******0001,12/30,{amount},1,Sandbox,1,,0,,,{bank},x,1,{status}"

@@ -189,8 +189,11 @@ fn retry_and_generated_files_are_created_owner_only() {
         .get(1)
         .unwrap()
         .clone();
-    let retry: std::collections::HashSet<i64> = [2, 4].into();
-    let tally = paydrop::results::write_retry_file(&original, &pattern, &retry, 1, &out).unwrap();
+    let mut writer = paydrop::results::RetryWriter::create(&original, &pattern, 1, &out).unwrap();
+    for line in [2, 4] {
+        writer.push(line).unwrap();
+    }
+    let tally = writer.finish().unwrap();
     assert_eq!(tally.rows, 2);
     let text = fs::read_to_string(&out).unwrap();
     assert!(

@@ -488,7 +488,7 @@ async fn receive(State((tx, failures)): State<ReceiverState>, mut form: Multipar
     let mut got = Received::default();
     while let Some(part) = form.next_field().await.unwrap() {
         let name = part.name().unwrap_or_default().to_string();
-        if name == field::FILE {
+        if name == "file" {
             got.file_name = part.file_name().map(str::to_string);
             got.file = part.text().await.unwrap();
         } else {
@@ -526,12 +526,22 @@ async fn the_result_callback_reports_every_row_reproducibly() {
         .await;
     let got = next_callback(&mut rx).await;
 
-    let id = start.bulk_payment_id.to_string();
+    let id = start.bulk_payment_id;
     assert_eq!(got.file_name, Some(format!("result-{id}.csv")));
-    assert!(got.fields.contains(&("BulkPaymentId".into(), id)));
-    assert!(got
-        .fields
-        .contains(&("MerchantUniqueCode".into(), "with-callback".into())));
+    // The published shape: a `file` part and a `data` field of JSON whose
+    // Hash is made with the merchant's webhook key.
+    let [(name, data)] = got.fields.as_slice() else {
+        panic!("one data field: {:?}", got.fields)
+    };
+    assert_eq!(name, "data");
+    let data: serde_json::Value = serde_json::from_str(data).unwrap();
+    assert_eq!(data["BulkPaymentId"], id);
+    assert_eq!(data["MerchantUniqueCode"], "with-callback");
+    assert_eq!(data["HashFormat"], "BulkPayment");
+    assert_eq!(data["IsCompressed"], false);
+    assert_eq!(data["LineCount"], rows);
+    let signed = format!("{}###{id}###with-callback", config().webhook_hash_key);
+    assert_eq!(data["Hash"], hex::encode(sha2::Sha256::digest(signed)));
 
     let column = |name: &str| CALLBACK_COLUMNS.iter().position(|c| *c == name).unwrap();
     let mut uploaded = csv::ReaderBuilder::new()
@@ -559,7 +569,8 @@ async fn the_result_callback_reports_every_row_reproducibly() {
         let status = &result[column("PaymentStatusId")];
         match expected {
             None => {
-                assert_eq!(status, callback::STATUS_SUCCESS.to_string());
+                // Half2D: a pre-authorisation, awaiting its capture.
+                assert_eq!(status, callback::STATUS_AUTHORISED.to_string());
                 assert_eq!(&result[column("paywallErrorCode")], "0");
             }
             Some(d) => {

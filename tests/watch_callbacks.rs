@@ -1,33 +1,16 @@
 //! The daemon's HTTP side: the result callback (posted here by the test, in
-//! the provider's format) refuses what it cannot match or trust and records
-//! a result file once; `/metrics` counts what happened.
+//! the provider's published shape) refuses what it cannot match or trust and
+//! records a result file once; `/metrics` counts what happened.
 
+mod common_callback;
 mod watch_common;
 
 use std::fs;
 
+use common_callback::{Callback, Line};
 use paydrop::watch::{DONE, FAILED};
-use reqwest::multipart::{Form, Part};
+use serde_json::json;
 use watch_common::*;
-
-/// Posts a result file to `url` as the provider does.
-async fn post_results(url: &str, bulk_id: i64, code: &str, file: Vec<u8>) -> (u16, String) {
-    let form = Form::new()
-        .text("BulkPaymentId", bulk_id.to_string())
-        .text("MerchantUniqueCode", code.to_string())
-        .part(
-            "File",
-            Part::bytes(file)
-                .file_name(format!("result-{bulk_id}.csv"))
-                .mime_str("text/csv")
-                .unwrap(),
-        );
-    let answer = guard("a callback", http().post(url).multipart(form).send())
-        .await
-        .expect("the callback server answers");
-    let status = answer.status().as_u16();
-    (status, answer.text().await.unwrap_or_default())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callbacks_are_matched_authenticated_and_recorded_once() {
@@ -41,12 +24,19 @@ async fn callbacks_are_matched_authenticated_and_recorded_once() {
     let batch = rig.sandbox.batches().remove(0);
     let (bulk_id, code) = (batch.bulk_payment_id, batch.merchant_unique_code.clone());
     // Rows 2 and 5 declined (insufficient funds: retryable), 7 expired card.
-    let declined = |n: u64| match n {
-        2 | 5 => Some("51"),
-        7 => Some("54"),
-        _ => None,
-    };
-    let results = result_file(seed, rows, declined);
+    let lines: Vec<Line> = (1..=rows)
+        .map(|n| {
+            let cells = row_cells(seed, n);
+            let (code, amount) = (&cells[9], &cells[2]);
+            match n {
+                2 | 5 => Line::declined(n, code, amount, "51", "Insufficient funds"),
+                7 => Line::declined(n, code, amount, "54", "Expired card"),
+                _ => Line::paid(n, code, amount),
+            }
+        })
+        .collect();
+    let results = common_callback::file(&lines);
+    let callback = Callback::new(WEBHOOK_KEY, bulk_id, &code, results.clone());
     let results_path = sidecar(&filed, "results.json");
     let recorded = |rig: &Rig| {
         rig.ledger()
@@ -55,15 +45,19 @@ async fn callbacks_are_matched_authenticated_and_recorded_once() {
             .unwrap()
             .results_at
     };
+    let nothing_recorded = |rig: &Rig| {
+        assert!(recorded(rig).is_none(), "nothing stored");
+        assert!(rig
+            .ledger()
+            .results_of_batch(rig.ledger_batches()[0].id)
+            .unwrap()
+            .is_empty());
+        assert!(!results_path.exists());
+    };
 
     // An unknown batch: 404, logged, nothing stored.
-    let (status, body) = post_results(
-        &daemon.callback_url(),
-        999_999,
-        "pd-not-ours-1of1",
-        results.clone(),
-    )
-    .await;
+    let other = Callback::new(WEBHOOK_KEY, 999_999, "pd-not-ours-1of1", results.clone());
+    let (status, body) = other.post(&daemon.callback_url()).await;
     assert_eq!(status, 404, "{body}");
     assert!(body.contains("pd-not-ours-1of1"), "{body}");
     let logged = log_lines(&["result callback refused", "pd-not-ours-1of1"]);
@@ -71,36 +65,51 @@ async fn callbacks_are_matched_authenticated_and_recorded_once() {
     assert!(logged[0].contains("status=404"), "{}", logged[0]);
 
     // A wrong secret: 401, nothing stored.
-    let wrong = daemon.url("/callback/not-the-secret");
-    let (status, body) = post_results(&wrong, bulk_id, &code, results.clone()).await;
+    let (status, body) = callback.post(&daemon.url("/callback/not-the-secret")).await;
     assert_eq!(status, 401, "{body}");
     // No secret at all while one is configured: 401.
-    let (status, body) =
-        post_results(&daemon.url("/callback"), bulk_id, &code, results.clone()).await;
+    let (status, body) = callback.post(&daemon.url("/callback")).await;
     assert_eq!(status, 401, "{body}");
-    assert!(recorded(&rig).is_none(), "nothing stored");
-    assert!(rig
-        .ledger()
-        .results_of_batch(rig.ledger_batches()[0].id)
-        .unwrap()
-        .is_empty());
-    assert!(!results_path.exists());
+    // The right secret, but a Hash made with another key, or none: 401.
+    let forged = callback.clone().set(
+        "Hash",
+        json!(common_callback::hash("not-the-key", bulk_id, &code)),
+    );
+    let (status, body) = forged.post(&daemon.callback_url()).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            401,
+            "wrong Hash: made with another key, or over other values"
+        )
+    );
+    let (status, body) = callback
+        .clone()
+        .without("Hash")
+        .post(&daemon.callback_url())
+        .await;
+    assert_eq!(status, 401, "{body}");
+    nothing_recorded(&rig);
 
     // The real one: recorded, results written.
-    let (status, body) =
-        post_results(&daemon.callback_url(), bulk_id, &code, results.clone()).await;
-    assert_eq!((status, body.as_str()), (200, "recorded 8 results"));
+    let (status, body) = callback.post(&daemon.callback_url()).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "recorded 8 results; results complete: 8 rows")
+    );
     assert!(results_path.exists(), "written before the answer");
     let first = fs::read(&results_path).unwrap();
     let r = read_json(&results_path);
     assert_eq!(r["summary"]["paid"]["rows"], 5);
     assert_eq!(r["summary"]["declined"]["rows"], 3);
+    assert_eq!(r["rows_sent"], 8);
     assert_eq!(
         json_dec(&r["summary"]["declined"]["amount"]),
         [2, 5, 7].iter().map(|&n| dec(&row_amount(seed, n))).sum()
     );
     assert_eq!(r["retry"]["rows"], 2);
-    let retry = fs::read_to_string(sidecar(&filed, "retry.csv")).unwrap();
+    let retry_path = sidecar(&filed, "retry.csv");
+    let retry = fs::read_to_string(&retry_path).unwrap();
     let want: String = [2, 5]
         .iter()
         .enumerate()
@@ -112,26 +121,43 @@ async fn callbacks_are_matched_authenticated_and_recorded_once() {
         })
         .collect();
     assert_eq!(retry, want);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(&retry_path).unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "the retry file holds full card numbers"
+        );
+    }
     let at = recorded(&rig).expect("recorded");
 
-    // The same callback again: 200 "already recorded", nothing changes.
-    let (status, body) =
-        post_results(&daemon.callback_url(), bulk_id, &code, results.clone()).await;
-    assert_eq!((status, body.as_str()), (200, "already recorded"));
+    // The same callback again, and gzipped: 200 "already recorded", nothing
+    // changes.
+    for again in [callback.clone(), callback.clone().gzipped()] {
+        let (status, body) = again.post(&daemon.callback_url()).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (200, "already recorded; results complete: 8 rows")
+        );
+    }
     assert_eq!(fs::read(&results_path).unwrap(), first);
     assert_eq!(recorded(&rig), Some(at));
-    let lines = rig
+    let stored = rig
         .ledger()
         .results_of_batch(rig.ledger_batches()[0].id)
         .unwrap();
-    assert_eq!(lines.len(), rows as usize);
-    assert_eq!(lines.iter().filter(|l| !l.approved).count(), 3);
+    assert_eq!(stored.len(), rows as usize);
+    assert_eq!(stored.iter().filter(|l| !l.is_paid()).count(), 3);
 
     let m = daemon.metrics().await;
-    assert_eq!(metric(&m, "paydrop_callbacks_recorded_total"), "1");
-    assert_eq!(metric(&m, "paydrop_callbacks_refused_total"), "3");
+    assert_eq!(metric(&m, "paydrop_callbacks_recorded_total"), "3");
+    assert_eq!(metric(&m, "paydrop_callbacks_refused_total"), "5");
+    assert_eq!(metric(&m, "paydrop_callbacks_unauthorized_total"), "4");
     assert_eq!(metric(&m, "paydrop_rows_paid_total"), "5");
     assert_eq!(metric(&m, "paydrop_rows_declined_total"), "3");
+    assert_eq!(metric(&m, "paydrop_results_incomplete_parts"), "0");
     daemon.stop().await;
 }
 
@@ -179,7 +205,11 @@ async fn metrics_count_the_files_done_in_prometheus_text() {
             continue;
         }
         let (name, value) = line.split_once(' ').unwrap_or_else(|| panic!("{line}"));
-        assert!(text.contains(&format!("# TYPE {name} counter\n")), "{name}");
+        assert!(
+            text.contains(&format!("# TYPE {name} counter\n"))
+                || text.contains(&format!("# TYPE {name} gauge\n")),
+            "{name}"
+        );
         assert!(value.parse::<f64>().is_ok(), "{line}");
     }
     assert_eq!(metric(&text, "paydrop_files_done_total"), done.to_string());

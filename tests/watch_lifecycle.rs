@@ -196,7 +196,7 @@ async fn a_valid_file_is_submitted_filed_and_its_results_and_retry_file_written(
     assert_eq!(lines.len(), rows as usize);
     for (line, e) in lines.iter().zip(&expected) {
         assert_eq!(line.line_number, e.0 as i64);
-        assert_eq!(line.approved, e.3.is_none());
+        assert_eq!(line.is_paid(), e.3.is_none());
         assert_eq!(line.amount, e.2);
     }
     // The sandbox counts the delivery once it has the daemon's answer.

@@ -38,6 +38,10 @@ pub const API_CLIENT: &str = "sandbox-client";
 /// The callback secret of every daemon a [`Rig`] configures.
 pub const SECRET: &str = "cb-secret-5d1e9a";
 
+/// The webhook hash key the sandbox signs its callbacks with
+/// (`SandboxConfig::default()`), and every daemon checks them with.
+pub const WEBHOOK_KEY: &str = "sandbox-webhook-key";
+
 /// Hang guard of every wait; never a timing assertion.
 pub const HANG_GUARD: Duration = Duration::from_secs(120);
 
@@ -360,6 +364,7 @@ impl Rig {
         config.watch.shutdown_secs = 30;
         config.watch.callback_bind = "127.0.0.1:0".into();
         config.watch.callback_secret = Some(Secret::new(SECRET));
+        config.watch.webhook_hash_key = Some(Secret::new(WEBHOOK_KEY));
         config.submit.max_attempts = 3;
         config.submit.backoff_ms = 20;
         config.submit.backoff_max_ms = 300;
@@ -503,13 +508,15 @@ impl Rig {
             "PAYDROP_LOG",
             "PAYDROP_API_KEY",
             "PAYDROP_API_CLIENT",
+            "PAYDROP_WEBHOOK_HASH_KEY",
             "RUST_LOG",
         ] {
             cmd.env_remove(var);
         }
         cmd.current_dir(self.dir.path())
             .env("PAYDROP_API_KEY", API_KEY)
-            .env("PAYDROP_API_CLIENT", API_CLIENT);
+            .env("PAYDROP_API_CLIENT", API_CLIENT)
+            .env("PAYDROP_WEBHOOK_HASH_KEY", WEBHOOK_KEY);
         cmd
     }
 
@@ -736,48 +743,4 @@ pub fn report_bulk_ids(report: &Value) -> Vec<i64> {
         .iter()
         .map(|s| s["bulk_payment_id"].as_i64().expect("an accepted part"))
         .collect()
-}
-
-/// A result file as the provider posts it (the columns of
-/// `paydrop::api::CALLBACK_COLUMNS`) for rows `1..=rows` of file
-/// `file_seed`: `declined(n)` gives the bank code of a declined row.
-pub fn result_file(
-    file_seed: u64,
-    rows: u64,
-    declined: impl Fn(u64) -> Option<&'static str>,
-) -> Vec<u8> {
-    let mut w = csv::WriterBuilder::new()
-        .has_headers(false)
-        .from_writer(Vec::new());
-    for n in 1..=rows {
-        let cells = row_cells(file_seed, n);
-        let card = &cells[0];
-        let masked = format!("{}******{}", &card[..6], &card[card.len() - 4..]);
-        let bank = declined(n);
-        let record: [String; 20] = [
-            "1".into(),
-            n.to_string(),
-            "2026-11-25 20:00:00".into(),
-            cells[9].clone(),
-            cells[5].clone(),
-            cells[4].clone(),
-            masked,
-            cells[1].clone(),
-            cells[2].clone(),
-            "1".into(),
-            "Sandbox".into(),
-            "1".into(),
-            "sandbox".into(),
-            if bank.is_some() { "1" } else { "0" }.into(),
-            bank.unwrap_or("").into(),
-            bank.map_or("", |_| "Declined").into(),
-            bank.unwrap_or("00").into(),
-            bank.map_or("Approved", |_| "Declined").into(),
-            "1".into(),
-            if bank.is_some() { "2" } else { "1" }.into(),
-        ];
-        assert_eq!(record.len(), paydrop::api::CALLBACK_COLUMNS.len());
-        w.write_record(&record).expect("csv");
-    }
-    w.into_inner().expect("csv flush")
 }

@@ -30,6 +30,9 @@ pub const ENV_REPORT_PASSWORD: &str = "PAYDROP_REPORT_PASSWORD";
 /// Craftgate keys of the transaction breakdown (`[breakdown]`).
 pub const ENV_CRAFTGATE_API_KEY: &str = "PAYDROP_CRAFTGATE_API_KEY";
 pub const ENV_CRAFTGATE_SECRET_KEY: &str = "PAYDROP_CRAFTGATE_SECRET_KEY";
+/// The merchant's "System Webhook Hash Key" (`[watch] webhook_hash_key`),
+/// which proves that a result callback comes from the provider.
+pub const ENV_WEBHOOK_HASH_KEY: &str = "PAYDROP_WEBHOOK_HASH_KEY";
 
 /// A credential. Prints as `***`.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
@@ -344,6 +347,41 @@ pub struct WatchConfig {
     /// in `processing/` meanwhile and never blocks other files.
     #[serde(default = "default_unknown_recheck")]
     pub unknown_recheck_secs: u64,
+    /// The merchant's "System Webhook Hash Key" from the provider's panel:
+    /// every result callback's `Hash` is checked with it. Prefer
+    /// `PAYDROP_WEBHOOK_HASH_KEY`.
+    pub webhook_hash_key: Option<Secret>,
+    /// The `HashKeyType` values that mean the webhook hash key (`none`: the
+    /// key absent or null). The provider's key-type table is not public; 4
+    /// is the only value its examples show.
+    #[serde(default = "default_webhook_key_types")]
+    pub webhook_key_types: Vec<String>,
+    /// Keys of other `HashKeyType` values (`"5" = "…"`); a callback naming a
+    /// type that is neither here nor in `webhook_key_types` is refused.
+    #[serde(default)]
+    pub hash_keys: BTreeMap<String, Secret>,
+    /// Longest text field of a callback other than `data`.
+    #[serde(default = "default_callback_max_field_bytes")]
+    pub callback_max_field_bytes: usize,
+    /// Longest `data` JSON of a callback.
+    #[serde(default = "default_callback_max_data_bytes")]
+    pub callback_max_data_bytes: usize,
+    /// The result file of a part may hold at most this many bytes per row
+    /// sent (compressed as received, and again once decompressed).
+    #[serde(default = "default_callback_max_line_bytes")]
+    pub callback_max_line_bytes: u64,
+    /// A callback must be received whole within this time.
+    #[serde(default = "default_callback_timeout_secs")]
+    pub callback_timeout_secs: u64,
+    /// How long a callback that arrives before the ledger knows its
+    /// BulkPaymentId (the provider answered the upload and posted at once)
+    /// waits for it, before it is answered 503 to be sent again.
+    #[serde(default = "default_callback_wait_ms")]
+    pub callback_wait_ms: u64,
+    /// An accepted part without complete results after this long is flagged
+    /// in `status` and `/metrics`.
+    #[serde(default = "default_results_overdue_secs")]
+    pub results_overdue_secs: u64,
 }
 
 impl Default for WatchConfig {
@@ -358,6 +396,15 @@ impl Default for WatchConfig {
             callback_url: None,
             callback_secret: None,
             unknown_recheck_secs: default_unknown_recheck(),
+            webhook_hash_key: None,
+            webhook_key_types: default_webhook_key_types(),
+            hash_keys: BTreeMap::new(),
+            callback_max_field_bytes: default_callback_max_field_bytes(),
+            callback_max_data_bytes: default_callback_max_data_bytes(),
+            callback_max_line_bytes: default_callback_max_line_bytes(),
+            callback_timeout_secs: default_callback_timeout_secs(),
+            callback_wait_ms: default_callback_wait_ms(),
+            results_overdue_secs: default_results_overdue_secs(),
         }
     }
 }
@@ -379,6 +426,27 @@ fn default_unknown_recheck() -> u64 {
 }
 fn default_callback_bind() -> String {
     "127.0.0.1:8081".into()
+}
+fn default_webhook_key_types() -> Vec<String> {
+    vec!["4".into(), "none".into()]
+}
+fn default_callback_max_field_bytes() -> usize {
+    4 << 10
+}
+fn default_callback_max_data_bytes() -> usize {
+    64 << 10
+}
+fn default_callback_max_line_bytes() -> u64 {
+    4 << 10
+}
+fn default_callback_timeout_secs() -> u64 {
+    300
+}
+fn default_callback_wait_ms() -> u64 {
+    10_000
+}
+fn default_results_overdue_secs() -> u64 {
+    6 * 3600
 }
 
 /// One watched folder and how its files are submitted.
@@ -463,6 +531,9 @@ impl Config {
         }
         if let Some(v) = var(ENV_CRAFTGATE_SECRET_KEY) {
             self.breakdown.secret_key = Some(Secret(v));
+        }
+        if let Some(v) = var(ENV_WEBHOOK_HASH_KEY) {
+            self.watch.webhook_hash_key = Some(Secret(v));
         }
     }
 

@@ -16,7 +16,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use rust_decimal::Decimal;
 use serde::Serialize;
 
-use crate::results::ResultLine;
+use crate::results::{ResultError, ResultLine};
 
 /// A ledger failure; the path is part of the message so that a user knows
 /// which file to look at.
@@ -172,16 +172,102 @@ pub enum Claim {
     Refused(SentBefore),
 }
 
-/// What recording a result file did.
+/// One delivery of result lines for a submission: a page of a callback (an
+/// unpaged callback is page 1 of 1).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ResultPage {
+    pub number: u32,
+    pub total: Option<u32>,
+    pub has_more: Option<bool>,
+    /// The provider's message about the batch as a whole.
+    pub error_message: Option<String>,
+}
+
+/// What recording a page of results did.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Recorded {
+pub enum PageRecorded {
+    /// Stored (every line checked against the rows sent): `new_lines` rows
+    /// got their outcome now, the others had the same one already.
     Stored {
         lines: u64,
+        new_lines: u64,
+        progress: ResultProgress,
+        /// This page made the submission's results complete.
+        completed: bool,
     },
-    /// These results were recorded before; nothing changed.
-    AlreadyRecorded,
-    /// The file does not match the submission; nothing was stored.
-    Refused(String),
+    /// Nothing was stored: the page does not match what was sent.
+    Mismatch(String),
+    /// Nothing was stored: the page contradicts results recorded before.
+    Conflict(String),
+    /// Nothing was stored: the file could not be read to its end (too
+    /// large once decompressed, broken gzip).
+    Unreadable {
+        kind: std::io::ErrorKind,
+        reason: String,
+    },
+}
+
+/// How far a submission's results are: rows with an outcome, pages in.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ResultProgress {
+    pub rows_sent: u64,
+    pub rows_with_result: u64,
+    /// Pages received (distinct page numbers).
+    pub pages_received: u32,
+    /// How many pages there are, once a page said so (`TotalPages`, or the
+    /// page with `HasMorePages` false).
+    pub pages_expected: Option<u32>,
+    /// Ranges of page numbers not received yet (of the expected ones).
+    pub missing_pages: Vec<(u32, u32)>,
+    /// The provider's latest message about the batch as a whole.
+    pub error_message: Option<String>,
+    /// Every page in and every row sent has exactly one outcome.
+    pub complete: bool,
+}
+
+impl fmt::Display for ResultProgress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.complete {
+            return write!(f, "results complete: {} rows", self.rows_sent);
+        }
+        write!(
+            f,
+            "results incomplete: {} of {} rows",
+            self.rows_with_result, self.rows_sent
+        )?;
+        match self.pages_expected {
+            None if self.pages_received == 0 => write!(f, ", no page received")?,
+            None => write!(
+                f,
+                ", {} pages received, the last one not yet",
+                self.pages_received
+            )?,
+            Some(n) if !self.missing_pages.is_empty() => {
+                let missing: Vec<String> = self
+                    .missing_pages
+                    .iter()
+                    .map(|&(a, b)| {
+                        if a == b {
+                            a.to_string()
+                        } else {
+                            format!("{a}-{b}")
+                        }
+                    })
+                    .collect();
+                write!(
+                    f,
+                    ", {} of {n} pages received, missing {}",
+                    self.pages_received,
+                    missing.join(", ")
+                )?
+            }
+            Some(n) => write!(f, ", all {n} pages received")?,
+        }
+        if let Some(m) = &self.error_message {
+            write!(f, "; the provider says: {m}")?;
+        }
+        Ok(())
+    }
 }
 
 /// One row as it was sent: what its result line must echo.
@@ -450,6 +536,27 @@ ALTER TABLE payout_orders ADD COLUMN inquiry TEXT;
     "
 ALTER TABLE submissions ADD COLUMN resolution TEXT;
 ALTER TABLE submissions ADD COLUMN resolved_attempt INTEGER NOT NULL DEFAULT 0;
+",
+    // Result callbacks arrive in pages and may be repeated: every delivery
+    // recorded, each row's outcome once (with the delivery that brought it),
+    // and the moment a batch's results.json was written.
+    "
+CREATE TABLE result_deliveries (
+    id INTEGER PRIMARY KEY,
+    submission_id INTEGER NOT NULL REFERENCES submissions(id),
+    page_number INTEGER NOT NULL,
+    total_pages INTEGER,
+    has_more INTEGER,
+    lines INTEGER NOT NULL,
+    new_lines INTEGER NOT NULL,
+    error_message TEXT,
+    received_at TEXT NOT NULL
+);
+CREATE INDEX result_deliveries_sub ON result_deliveries(submission_id, page_number);
+ALTER TABLE results ADD COLUMN outcome TEXT;
+ALTER TABLE results ADD COLUMN status_id INTEGER;
+ALTER TABLE results ADD COLUMN delivery_id INTEGER;
+ALTER TABLE batches ADD COLUMN results_written_at TEXT;
 ",
 ];
 
@@ -870,6 +977,14 @@ impl Ledger {
         self.submissions_where("s.state = 'accepted' AND s.results_at IS NULL", [])
     }
 
+    /// One submission, by its id.
+    pub fn submission_by_id(&self, id: i64) -> Result<Option<Submission>> {
+        Ok(self
+            .submissions_where("s.id = ?1", [id])?
+            .into_iter()
+            .next())
+    }
+
     /// The submission with this MerchantUniqueCode.
     pub fn submission_by_code(&self, code: &str) -> Result<Option<Submission>> {
         Ok(self
@@ -980,62 +1095,239 @@ impl Ledger {
             .next())
     }
 
-    /// Records the result lines of one submission in one transaction. Every
-    /// line must fall in the submission's rows and appear once; a second
-    /// delivery of the same results is recognised and changes nothing.
-    pub fn record_results<I>(&mut self, submission: &Submission, lines: I) -> Result<Recorded>
+    /// Records one page of results of a submission, in one transaction:
+    /// every line must name a row sent in it (line number, payment code and
+    /// amount), and a row reported before must be reported the same way. A
+    /// page delivered again adds only what it has that is new; a page that
+    /// fails a check stores nothing. The submission's results are complete
+    /// (`results_at` set) once every page is in and every row sent has an
+    /// outcome.
+    pub fn record_result_page<I>(
+        &mut self,
+        submission: &Submission,
+        page: &ResultPage,
+        lines: I,
+    ) -> Result<PageRecorded>
     where
-        I: IntoIterator<Item = std::result::Result<ResultLine, crate::results::ResultError>>,
+        I: IntoIterator<Item = std::result::Result<ResultLine, ResultError>>,
     {
-        if submission.results_at.is_some() {
-            return Ok(Recorded::AlreadyRecorded);
+        let sub = submission.id;
+        let code = &submission.merchant_unique_code;
+        let sent = self.sent_row_count(sub)?;
+        if sent == 0 {
+            return Ok(PageRecorded::Mismatch(format!(
+                "{code} was sent before paydrop recorded the rows it sends: its results cannot \
+                 be checked; reconcile it by hand (paydrop reconcile --sent ledger)"
+            )));
         }
-        let tx = self.conn.transaction()?;
-        let first = submission.first_row as i64;
-        let last = first + submission.rows as i64 - 1;
-        let mut count = 0u64;
+        if page.number == 0 || page.total.is_some_and(|t| t == 0 || page.number > t) {
+            return Ok(PageRecorded::Mismatch(format!(
+                "page {} of {:?} is not a page number",
+                page.number, page.total
+            )));
+        }
+        if page.total.is_some_and(|t| u64::from(t) > sent) {
+            return Ok(PageRecorded::Mismatch(format!(
+                "TotalPages {} is more than the {sent} rows sent in {code}",
+                page.total.unwrap_or_default()
+            )));
+        }
+        // IMMEDIATE: two pages of one batch arrive at once; both read, then
+        // write, and a deferred transaction could not upgrade its lock.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        if let (Some(total), Some(before)) = (
+            page.total,
+            tx.query_row(
+                "SELECT MAX(total_pages) FROM result_deliveries WHERE submission_id = ?1",
+                [sub],
+                |r| r.get::<_, Option<u32>>(0),
+            )?,
+        ) {
+            if total != before {
+                return Ok(PageRecorded::Conflict(format!(
+                    "TotalPages {total}, but an earlier page of {code} said {before}"
+                )));
+            }
+        }
+        tx.execute(
+            "INSERT INTO result_deliveries (submission_id, page_number, total_pages, has_more,
+                 lines, new_lines, error_message, received_at)
+             VALUES (?1, ?2, ?3, ?4, 0, 0, ?5, ?6)",
+            params![
+                sub,
+                page.number,
+                page.total,
+                page.has_more,
+                page.error_message
+                    .as_deref()
+                    .filter(|m| !m.trim().is_empty()),
+                now()
+            ],
+        )?;
+        let delivery = tx.last_insert_rowid();
+        let (mut count, mut new) = (0u64, 0u64);
         {
+            let mut sent_row = tx.prepare(
+                "SELECT code, amount FROM sent_rows WHERE submission_id = ?1 AND line_number = ?2",
+            )?;
             let mut insert = tx.prepare(
-                "INSERT OR IGNORE INTO results (submission_id, line_number, row_code, approved,
-                     error_code, error_message, amount)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO results (submission_id, line_number, row_code, approved, error_code,
+                     error_message, amount, outcome, status_id, delivery_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 ON CONFLICT (submission_id, line_number) DO NOTHING",
+            )?;
+            let mut earlier = tx.prepare(
+                "SELECT COALESCE(outcome, CASE approved WHEN 1 THEN 'paid' ELSE 'declined' END),
+                        error_code, delivery_id
+                 FROM results WHERE submission_id = ?1 AND line_number = ?2",
             )?;
             for line in lines {
                 let line = match line {
                     Ok(l) => l,
-                    Err(e) => return Ok(Recorded::Refused(e.to_string())),
+                    Err(ResultError::Io(e)) => {
+                        return Ok(PageRecorded::Unreadable {
+                            kind: e.kind(),
+                            reason: e.to_string(),
+                        })
+                    }
+                    Err(e) => return Ok(PageRecorded::Mismatch(e.to_string())),
                 };
-                if !(first..=last).contains(&line.line_number) {
-                    return Ok(Recorded::Refused(format!(
-                        "result file line {}: lineNumber {} is not one of this submission's \
-                         rows ({first}–{last})",
-                        line.file_line, line.line_number
+                let at = format!("result file line {}", line.file_line);
+                let n = line.line_number;
+                let Some((sent_code, sent_amount)) = sent_row
+                    .query_row(params![sub, n], |r| {
+                        Ok((r.get::<_, Option<String>>(0)?, decimal(r.get(1)?)?))
+                    })
+                    .optional()?
+                else {
+                    return Ok(PageRecorded::Mismatch(format!(
+                        "{at}: lineNumber {n} is not a row sent in {code}"
+                    )));
+                };
+                if let Some(c) = sent_code.filter(|c| *c != line.merchant_unique_code) {
+                    return Ok(PageRecorded::Mismatch(format!(
+                        "{at}: row {n} was sent as merchantUniqueCode '{c}', the result names \
+                         '{}'",
+                        line.merchant_unique_code
+                    )));
+                }
+                if sent_amount != line.amount {
+                    return Ok(PageRecorded::Mismatch(format!(
+                        "{at}: row {n} was sent with amount {sent_amount}, the result says {}",
+                        line.amount
                     )));
                 }
                 let added = insert.execute(params![
-                    submission.id,
-                    line.line_number,
+                    sub,
+                    n,
                     line.merchant_unique_code,
-                    line.approved,
+                    line.is_paid(),
                     line.error_code,
                     line.error_message,
-                    line.amount.to_string()
+                    line.amount.to_string(),
+                    line.outcome.as_str(),
+                    line.status_id,
+                    delivery
                 ])?;
-                if added == 0 {
-                    return Ok(Recorded::Refused(format!(
-                        "result file line {}: lineNumber {} appears twice",
-                        line.file_line, line.line_number
+                count += 1;
+                if added == 1 {
+                    new += 1;
+                    continue;
+                }
+                let (outcome, error_code, by): (String, String, Option<i64>) = earlier
+                    .query_row(params![sub, n], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                if by == Some(delivery) {
+                    return Ok(PageRecorded::Mismatch(format!(
+                        "{at}: row {n} appears twice in this delivery"
                     )));
                 }
-                count += 1;
+                if outcome != line.outcome.as_str() || error_code != line.error_code {
+                    let said = |outcome: &str, code: &str| match code {
+                        "" => outcome.to_string(),
+                        code => format!("{outcome} ({code})"),
+                    };
+                    return Ok(PageRecorded::Conflict(format!(
+                        "{at}: row {n} was reported {} before, now {}; a recorded outcome is \
+                         never changed (ask the provider's bulk query)",
+                        said(&outcome, &error_code),
+                        said(line.outcome.as_str(), &line.error_code)
+                    )));
+                }
             }
         }
         tx.execute(
-            "UPDATE submissions SET results_at = ?2 WHERE id = ?1",
-            params![submission.id, now()],
+            "UPDATE result_deliveries SET lines = ?2, new_lines = ?3 WHERE id = ?1",
+            params![delivery, count as i64, new as i64],
         )?;
+        let progress = result_progress(&tx, sub, Some(sent))?;
+        if let Some(last) = progress.last_page {
+            if progress.highest_page > last {
+                return Ok(PageRecorded::Conflict(format!(
+                    "page {} of {code} arrived, but page {last} said it was the last",
+                    progress.highest_page
+                )));
+            }
+        }
+        let completed = progress.progress.complete && submission_results_at(&tx, sub)?.is_none();
+        if completed {
+            tx.execute(
+                "UPDATE submissions SET results_at = ?2 WHERE id = ?1",
+                params![sub, now()],
+            )?;
+        }
         tx.commit()?;
-        Ok(Recorded::Stored { lines: count })
+        Ok(PageRecorded::Stored {
+            lines: count,
+            new_lines: new,
+            progress: progress.progress,
+            completed,
+        })
+    }
+
+    /// How far the results of a submission are.
+    pub fn result_progress(&self, submission_id: i64) -> Result<ResultProgress> {
+        Ok(result_progress(&self.conn, submission_id, None)?.progress)
+    }
+
+    /// Records that a batch's results.json was written; false when it had
+    /// been already (then nothing is counted again).
+    pub fn mark_results_written(&self, batch_id: i64) -> Result<bool> {
+        let changed = self.conn.execute(
+            "UPDATE batches SET results_written_at = ?2
+             WHERE id = ?1 AND results_written_at IS NULL",
+            params![batch_id, now()],
+        )?;
+        Ok(changed == 1)
+    }
+
+    /// Whether a batch's results.json was written.
+    pub fn results_written(&self, batch_id: i64) -> Result<bool> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT results_written_at IS NOT NULL FROM batches WHERE id = ?1",
+                [batch_id],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(false))
+    }
+
+    /// Batches whose every part has complete results and whose results.json
+    /// was not written yet (a crash came between the two).
+    pub fn batches_with_unwritten_results(&self) -> Result<Vec<i64>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT b.id FROM batches b
+             WHERE b.results_written_at IS NULL
+               AND NOT EXISTS (SELECT 1 FROM submissions s
+                               WHERE s.batch_id = b.id AND s.results_at IS NULL)
+               AND EXISTS (SELECT 1 FROM submissions s WHERE s.batch_id = b.id)
+             ORDER BY b.id",
+        )?;
+        let ids = stmt.query_map([], |r| r.get(0))?;
+        Ok(ids.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Records the rows sent in one submission, in one transaction, before
@@ -1130,21 +1422,31 @@ impl Ledger {
         mut f: impl FnMut(ResultLine) -> std::result::Result<(), E>,
     ) -> std::result::Result<(), E> {
         let sql = format!(
-            "SELECT r.line_number, r.row_code, r.approved, r.error_code, r.error_message, r.amount
+            "SELECT r.line_number, r.row_code,
+                    COALESCE(r.outcome, CASE r.approved WHEN 1 THEN 'paid' ELSE 'declined' END),
+                    r.error_code, r.error_message, r.amount, r.status_id
              FROM results r JOIN submissions s ON s.id = r.submission_id
              WHERE {cond} ORDER BY r.line_number"
         );
         let mut stmt = self.conn.prepare(&sql).map_err(LedgerError::from)?;
         let rows = stmt
             .query_map([id], |r| {
+                let outcome: String = r.get(2)?;
                 Ok(ResultLine {
                     file_line: 0,
                     line_number: r.get(0)?,
                     merchant_unique_code: r.get(1)?,
-                    approved: r.get(2)?,
+                    outcome: outcome.parse().map_err(|e: String| {
+                        rusqlite::Error::FromSqlConversionFailure(
+                            2,
+                            rusqlite::types::Type::Text,
+                            e.into(),
+                        )
+                    })?,
                     error_code: r.get(3)?,
                     error_message: r.get(4)?,
                     amount: decimal(r.get(5)?)?,
+                    status_id: r.get(6)?,
                 })
             })
             .map_err(LedgerError::from)?;
@@ -1327,6 +1629,91 @@ impl Ledger {
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
+}
+
+/// [`ResultProgress`] with what checking a new page needs besides.
+struct PageState {
+    progress: ResultProgress,
+    highest_page: u32,
+    /// The page that said it was the last (`HasMorePages` false).
+    last_page: Option<u32>,
+}
+
+fn submission_results_at(conn: &Connection, submission_id: i64) -> Result<Option<String>> {
+    Ok(conn.query_row(
+        "SELECT results_at FROM submissions WHERE id = ?1",
+        [submission_id],
+        |r| r.get(0),
+    )?)
+}
+
+/// `rows_sent` when the caller just counted them (a count reads every row).
+fn result_progress(
+    conn: &Connection,
+    submission_id: i64,
+    rows_sent: Option<u64>,
+) -> Result<PageState> {
+    let rows_sent = match rows_sent {
+        Some(n) => n,
+        None => conn.query_row(
+            "SELECT COUNT(*) FROM sent_rows WHERE submission_id = ?1",
+            [submission_id],
+            |r| r.get::<_, i64>(0),
+        )? as u64,
+    };
+    // Each row with a result was added by exactly one delivery.
+    let (rows_with_result, total, last, error_message): (
+        i64,
+        Option<u32>,
+        Option<u32>,
+        Option<String>,
+    ) = conn.query_row(
+        "SELECT COALESCE(SUM(new_lines), 0), MAX(total_pages),
+                    MIN(CASE WHEN has_more = 0 THEN page_number END),
+                    (SELECT error_message FROM result_deliveries
+                     WHERE submission_id = ?1 AND error_message IS NOT NULL
+                     ORDER BY id DESC LIMIT 1)
+             FROM result_deliveries WHERE submission_id = ?1",
+        [submission_id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )?;
+    let rows_with_result = rows_with_result as u64;
+    let mut stmt = conn.prepare(
+        "SELECT DISTINCT page_number FROM result_deliveries WHERE submission_id = ?1
+         ORDER BY page_number",
+    )?;
+    let pages: Vec<u32> = stmt
+        .query_map([submission_id], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let expected = total.or(last);
+    let mut missing = Vec::new();
+    if let Some(n) = expected {
+        let mut next = 1u32;
+        for &p in pages.iter().take_while(|&&p| p <= n) {
+            if p > next {
+                missing.push((next, p - 1));
+            }
+            next = p + 1;
+        }
+        if next <= n {
+            missing.push((next, n));
+        }
+    }
+    let complete =
+        expected.is_some() && missing.is_empty() && rows_sent > 0 && rows_with_result == rows_sent;
+    Ok(PageState {
+        progress: ResultProgress {
+            rows_sent,
+            rows_with_result,
+            pages_received: pages.len() as u32,
+            pages_expected: expected,
+            missing_pages: missing,
+            error_message,
+            complete,
+        },
+        highest_page: pages.last().copied().unwrap_or(0),
+        last_page: last,
+    })
 }
 
 fn submission_from_row(r: &Row<'_>) -> rusqlite::Result<Submission> {
@@ -1628,6 +2015,149 @@ mod tests {
         assert_eq!(
             l.submission(b.id, 1).unwrap().unwrap().state,
             State::Accepted
+        );
+    }
+
+    /// A submission of `rows` rows sent (`C1`… at 1.00 each), accepted.
+    fn sent_submission(l: &mut Ledger, rows: i64) -> Submission {
+        let mut b = new_batch("pages", 0);
+        b.parts.truncate(1);
+        b.parts[0].rows = rows as u64;
+        let b = l.create_batch(&b).unwrap();
+        let sub = &b.submissions[0];
+        let sent =
+            (1..=rows).map(|n| Ok::<_, LedgerError>(sent_row(n, Some(&format!("C{n}")), "1.00")));
+        l.record_sent_rows(sub.id, sent).unwrap();
+        l.settle(sub.id, State::Accepted, Some(7), "ok", None)
+            .unwrap();
+        l.submission_by_id(sub.id).unwrap().unwrap()
+    }
+
+    fn result(
+        n: i64,
+        outcome: crate::results::Outcome,
+    ) -> std::result::Result<ResultLine, ResultError> {
+        Ok(ResultLine {
+            file_line: n as u64,
+            line_number: n,
+            merchant_unique_code: format!("C{n}"),
+            amount: "1".parse().unwrap(),
+            outcome,
+            status_id: None,
+            error_code: String::new(),
+            error_message: String::new(),
+        })
+    }
+
+    fn page(number: u32, total: Option<u32>, has_more: Option<bool>) -> ResultPage {
+        ResultPage {
+            number,
+            total,
+            has_more,
+            error_message: None,
+        }
+    }
+
+    #[test]
+    fn result_pages_complete_a_submission_in_any_order_and_once() {
+        use crate::results::Outcome::{Declined, Paid};
+        let dir = tempfile::tempdir().unwrap();
+        let mut l = Ledger::open(&dir.path().join("l.db")).unwrap();
+        let sub = sent_submission(&mut l, 5);
+        let stored = |r: PageRecorded| match r {
+            PageRecorded::Stored {
+                new_lines,
+                progress,
+                completed,
+                ..
+            } => (new_lines, progress, completed),
+            other => panic!("{other:?}"),
+        };
+        // Page 3 of 3 first, then page 1; page 1 again adds nothing.
+        let (new, p, done) = stored(
+            l.record_result_page(&sub, &page(3, Some(3), Some(false)), [result(5, Paid)])
+                .unwrap(),
+        );
+        assert_eq!((new, done), (1, false));
+        assert_eq!(
+            p.to_string(),
+            "results incomplete: 1 of 5 rows, 1 of 3 pages received, missing 1-2"
+        );
+        let first = || [result(1, Paid), result(2, Declined)];
+        for expect in [2, 0] {
+            let (new, p, _) = stored(
+                l.record_result_page(&sub, &page(1, Some(3), Some(true)), first())
+                    .unwrap(),
+            );
+            assert_eq!(new, expect);
+            assert_eq!(p.missing_pages, [(2, 2)]);
+        }
+        // Pages that contradict what came: nothing stored.
+        let r = l
+            .record_result_page(&sub, &page(2, Some(4), None), [result(3, Paid)])
+            .unwrap();
+        assert!(
+            matches!(&r, PageRecorded::Conflict(w) if w.contains("TotalPages 4")),
+            "{r:?}"
+        );
+        let r = l
+            .record_result_page(&sub, &page(2, None, None), [result(2, Paid)])
+            .unwrap();
+        assert!(
+            matches!(&r, PageRecorded::Conflict(w) if w.contains("row 2 was reported declined before, now paid")),
+            "{r:?}"
+        );
+        let r = l
+            .record_result_page(&sub, &page(4, None, None), [result(3, Paid)])
+            .unwrap();
+        assert!(
+            matches!(&r, PageRecorded::Conflict(w) if w.contains("page 3 said it was the last")),
+            "{r:?}"
+        );
+        assert_eq!(l.result_progress(sub.id).unwrap().rows_with_result, 3);
+        // The last page completes it, once.
+        let (_, p, done) = stored(
+            l.record_result_page(
+                &sub,
+                &page(2, Some(3), Some(true)),
+                [result(3, Paid), result(4, Paid)],
+            )
+            .unwrap(),
+        );
+        assert!(p.complete && done);
+        assert_eq!(p.to_string(), "results complete: 5 rows");
+        let at = l.submission_by_id(sub.id).unwrap().unwrap().results_at;
+        assert!(at.is_some());
+        let (_, _, again) = stored(
+            l.record_result_page(&sub, &page(2, Some(3), Some(true)), [result(3, Paid)])
+                .unwrap(),
+        );
+        assert!(!again);
+        assert_eq!(l.submission_by_id(sub.id).unwrap().unwrap().results_at, at);
+        assert!(l
+            .batches_with_unwritten_results()
+            .unwrap()
+            .contains(&sub.batch_id));
+        assert!(l.mark_results_written(sub.batch_id).unwrap());
+        assert!(!l.mark_results_written(sub.batch_id).unwrap());
+        assert!(l.results_written(sub.batch_id).unwrap());
+    }
+
+    #[test]
+    fn results_of_a_submission_without_sent_rows_cannot_be_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut l = Ledger::open(&dir.path().join("l.db")).unwrap();
+        let b = l.create_batch(&new_batch("legacy", 0)).unwrap();
+        let r = l
+            .record_result_page(
+                &b.submissions[0],
+                &page(1, Some(1), Some(false)),
+                [result(1, crate::results::Outcome::Paid)],
+            )
+            .unwrap();
+        assert!(
+            matches!(&r, PageRecorded::Mismatch(w) if w.contains("reconcile it by hand")),
+            "{r:?}"
         );
     }
 

@@ -4,7 +4,8 @@
 //!
 //! Data flows one way: [`read`] → [`validate`] → [`totals`] → [`compress`] →
 //! [`upload`] → [`ledger`], orchestrated per file by [`submit`]; [`watch`]
-//! runs that for drop folders and receives the provider's [`results`]. The
+//! runs that for drop folders, and [`callback`] receives the provider's
+//! [`results`]. The
 //! other direction: [`payout`] orders payouts, [`export`] and [`report`]
 //! stream what the provider reports, [`reconcile`] matches it against what
 //! was sent. [`sandbox`] is the embedded provider. Each module owns one
@@ -12,6 +13,7 @@
 
 pub mod api;
 pub mod bounds;
+pub mod callback;
 pub mod compress;
 pub mod config;
 pub mod currency;

@@ -412,7 +412,7 @@ impl Side for LedgerSide {
                 if s.results_at.is_some() {
                     let mut declined = Tally::default();
                     self.ledger.each_result_of_submission(s.id, |line| {
-                        if !line.approved {
+                        if !line.is_paid() {
                             declined
                                 .add(line.amount)
                                 .context("the declined total overflows")?;
@@ -691,16 +691,16 @@ impl ProviderFile {
     fn results(&self, emit: &mut Emit<'_>) -> Result<()> {
         for line in results::parse(open_text(&self.path)?) {
             let line = line.with_context(|| self.path.display().to_string())?;
+            let status = if line.is_paid() {
+                "approved"
+            } else {
+                line.outcome.as_str()
+            };
             emit(Rec {
                 key: line.merchant_unique_code,
                 amount: line.amount,
                 at: format!("line {}", line.file_line),
-                status: if line.approved {
-                    "approved"
-                } else {
-                    "declined"
-                }
-                .into(),
+                status: status.into(),
                 ..Rec::default()
             })?;
         }

@@ -1,6 +1,6 @@
 //! The drop-folder daemon: watches inboxes, takes each completely written
 //! file, submits it, and files it under `done/` or `failed/` with a report;
-//! serves the result callback and `/metrics`.
+//! runs the result-callback server ([`crate::callback`]) beside.
 //!
 //! A file's way: `inbox/x.csv` → (stable for the quiet period) → atomic rename
 //! to `processing/<time>-<n>-x.csv` → submit → `done/` or `failed/` beside a
@@ -17,24 +17,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use axum::extract::{Multipart, Path as UrlPath, State as AxumState};
-use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::Router;
 use chrono::Utc;
-use futures::TryStreamExt;
 use rust_decimal::Decimal;
 use serde::Serialize;
-use tokio::io::AsyncWriteExt;
-use tokio::sync::{mpsc, Mutex};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
+use crate::callback::{self, prometheus};
 use crate::compress::{Codec, Compression};
 use crate::config::{Config, InboxConfig};
 use crate::currency::Currency;
-use crate::ledger::{Batch, Ledger, Recorded};
+use crate::ledger::{Batch, Ledger};
 use crate::pattern::{Pattern, Registry};
-use crate::results::{self, Summary};
 use crate::submit::{submit_file, RetryPolicy, SubmitError, SubmitOptions, Submitted};
 use crate::upload::{BodyMode, Client};
 use crate::validate::{Fatal, Report};
@@ -112,10 +106,6 @@ pub struct Metrics {
     pub rows_submitted: AtomicU64,
     pub upload_bytes: AtomicU64,
     pub submit_millis: AtomicU64,
-    pub callbacks_recorded: AtomicU64,
-    pub callbacks_refused: AtomicU64,
-    pub rows_paid: AtomicU64,
-    pub rows_declined: AtomicU64,
     /// Exact, printed as a decimal literal (never through a float).
     pub amount_submitted: std::sync::Mutex<Decimal>,
 }
@@ -161,36 +151,17 @@ impl Metrics {
                 "Time spent validating and submitting",
                 c(&self.submit_millis),
             ),
-            (
-                "paydrop_callbacks_recorded_total",
-                "Result files recorded",
-                c(&self.callbacks_recorded),
-            ),
-            (
-                "paydrop_callbacks_refused_total",
-                "Result callbacks refused",
-                c(&self.callbacks_refused),
-            ),
-            (
-                "paydrop_rows_paid_total",
-                "Payments reported paid",
-                c(&self.rows_paid),
-            ),
-            (
-                "paydrop_rows_declined_total",
-                "Payments reported declined",
-                c(&self.rows_declined),
-            ),
         ] {
-            out.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
-            ));
+            prometheus(&mut out, "counter", name, help, v);
         }
         let amount = *self.amount_submitted.lock().expect("metrics lock");
-        out.push_str(&format!(
-            "# HELP paydrop_amount_submitted_total Sum of accepted amounts, all currencies\n\
-             # TYPE paydrop_amount_submitted_total counter\npaydrop_amount_submitted_total {amount}\n"
-        ));
+        prometheus(
+            &mut out,
+            "counter",
+            "paydrop_amount_submitted_total",
+            "Sum of accepted amounts, all currencies",
+            amount,
+        );
         out
     }
 }
@@ -205,14 +176,13 @@ pub struct WatchHooks {
 /// Everything the workers share.
 struct Shared {
     config: Config,
-    registry: Registry,
     inboxes: Vec<Arc<Inbox>>,
     client: Client,
     callback_url: String,
     metrics: Arc<Metrics>,
     hooks: WatchHooks,
-    /// Serialises writes of results / retry files per batch.
-    outputs: Mutex<()>,
+    /// The result-callback server, which also writes a batch's results.
+    results: Arc<callback::Receiver>,
 }
 
 /// A claimed file waiting for, or in, processing.
@@ -284,19 +254,19 @@ pub async fn run(
         (None, None) => format!("http://{addr}/callback"),
     };
     let metrics = Arc::new(Metrics::default());
+    let results = callback::Receiver::new(config.clone(), registry, metrics.clone())?;
     let shared = Arc::new(Shared {
         config,
-        registry,
         inboxes,
         client,
         callback_url,
         metrics,
         hooks,
-        outputs: Mutex::new(()),
+        results: results.clone(),
     });
     // Aborted on every way out, also when this future is dropped: the
     // callback server must not outlive the daemon.
-    let _server = AbortOnDrop(tokio::spawn(serve_callbacks(listener, shared.clone())));
+    let _server = AbortOnDrop(tokio::spawn(callback::serve(listener, results)));
     if let Some(ready) = ready {
         let _ = ready.send(addr);
     }
@@ -822,7 +792,7 @@ async fn process(shared: &Shared, claimed: &Claimed) -> Fate {
             counter.fetch_add(1, Ordering::Relaxed);
             tracing::info!(file = %claimed.original, to = %shown(&dest), reason = file_report.reason.as_deref().unwrap_or(""), "filed");
             if let Some(b) = &batch {
-                write_outputs(shared, b.id).await;
+                shared.results.write_outputs(b.id).await;
             }
             fate
         }
@@ -865,7 +835,7 @@ fn file_away(
 }
 
 /// `done/x.csv` → `done/x.csv.{suffix}`.
-fn sibling(path: &Path, suffix: &str) -> PathBuf {
+pub(crate) fn sibling(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(".");
     s.push(suffix);
@@ -873,7 +843,7 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
 }
 
 /// Writes JSON to a temporary name, then renames: a reader never sees half.
-fn write_json<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
+pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
     let tmp = sibling(path, "tmp");
     let f = std::fs::File::create(&tmp)?;
     let mut w = std::io::BufWriter::new(f);
@@ -883,295 +853,6 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
     w.get_ref().sync_all()?;
     drop(w);
     std::fs::rename(&tmp, path)
-}
-
-#[derive(Serialize)]
-struct ResultsReport<'a> {
-    batch: i64,
-    file: &'a str,
-    bulk_payment_ids: Vec<i64>,
-    summary: &'a Summary,
-    retry_file: Option<String>,
-    retry: Option<results::Tally>,
-}
-
-/// Once every part of a batch has its results and the file is in `done/`,
-/// writes `x.csv.results.json` and `x.csv.retry.csv`. Safe to call any number
-/// of times.
-async fn write_outputs(shared: &Shared, batch_id: i64) {
-    let _guard = shared.outputs.lock().await;
-    let config = shared.config.clone();
-    let registry = shared.registry.clone();
-    let written = tokio::task::spawn_blocking(move || -> Result<Option<(u64, u64)>> {
-        let ledger = Ledger::open(&config.ledger.path)?;
-        let Some(batch) = ledger.batch(batch_id)? else {
-            return Ok(None);
-        };
-        let mut file = PathBuf::from(&batch.file);
-        // A crash between the move to done/ and the ledger update leaves the
-        // ledger naming processing/: the file is found where it went.
-        if !file.exists() {
-            let moved = file
-                .parent()
-                .and_then(Path::parent)
-                .zip(file.file_name())
-                .map(|(inbox, name)| inbox.join(DONE).join(name));
-            if let Some(moved) = moved.filter(|m| m.exists()) {
-                ledger.set_batch_file(batch_id, &moved.display().to_string())?;
-                file = moved;
-            }
-        }
-        let in_done = file
-            .parent()
-            .and_then(|p| p.file_name())
-            .is_some_and(|n| n == DONE);
-        if !in_done || batch.submissions.iter().any(|s| s.results_at.is_none()) {
-            return Ok(None);
-        }
-        let lines = ledger.results_of_batch(batch_id)?;
-        let mut summary = Summary::default();
-        lines.iter().for_each(|l| summary.add(l));
-        let retry: std::collections::HashSet<i64> = lines
-            .iter()
-            .filter(|l| !l.approved && results::is_retryable(&l.error_code))
-            .map(|l| l.line_number)
-            .collect();
-        let pattern = registry.get(batch.pattern)?;
-        let (retry_file, retry_tally) = if retry.is_empty() {
-            (None, None)
-        } else {
-            let out = sibling(&file, "retry.csv");
-            let t = results::write_retry_file(&file, pattern, &retry, batch.generation + 1, &out)?;
-            (Some(out.display().to_string()), Some(t))
-        };
-        write_json(
-            &sibling(&file, "results.json"),
-            &ResultsReport {
-                batch: batch.id,
-                file: &batch.file,
-                bulk_payment_ids: batch
-                    .submissions
-                    .iter()
-                    .filter_map(|s| s.bulk_payment_id)
-                    .collect(),
-                summary: &summary,
-                retry_file,
-                retry: retry_tally,
-            },
-        )?;
-        Ok(Some((summary.paid.rows, summary.declined.rows)))
-    })
-    .await;
-    match written {
-        Ok(Ok(Some((paid, declined)))) => {
-            shared.metrics.rows_paid.fetch_add(paid, Ordering::Relaxed);
-            shared
-                .metrics
-                .rows_declined
-                .fetch_add(declined, Ordering::Relaxed);
-            tracing::info!(batch = batch_id, paid, declined, "results written");
-        }
-        Ok(Ok(None)) => {}
-        Ok(Err(e)) => tracing::error!(batch = batch_id, error = %e, "cannot write the results"),
-        Err(e) => tracing::error!(batch = batch_id, error = %e, "results writer stopped"),
-    }
-}
-
-async fn serve_callbacks(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
-    let app = Router::new()
-        .route("/callback", post(callback_open))
-        .route("/callback/{secret}", post(callback_with_secret))
-        .route("/metrics", get(metrics))
-        .route("/health", get(|| async { "ok" }))
-        // Result files are streamed to disk; axum's 2 MB default would refuse
-        // any real one (150,000 lines are ~25 MB).
-        .layer(axum::extract::DefaultBodyLimit::disable())
-        .with_state(shared);
-    if let Err(e) = axum::serve(listener, app).await {
-        tracing::error!(error = %e, "callback server stopped");
-    }
-}
-
-async fn metrics(AxumState(shared): AxumState<Arc<Shared>>) -> String {
-    shared.metrics.render()
-}
-
-async fn callback_open(
-    AxumState(shared): AxumState<Arc<Shared>>,
-    form: Multipart,
-) -> (StatusCode, String) {
-    if shared.config.watch.callback_secret.is_some() {
-        shared
-            .metrics
-            .callbacks_refused
-            .fetch_add(1, Ordering::Relaxed);
-        tracing::warn!("result callback without the secret refused");
-        return (StatusCode::UNAUTHORIZED, "a secret is required".into());
-    }
-    callback(shared, form).await
-}
-
-async fn callback_with_secret(
-    AxumState(shared): AxumState<Arc<Shared>>,
-    UrlPath(secret): UrlPath<String>,
-    form: Multipart,
-) -> (StatusCode, String) {
-    let expected = shared
-        .config
-        .watch
-        .callback_secret
-        .as_ref()
-        .map(|s| s.expose().as_bytes());
-    let ok = expected.is_some_and(|e| constant_time_eq(e, secret.as_bytes()));
-    if !ok {
-        shared
-            .metrics
-            .callbacks_refused
-            .fetch_add(1, Ordering::Relaxed);
-        tracing::warn!("result callback with a wrong secret refused");
-        return (StatusCode::UNAUTHORIZED, "wrong secret".into());
-    }
-    callback(shared, form).await
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// Receives one result file: streamed to a temporary file, then recorded
-/// in the ledger in one transaction.
-async fn callback(shared: Arc<Shared>, mut form: Multipart) -> (StatusCode, String) {
-    let refuse = |status: StatusCode, msg: String| {
-        shared
-            .metrics
-            .callbacks_refused
-            .fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(status = status.as_u16(), reason = %msg, "result callback refused");
-        (status, msg)
-    };
-    let spool_dir = shared
-        .config
-        .ledger
-        .path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
-    let mut code = None;
-    let mut bulk_id = None;
-    let mut spool = None;
-    loop {
-        let field = match form.next_field().await {
-            Ok(Some(f)) => f,
-            Ok(None) => break,
-            Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("malformed form: {e}")),
-        };
-        match field.name().unwrap_or("") {
-            "MerchantUniqueCode" => code = field.text().await.ok(),
-            "BulkPaymentId" => {
-                bulk_id = field
-                    .text()
-                    .await
-                    .ok()
-                    .and_then(|t| t.trim().parse::<i64>().ok())
-            }
-            "File" => {
-                let tmp = match tempfile::NamedTempFile::new_in(&spool_dir) {
-                    Ok(t) => t,
-                    Err(e) => {
-                        return refuse(StatusCode::INTERNAL_SERVER_ERROR, format!("spool: {e}"))
-                    }
-                };
-                let mut out = match tokio::fs::File::create(tmp.path()).await {
-                    Ok(f) => f,
-                    Err(e) => {
-                        return refuse(StatusCode::INTERNAL_SERVER_ERROR, format!("spool: {e}"))
-                    }
-                };
-                let mut stream = field.map_err(std::io::Error::other);
-                loop {
-                    match stream.try_next().await {
-                        Ok(Some(chunk)) => {
-                            if let Err(e) = out.write_all(&chunk).await {
-                                return refuse(
-                                    StatusCode::INTERNAL_SERVER_ERROR,
-                                    format!("spool: {e}"),
-                                );
-                            }
-                        }
-                        Ok(None) => break,
-                        Err(e) => {
-                            return refuse(
-                                StatusCode::BAD_REQUEST,
-                                format!("upload broke off: {e}"),
-                            )
-                        }
-                    }
-                }
-                if let Err(e) = out.flush().await {
-                    return refuse(StatusCode::INTERNAL_SERVER_ERROR, format!("spool: {e}"));
-                }
-                spool = Some(tmp);
-            }
-            _ => {}
-        }
-    }
-    let Some(spool) = spool else {
-        return refuse(StatusCode::BAD_REQUEST, "no File part".into());
-    };
-    let config = shared.config.clone();
-    let recorded =
-        tokio::task::spawn_blocking(move || -> Result<(i64, Recorded), (StatusCode, String)> {
-            let internal =
-                |e: crate::ledger::LedgerError| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
-            let mut ledger = Ledger::open(&config.ledger.path).map_err(internal)?;
-            let sub = match (&code, bulk_id) {
-                (Some(c), _) => ledger.submission_by_code(c.trim()).map_err(internal)?,
-                (None, Some(id)) => ledger.submission_by_bulk_id(id).map_err(internal)?,
-                (None, None) => None,
-            };
-            let Some(sub) = sub else {
-                return Err((
-                    StatusCode::NOT_FOUND,
-                    format!(
-                        "no submission {} / BulkPaymentId {:?} is known here",
-                        code.unwrap_or_default(),
-                        bulk_id
-                    ),
-                ));
-            };
-            if bulk_id.is_some() && sub.bulk_payment_id != bulk_id {
-                return Err((
-                    StatusCode::CONFLICT,
-                    format!(
-                        "BulkPaymentId {:?} does not belong to {} (it has {:?})",
-                        bulk_id, sub.merchant_unique_code, sub.bulk_payment_id
-                    ),
-                ));
-            }
-            let file = std::fs::File::open(spool.path())
-                .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-            let outcome = ledger
-                .record_results(&sub, results::parse(std::io::BufReader::new(file)))
-                .map_err(internal)?;
-            Ok((sub.batch_id, outcome))
-        })
-        .await;
-    match recorded {
-        Ok(Ok((batch, Recorded::Stored { lines }))) => {
-            shared
-                .metrics
-                .callbacks_recorded
-                .fetch_add(1, Ordering::Relaxed);
-            tracing::info!(batch, lines, "result file recorded");
-            write_outputs(&shared, batch).await;
-            (StatusCode::OK, format!("recorded {lines} results"))
-        }
-        Ok(Ok((_, Recorded::AlreadyRecorded))) => (StatusCode::OK, "already recorded".into()),
-        Ok(Ok((_, Recorded::Refused(why)))) => refuse(StatusCode::UNPROCESSABLE_ENTITY, why),
-        Ok(Err((status, why))) => refuse(status, why),
-        Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    }
 }
 
 /// Files in each state of an inbox, for `paydrop status`.

@@ -43,10 +43,15 @@
 //! # Result callback
 //!
 //! After [`SandboxConfig::callback_delay`], when `CallbackAddress` is not
-//! empty, the result file is POSTed there as `multipart/form-data`: text
-//! fields `BulkPaymentId` and `MerchantUniqueCode` and the part `File`
-//! (`result-{BulkPaymentId}.csv`, `text/csv`): one line per payment in the
-//! order of [`CALLBACK_COLUMNS`], comma-separated, UTF-8, no header. Card
+//! empty, the result file is POSTed there as the provider publishes it
+//! (docs/providers/paywall.md §3): `multipart/form-data` with a field `data`
+//! (JSON: `BulkPaymentId`, `MerchantUniqueCode`, `Hash` made with
+//! [`SandboxConfig::webhook_hash_key`], `HashFormat`, `HashKeyType`, one page
+//! of one, …) and the part `file` (`result-{BulkPaymentId}.csv`, not
+//! compressed): one line per payment in the order of [`CALLBACK_COLUMNS`],
+//! comma-separated, UTF-8, no header, `PaymentStatusId` as the provider's
+//! "Payment Statuses" page numbers them (4 successful, 5 failed, 3 a
+//! pre-authorisation awaiting capture). Card
 //! numbers are masked to first 6 / last 4 and identity numbers to first 2 /
 //! last 2. Whether a row is declined is [`outcome`] of its
 //! `merchantUniqueCode` and `lineNumber`, so tests can predict every line;
@@ -153,9 +158,13 @@ pub mod callback {
     /// `PaymentActivityTypeId`: a pre-authorisation (`Half2D` true).
     pub const ACTIVITY_PREAUTH: u32 = 2;
     /// `PaymentStatusId` of an approved payment.
-    pub const STATUS_SUCCESS: u32 = 1;
+    pub const STATUS_SUCCESS: u32 = 4;
+    /// `PaymentStatusId` of an approved pre-authorisation (`Half2D`).
+    pub const STATUS_AUTHORISED: u32 = 3;
     /// `PaymentStatusId` of a declined payment.
-    pub const STATUS_FAILED: u32 = 2;
+    pub const STATUS_FAILED: u32 = 5;
+    /// `HashKeyType` of the callback's `Hash`: the webhook hash key.
+    pub const HASH_KEY_TYPE: u32 = 4;
     /// `gatewayId`, `gatewayName` and `providerId` of every line.
     pub const GATEWAY: (u32, &str) = (1, "Sandbox");
     pub const PROVIDER_ID: u32 = 1;
@@ -244,6 +253,8 @@ pub struct SandboxConfig {
     pub callback_attempts: u32,
     /// Wait after the first failed callback attempt; doubled after each.
     pub callback_backoff: Duration,
+    /// The merchant's webhook hash key the callback's `Hash` is made with.
+    pub webhook_hash_key: String,
 }
 
 impl Default for SandboxConfig {
@@ -259,6 +270,7 @@ impl Default for SandboxConfig {
             as_of: None,
             callback_attempts: 5,
             callback_backoff: Duration::from_millis(200),
+            webhook_hash_key: "sandbox-webhook-key".into(),
         }
     }
 }
@@ -274,6 +286,7 @@ impl fmt::Debug for SandboxConfig {
             .field("seed", &self.seed)
             .field("callback_delay", &self.callback_delay)
             .field("as_of", &self.as_of)
+            .field("webhook_hash_key", &"***")
             .finish_non_exhaustive()
     }
 }
@@ -1312,7 +1325,7 @@ async fn deliver(shared: Arc<Shared>, job: CallbackJob) {
     drop(job.upload);
     let mut backoff = config.callback_backoff;
     for attempt in 1..=config.callback_attempts.max(1) {
-        match post_results(&shared.http, &job.batch, &results).await {
+        match post_results(&shared.http, &job.batch, &results, &config.webhook_hash_key).await {
             Ok(()) => {
                 shared.callbacks_delivered.fetch_add(1, Ordering::SeqCst);
                 info!(bulk_payment_id = id, "sandbox: result callback delivered");
@@ -1350,17 +1363,49 @@ async fn post_results(
     http: &reqwest::Client,
     batch: &BatchRecord,
     results: &Path,
+    hash_key: &str,
 ) -> anyhow::Result<()> {
     let file = tokio::fs::File::open(results).await?;
     let len = file.metadata().await?.len();
+    let lines = count_lines(results)?;
     let body = reqwest::Body::wrap_stream(ReaderStream::with_capacity(file, 64 * 1024));
+    let name = format!("result-{}.csv", batch.bulk_payment_id);
     let part = reqwest::multipart::Part::stream_with_length(body, len)
-        .file_name(format!("result-{}.csv", batch.bulk_payment_id))
+        .file_name(name.clone())
         .mime_str("text/csv")?;
+    // `{key}###{bulkPaymentId}###{merchantUniqueCode}`, SHA-256, lower-case hex.
+    let hash = hex::encode(Sha256::digest(format!(
+        "{hash_key}###{}###{}",
+        batch.bulk_payment_id, batch.merchant_unique_code
+    )));
+    let now = chrono::Utc::now()
+        .with_timezone(&crate::PROVIDER_TZ)
+        .to_rfc3339();
+    let data = serde_json::json!({
+        "Type": 1,
+        "BulkPaymentId": batch.bulk_payment_id,
+        "FileRecordId": batch.bulk_payment_id,
+        "FileName": name,
+        "FileSize": len,
+        "LineCount": lines,
+        "FileFormat": "TXT",
+        "IsCompressed": false,
+        "ErrorMessage": "",
+        "DateTime": now,
+        "CreatedAt": now,
+        "FinishedAt": now,
+        "DurationTime": 0.0,
+        "Hash": hash,
+        "HashFormat": "BulkPayment",
+        "HashKeyType": callback::HASH_KEY_TYPE,
+        "PageNumber": 1,
+        "TotalPages": 1,
+        "HasMorePages": false,
+        "MerchantUniqueCode": batch.merchant_unique_code,
+    });
     let form = reqwest::multipart::Form::new()
-        .text("BulkPaymentId", batch.bulk_payment_id.to_string())
-        .text("MerchantUniqueCode", batch.merchant_unique_code.clone())
-        .part(field::FILE, part);
+        .text("data", data.to_string())
+        .part("file", part);
     // The callback URL may carry the merchant's secret: errors drop it.
     http.post(&batch.callback_address)
         .multipart(form)
@@ -1370,6 +1415,20 @@ async fn post_results(
         .and_then(reqwest::Response::error_for_status)
         .map_err(reqwest::Error::without_url)?;
     Ok(())
+}
+
+fn count_lines(path: &Path) -> io::Result<u64> {
+    let mut reader = io::BufReader::new(std::fs::File::open(path)?);
+    let mut lines = 0;
+    loop {
+        let buf = io::BufRead::fill_buf(&mut reader)?;
+        if buf.is_empty() {
+            return Ok(lines);
+        }
+        lines += memchr::memchr_iter(b'\n', buf).count() as u64;
+        let n = buf.len();
+        io::BufRead::consume(&mut reader, n);
+    }
 }
 
 /// Where the callback's values come from in a pattern's columns.
@@ -1489,8 +1548,13 @@ fn write_results(job: &CallbackJob, dir: &Path, seed: u64, rate: f64) -> io::Res
             .filter(|k| !k.is_empty())
             .unwrap_or_else(|| "sandbox".into());
         let decline = outcome(seed, rate, &muc, &line_number);
+        let approved = if batch.half_2d {
+            callback::STATUS_AUTHORISED
+        } else {
+            callback::STATUS_SUCCESS
+        };
         let (paywall, status) = match decline {
-            None => (callback::PAYWALL_OK, callback::STATUS_SUCCESS),
+            None => (callback::PAYWALL_OK, approved),
             Some(_) => (callback::PAYWALL_DECLINED, callback::STATUS_FAILED),
         };
         let (provider_code, provider_message) = decline.map_or(("", ""), |d| (d.code, d.message));
