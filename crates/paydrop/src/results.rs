@@ -23,6 +23,7 @@ use serde::Serialize;
 
 use crate::mask;
 use crate::pattern::Pattern;
+use crate::totals::{Tally, TallyOverflow};
 use crate::validate::check;
 
 /// Positions in a result line (the same in the 18- and 20-column forms).
@@ -330,27 +331,13 @@ fn status_name(status: u32) -> &'static str {
     }
 }
 
-/// Count and exact amount.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Tally {
-    pub rows: u64,
-    pub amount: Decimal,
-}
-
-impl Tally {
-    pub fn add(&mut self, amount: Decimal) {
-        self.rows += 1;
-        self.amount += amount;
-    }
-}
-
 /// Declines for one reason.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct DeclineTally {
     pub message: String,
     pub retryable: bool,
-    pub rows: u64,
-    pub amount: Decimal,
+    #[serde(flatten)]
+    pub tally: Tally,
 }
 
 /// What a batch's results say.
@@ -372,28 +359,29 @@ pub struct Summary {
 }
 
 impl Summary {
-    pub fn add(&mut self, line: &ResultLine) {
+    /// Counts one result line; an overflowing total is an error, never a
+    /// panic (the amounts come from the provider).
+    pub fn add(&mut self, line: &ResultLine) -> Result<(), TallyOverflow> {
         match line.outcome {
             Outcome::Paid => self.paid.add(line.amount),
             Outcome::Authorised => self.authorised.add(line.amount),
             Outcome::Pending | Outcome::Review => {
-                self.unsettled.add(line.amount);
+                self.unsettled.add(line.amount)?;
                 self.unsettled_by_reason
                     .entry(line.error_message.clone())
                     .or_default()
-                    .add(line.amount);
+                    .add(line.amount)
             }
             Outcome::Declined => {
-                self.declined.add(line.amount);
+                self.declined.add(line.amount)?;
                 let retryable = is_retryable(&line.error_code);
                 if retryable {
-                    self.retryable.add(line.amount);
+                    self.retryable.add(line.amount)?;
                 }
                 let t = self.by_code.entry(line.error_code.clone()).or_default();
                 t.message = mask::card_numbers(&line.error_message);
                 t.retryable = retryable;
-                t.rows += 1;
-                t.amount += line.amount;
+                t.tally.add(line.amount)
             }
         }
     }
@@ -509,12 +497,29 @@ impl<'p> RetryWriter<'p> {
         if let Some(c) = self.code_col {
             fields[c] = retry_code(&fields[c], self.generation, self.pattern, c);
         }
-        if let Some(a) = self.pattern.amount_column().and_then(|c| self.rec.get(c)) {
-            if let Ok(d) = check::decimal(a, self.pattern.decimal_separator) {
-                self.tally.amount += d;
-            }
-        }
-        self.tally.rows += 1;
+        // The row was validated before it was sent: an amount that no longer
+        // reads means the file changed since.
+        let amount = match self.pattern.amount_column() {
+            None => Some(Decimal::ZERO),
+            Some(c) => self
+                .rec
+                .get(c)
+                .and_then(|a| check::decimal(a, self.pattern.decimal_separator).ok()),
+        };
+        let Some(amount) = amount else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the amount of row {} of {} does not read: was the file changed after it \
+                     was sent?",
+                    self.row,
+                    self.original.display()
+                ),
+            ));
+        };
+        self.tally
+            .add(amount)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         self.w.write_record(&fields)?;
         Ok(())
     }
@@ -620,13 +625,26 @@ mod tests {
         assert_eq!(lines[1].error_code, "51");
         assert_eq!(lines[0].status_id, Some(4));
         let mut s = Summary::default();
-        lines.iter().for_each(|l| s.add(l));
+        lines.iter().for_each(|l| s.add(l).unwrap());
         assert_eq!(s.paid.rows, 1);
         assert_eq!(s.declined.amount.to_string(), "21.00");
         assert_eq!(s.retryable.rows, 1);
         assert!(!s.by_code["54"].retryable);
         assert_eq!(s.unsettled.rows, 2);
         assert_eq!(s.authorised.rows, 1);
+    }
+
+    #[test]
+    fn totals_near_the_decimal_limit_are_an_error_not_a_panic() {
+        let huge = Decimal::MAX.to_string();
+        for (status, bank) in [(status::SUCCESSFUL, ""), (status::FAILED, "51"), (9, "")] {
+            let line = result_line(1, "A", status, bank, false).replace("10.50", &huge);
+            let line = &parse_all(&line)[0];
+            let mut s = Summary::default();
+            s.add(line).unwrap();
+            let e = s.add(line).unwrap_err();
+            assert!(e.to_string().contains("overflows"), "{e}");
+        }
     }
 
     #[test]

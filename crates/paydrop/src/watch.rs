@@ -677,7 +677,13 @@ async fn process(shared: &Shared, claimed: &Claimed) -> Fate {
             notices,
         }) => {
             m.rows_submitted.fetch_add(batch.rows, Ordering::Relaxed);
-            *m.amount_submitted.lock().expect("metrics lock") += batch.amount;
+            let mut sum = m.amount_submitted.lock().expect("metrics lock");
+            match sum.checked_add(batch.amount) {
+                Some(s) => *sum = s,
+                None => {
+                    tracing::warn!("the submitted-amount metric overflows; it stays where it was")
+                }
+            }
             (Fate::Done, None, Some(report), Some(batch), notices)
         }
         Err(SubmitError::AlreadySubmitted { sha, earlier }) => {

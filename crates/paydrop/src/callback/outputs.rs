@@ -15,7 +15,8 @@ use super::Receiver;
 use crate::config::Config;
 use crate::ledger::Ledger;
 use crate::pattern::Registry;
-use crate::results::{RetryWriter, Summary, Tally};
+use crate::results::{RetryWriter, Summary};
+use crate::totals::Tally;
 use crate::watch::{sibling, write_json, DONE};
 
 #[derive(Serialize)]
@@ -113,7 +114,7 @@ fn write_batch(config: &Config, registry: &Registry, batch_id: i64) -> Result<Op
     for s in &batch.submissions {
         rows_sent += ledger.sent_row_count(s.id)?;
         ledger.each_result_of_submission(s.id, |line| -> Result<()> {
-            summary.add(&line);
+            summary.add(&line)?;
             if Summary::is_retry(&line) {
                 let w = match &mut retry {
                     Some(w) => w,
