@@ -218,7 +218,11 @@ struct ExportArgs {
     #[arg(long)]
     participant: Option<String>,
     /// File format requested from the provider.
-    #[arg(long, value_enum, default_value_t = paydrop::export::Format::Csv)]
+    #[arg(
+        long,
+        value_parser = one_of(&paydrop::export::Format::ALL, paydrop::export::Format::name),
+        default_value = "csv"
+    )]
     format: paydrop::export::Format,
     /// Write the rows here (replaced only once the whole export is read).
     #[arg(short, long)]
@@ -429,6 +433,20 @@ pub fn main() -> ExitCode {
 
 /// What the command line prints of an error or a message it did not write
 /// itself (the provider's, a library's): card numbers masked.
+/// A clap parser for one of a library enum's values, by name: the library
+/// does not depend on clap.
+fn one_of<T: Copy + Send + Sync + 'static>(
+    all: &'static [T],
+    name: fn(T) -> &'static str,
+) -> impl clap::builder::TypedValueParser<Value = T> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(all.iter().map(|t| name(*t))).map(move |s| {
+        *all.iter()
+            .find(|t| name(**t) == s)
+            .expect("the parser accepts only listed names")
+    })
+}
+
 fn masked(text: impl std::fmt::Display) -> String {
     mask::card_numbers(&text.to_string())
 }

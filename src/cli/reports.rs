@@ -63,7 +63,7 @@ pub(super) struct PaymentsArgs {
     #[arg(short, long)]
     output: Option<PathBuf>,
     /// [default: jsonl for a .jsonl or .ndjson file, else csv]
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = super::one_of(&Format::ALL, Format::name))]
     format: Option<Format>,
     /// Payment report base URL [default: [report] base_url].
     #[arg(long)]
@@ -85,7 +85,7 @@ pub(super) struct ReconcileArgs {
     #[arg(long)]
     against: PathBuf,
     /// What rows are matched on.
-    #[arg(long, value_enum, default_value = "merchantUniqueCode")]
+    #[arg(long, value_parser = super::one_of(&Key::ALL, Key::name), default_value = "merchantUniqueCode")]
     key: Key,
     /// FilePattern of the --sent payment file.
     #[arg(long, short)]

@@ -93,15 +93,15 @@ pub struct Rec {
 }
 
 /// What rows are matched on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Key {
-    #[value(name = "merchantUniqueCode")]
     MerchantUniqueCode,
-    #[value(name = "orderId")]
     OrderId,
 }
 
 impl Key {
+    pub const ALL: [Key; 2] = [Key::MerchantUniqueCode, Key::OrderId];
+
     pub fn name(self) -> &'static str {
         match self {
             Key::MerchantUniqueCode => "merchantUniqueCode",

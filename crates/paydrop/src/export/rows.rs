@@ -20,7 +20,7 @@ use super::ExportError;
 pub use crate::totals::Tally;
 
 /// The file format of an export (`fileformat`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Format {
     #[default]
     Csv,
@@ -28,6 +28,8 @@ pub enum Format {
 }
 
 impl Format {
+    pub const ALL: [Format; 2] = [Format::Csv, Format::Tsv];
+
     pub fn name(self) -> &'static str {
         match self {
             Format::Csv => "csv",

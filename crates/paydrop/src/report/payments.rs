@@ -504,10 +504,21 @@ impl PaymentSummary {
 }
 
 /// Output format of the payment report.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     Csv,
     Jsonl,
+}
+
+impl Format {
+    pub const ALL: [Format; 2] = [Format::Csv, Format::Jsonl];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Jsonl => "jsonl",
+        }
+    }
 }
 
 /// Reads a payment report answer from `input` and writes its transactions
