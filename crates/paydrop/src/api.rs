@@ -1,5 +1,5 @@
-//! Wire types of the provider's bulk-file API (`../shared/SPEC.md` §1,
-//! docs/providers/paywall.md §6), used by the client ([`crate::upload`]) and,
+//! Wire types of the provider's bulk-file API (docs/providers/paywall.md
+//! §6), used by the client ([`crate::upload`]) and,
 //! until it is replaced by the independent `crates/sandbox`, by the old
 //! embedded sandbox ([`crate::sandbox`]).
 
@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// Path of the bulk payment by file endpoint.
 pub const STARTDIRECT_PATH: &str = "/api/paywall/payment/bulk/file/startdirect";
-/// Path of the marketplace payout trigger (`../shared/SPEC.md` §2).
+/// Path of the marketplace payout trigger (docs/providers/paywall.md §7).
 pub const PAYOUT_TRIGGER_PATH: &str = "/api/paywall/marketplace/manual/trigger/start";
 /// Path of the trigger's inquiry (Query page: header `jobid`).
 pub const PAYOUT_INQUIRY_PATH: &str = "/api/paywall/marketplace/manual/trigger/inquiry";

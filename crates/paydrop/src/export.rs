@@ -1,4 +1,4 @@
-//! Payout exports (`../shared/SPEC.md` §3): queue an export, wait for it,
+//! Payout exports (docs/providers/receiving.md §1): queue an export, wait for it,
 //! then stream its file through the row reader without ever holding it.
 //!
 //! 1. `POST {base}/v1.0/payouts/payments?$filter=…&fileformat=csv|tsv`

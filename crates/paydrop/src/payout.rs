@@ -1,8 +1,9 @@
-//! The marketplace payout trigger (`../shared/SPEC.md` §2): orders payment
-//! of the settlements waiting in the marketplace pool for a date range.
+//! The marketplace payout trigger (docs/providers/paywall.md §7): orders
+//! payment of the settlements waiting in the marketplace pool for a date
+//! range.
 //!
-//! The provider's rules are checked here before anything is sent, by the
-//! same [`check`] the sandbox applies server-side:
+//! The provider's rules are checked here by [`check`] before anything is sent
+//! (the sandbox crate applies its own reading of them server-side):
 //!
 //! - `DateTo` is yesterday at the latest, in Istanbul (today's payments are
 //!   still coming in), unless `TestMode`;

@@ -1,6 +1,6 @@
-//! The OData `$filter` of the payouts export (`../shared/SPEC.md` §3): a
-//! typed builder and a parser for raw expressions, both producing the same
-//! [`Filter`], which prints as canonical OData.
+//! The OData `$filter` of the payouts export (docs/providers/receiving.md
+//! §1.2): a typed builder and a parser for raw expressions, both producing
+//! the same [`Filter`], which prints as canonical OData.
 //!
 //! The grammar is the subset the export documents:
 //!
