@@ -222,3 +222,46 @@ async fn status_lists_the_inbox_counts() {
         "{stdout}"
     );
 }
+
+/// User plus system CPU time of a process so far (Linux: /proc/PID/stat).
+fn cpu_time(pid: u32) -> Duration {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).expect("the process runs");
+    // Fields after the command name, which is in parentheses and may hold
+    // spaces: utime and stime are fields 14 and 15 of the whole line.
+    let rest = &stat[stat.rfind(')').expect("stat has a command") + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    let per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    Duration::from_millis(ticks * 1000 / per_sec)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_daemon_uses_almost_no_cpu() {
+    let rig = Rig::start_with(|s| s.callback_delay = NEVER).await;
+    // The default timings, not the tests' fast ones.
+    let config = rig.write_config_file("");
+    let text = fs::read_to_string(&config)
+        .unwrap()
+        .replace("quiet_ms = 200\n", "")
+        .replace("rescan_ms = 100\n", "");
+    fs::write(&config, text).unwrap();
+    let log = rig.dir.path().join("watch.log");
+    let mut child = spawn_watch(&rig, &config, &log);
+    wait_until("the daemon to start", || read_log(&log).contains("watching")).await;
+    // Its own scans must not wake it up again (they did, ~1,800 a second).
+    let before = cpu_time(child.id());
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let used = cpu_time(child.id()) - before;
+    assert!(
+        used <= Duration::from_millis(100),
+        "an idle daemon used {used:?} of CPU in 10 s\n{}",
+        read_log(&log)
+    );
+    // Still awake for real files.
+    let bytes = payments(91, 3);
+    rig.drop_file("after-idle.csv", &bytes);
+    rig.wait_filed(DONE, "after-idle.csv").await;
+    sigterm(&child);
+    assert_eq!(wait_exit(&mut child).await.code(), Some(0), "{}", read_log(&log));
+}

@@ -473,8 +473,18 @@ fn keep_watching(
         None => {}
     }
     let wake = wake.clone();
-    let made = notify::recommended_watcher(move |_event: notify::Result<notify::Event>| {
-        // Any event just triggers a scan; a full queue means one is pending.
+    let made = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        // Reading the folder (every scan does) raises open and close events
+        // on it: waking up for them made each scan cause the next one, about
+        // 1,800 a second on an idle inbox. A closed writer still counts.
+        if let Ok(e) = &event {
+            use notify::event::{AccessKind, AccessMode, EventKind};
+            if matches!(e.kind, EventKind::Access(k) if k != AccessKind::Close(AccessMode::Write)) {
+                return;
+            }
+        }
+        // Any other event just triggers a scan; a full queue means one is
+        // pending.
         let _ = wake.try_send(());
     })
     .and_then(|mut w| {
