@@ -25,7 +25,7 @@ use futures::TryStreamExt;
 use paydrop::config::Secret;
 use paydrop::export::rows::read_rows;
 use paydrop::export::{ExportClient, Format, PollPolicy, Sink};
-use paydrop::submit::RetryPolicy;
+use paydrop::transport::RetryPolicy;
 use paydrop_sandbox::export::{Content, Encoding, Generated, Schema, TextFormat};
 use paydrop_sandbox::SandboxConfig;
 

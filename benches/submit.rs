@@ -32,7 +32,8 @@ use paydrop::ledger::{
 };
 use paydrop::pattern::Registry;
 use paydrop::sandbox::{self, SandboxConfig};
-use paydrop::submit::{submit_file, RetryPolicy, SubmitOptions};
+use paydrop::submit::{submit_file, SubmitOptions};
+use paydrop::transport::RetryPolicy;
 use paydrop::upload::{BodyMode, Client};
 use paydrop::validate::{validate_file, Hooks, Options};
 

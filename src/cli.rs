@@ -27,7 +27,8 @@ use paydrop::ledger::{Batch, Ledger, Resolution, State};
 use paydrop::pattern::{Pattern, Registry};
 use paydrop::payout;
 use paydrop::sandbox::{self, SandboxConfig};
-use paydrop::submit::{submit_file, RetryPolicy, SubmitError, SubmitOptions};
+use paydrop::submit::{submit_file, SubmitError, SubmitOptions};
+use paydrop::transport::RetryPolicy;
 use paydrop::upload::{BodyMode, Client, Credentials};
 use paydrop::validate::{validate_file, Fatal, Hooks, Options, Report, RowError};
 use paydrop::watch::{self, WatchHooks};
@@ -431,8 +432,6 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// What the command line prints of an error or a message it did not write
-/// itself (the provider's, a library's): card numbers masked.
 /// A clap parser for one of a library enum's values, by name: the library
 /// does not depend on clap.
 fn one_of<T: Copy + Send + Sync + 'static>(
@@ -447,6 +446,8 @@ fn one_of<T: Copy + Send + Sync + 'static>(
     })
 }
 
+/// What the command line prints of an error or a message it did not write
+/// itself (the provider's, a library's): card numbers masked.
 fn masked(text: impl std::fmt::Display) -> String {
     mask::card_numbers(&text.to_string())
 }
@@ -457,7 +458,12 @@ fn init_logging(json: bool) {
     // Every log line passes through the masking, whatever its fields hold.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(move || mask::MaskingWriter::new(io::stderr(), json));
+        .with_writer(move || mask::MaskingWriter::new(io::stderr(), json))
+        // Colour only for a person at a terminal: never into files, pipes or
+        // journald, and never with NO_COLOR (https://no-color.org).
+        .with_ansi(
+            io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        );
     if json {
         builder.json().init();
     } else {

@@ -12,7 +12,7 @@ use paydrop::report::payzee::Login;
 use paydrop::report::{
     write_payments, CraftgateClient, Format, PaymentQuery, PayzeeClient, ReportError,
 };
-use paydrop::submit::RetryPolicy;
+use paydrop::transport::RetryPolicy;
 use paydrop_sandbox::breakdown::items;
 use paydrop_sandbox::report::{transaction, PAYMENT_LIST_PATH};
 use paydrop_sandbox::{Sandbox, SandboxConfig};

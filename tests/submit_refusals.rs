@@ -344,3 +344,26 @@ async fn a_currency_without_a_configured_id_is_refused_naming_the_key() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].currency_id, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unusable_address_is_refused_at_once_and_nothing_is_recorded() {
+    let world = World::start().await;
+    let (path, _) = world.generate("no-scheme.csv", Spec::valid(3, 5));
+    for (base, reason) in [
+        ("127.0.0.1:8080", "is not an absolute URL"),
+        ("ftp://127.0.0.1", "must start with http:// or https://"),
+        ("http://user:s3cret@127.0.0.1", "carries a user or password"),
+    ] {
+        let mut cmd = world.cli(["submit".as_ref(), path.as_os_str()]);
+        cmd.args(["--pattern", "1", "--base", base]);
+        let run = world.run(cmd).await;
+        run.expect_code(2);
+        assert!(run.stderr.contains(reason), "{}", run.all());
+        assert!(!run.all().contains("s3cret"), "{}", run.all());
+        // Refused before any attempt: no retry, no colour codes in a pipe.
+        assert!(!run.all().contains("retrying"), "{}", run.all());
+        assert!(!run.all().contains('\u{1b}'), "{}", run.all());
+    }
+    assert!(world.ledger().recent_batches(10).unwrap().is_empty());
+    assert!(world.sandbox.batches().is_empty());
+}

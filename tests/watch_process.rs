@@ -68,6 +68,8 @@ async fn sigkill_mid_upload_holds_the_file_until_resolved_then_sends_it_once() {
     let bytes = payments(71, 40);
     rig.drop_file("killed.csv", &bytes);
     wait_attempt_in_flight(&rig).await;
+    // The request is at the provider (held there) when the daemon dies.
+    wait_until("the request at the sandbox", || rig.sandbox.requests() == 1).await;
 
     child.kill().expect("SIGKILL");
     let status = wait_exit(&mut child).await;
@@ -248,7 +250,10 @@ async fn an_idle_daemon_uses_almost_no_cpu() {
     fs::write(&config, text).unwrap();
     let log = rig.dir.path().join("watch.log");
     let mut child = spawn_watch(&rig, &config, &log);
-    wait_until("the daemon to start", || read_log(&log).contains("watching")).await;
+    wait_until("the daemon to start", || {
+        read_log(&log).contains("watching")
+    })
+    .await;
     // Its own scans must not wake it up again (they did, ~1,800 a second).
     let before = cpu_time(child.id());
     tokio::time::sleep(Duration::from_secs(10)).await;
@@ -262,6 +267,13 @@ async fn an_idle_daemon_uses_almost_no_cpu() {
     let bytes = payments(91, 3);
     rig.drop_file("after-idle.csv", &bytes);
     rig.wait_filed(DONE, "after-idle.csv").await;
+    // Logs into a file carry no colour codes.
+    assert!(!read_log(&log).contains('\u{1b}'), "{}", read_log(&log));
     sigterm(&child);
-    assert_eq!(wait_exit(&mut child).await.code(), Some(0), "{}", read_log(&log));
+    assert_eq!(
+        wait_exit(&mut child).await.code(),
+        Some(0),
+        "{}",
+        read_log(&log)
+    );
 }

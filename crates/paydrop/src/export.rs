@@ -40,8 +40,8 @@ use reqwest::{Method, StatusCode, Url};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Secret, ENV_EXPORT_TOKEN};
-use crate::submit::RetryPolicy;
-use crate::upload::{describe, read_capped, retry_after};
+use crate::transport::RetryPolicy;
+use crate::transport::{describe, read_capped, retry_after};
 pub use blob::{BlobError, BlobInfo, GzipError};
 pub use columns::{Mapping, Missing, Role};
 pub use filter::{Field, Filter, FilterError};
@@ -272,7 +272,7 @@ impl ExportClient {
             .build()?;
         Ok(ExportClient {
             http,
-            base: base.trim_end_matches('/').to_string(),
+            base: crate::transport::base_url("the export API address", base)?,
             token,
             retry,
             columns: Mapping::default(),

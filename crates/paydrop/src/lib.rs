@@ -34,6 +34,7 @@ pub mod sandbox;
 pub mod sent;
 pub mod submit;
 pub mod totals;
+pub mod transport;
 pub mod upload;
 pub mod validate;
 pub mod watch;

@@ -41,7 +41,7 @@ use serde_json::Value;
 use crate::api::{Envelope, PayoutTrigger, PAYOUT_INQUIRY_PATH, PAYOUT_TRIGGER_PATH};
 use crate::currency::Currency;
 use crate::ledger::{Ledger, LedgerError, PayoutOrder, State};
-use crate::submit::RetryPolicy;
+use crate::transport::RetryPolicy;
 use crate::upload::{Client, JsonReply, NoReply};
 
 /// A rule of the provider that an order breaks.

@@ -28,8 +28,8 @@ use std::io;
 use reqwest::StatusCode;
 
 use crate::mask;
-use crate::submit::RetryPolicy;
-use crate::upload::{describe, read_capped, retry_after};
+use crate::transport::RetryPolicy;
+use crate::transport::{describe, read_capped, retry_after};
 use json::{JsonError, Value};
 
 pub use breakdown::{Breakdown, Flag, Item};

@@ -27,7 +27,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Timelike, Utc};
-use rand::Rng;
 
 use crate::bounds::Limits;
 use crate::compress::Compression;
@@ -39,6 +38,7 @@ use crate::ledger::{
 };
 use crate::pattern::Pattern;
 use crate::sent::PartSource;
+use crate::transport::RetryPolicy;
 use crate::upload::{Answer, BodyMode, Client, PartRequest};
 use crate::validate::{validate_file, Fatal, Hooks, Options, Report, ValidRow};
 
@@ -77,24 +77,6 @@ pub struct SubmitOptions {
     /// The most a row may carry and the file may total (checked by
     /// validation, before anything is sent).
     pub limits: Limits,
-}
-
-/// Exponential backoff with full jitter.
-#[derive(Clone, Copy, Debug)]
-pub struct RetryPolicy {
-    pub max_attempts: u32,
-    pub base: Duration,
-    pub max: Duration,
-}
-
-impl RetryPolicy {
-    /// Delay before attempt `n + 1` after `n` failed attempts; a Retry-After
-    /// from the provider is honoured as a minimum.
-    pub fn delay(&self, n: u32, retry_after: Option<Duration>) -> Duration {
-        let exp = self.base.saturating_mul(1u32 << n.min(16)).min(self.max);
-        let jittered = exp.mul_f64(rand::thread_rng().gen_range(0.5..=1.0));
-        retry_after.map_or(jittered, |r| r.max(jittered))
-    }
 }
 
 /// Why a submission did not complete.

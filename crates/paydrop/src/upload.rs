@@ -21,10 +21,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::{StreamExt, TryStreamExt};
-use reqwest::header::{
-    HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER,
-};
+use futures::TryStreamExt;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
 use reqwest::multipart::{Form, Part};
 use reqwest::{Body, StatusCode};
 use rust_decimal::Decimal;
@@ -34,9 +32,7 @@ use crate::compress::{compress_stream, Codec, Compression};
 use crate::config::Secret;
 use crate::pattern::FILE_FORMAT_TXT;
 use crate::sent::{part_stream, PartSource};
-
-/// Largest answer body read; a provider answer is a small JSON envelope.
-const MAX_ANSWER: usize = 1 << 20;
+use crate::transport::{describe, never_sent, read_capped, retry_after};
 
 /// The SDK's `MerchantUniqueCodeAlreadyExist` (docs/providers/paywall.md
 /// §6.6, §8.2): on a resend it means the first attempt may have arrived.
@@ -136,13 +132,6 @@ pub enum Answer {
     Aborted { message: String },
 }
 
-/// Whether a failed call cannot have reached the provider: no connection
-/// was made (refused, DNS, TLS handshake, connect timeout) or the request
-/// could not even be built (an invalid URL or header).
-pub(crate) fn never_sent(e: &reqwest::Error) -> bool {
-    e.is_connect() || e.is_builder()
-}
-
 impl Client {
     /// A client for `base` (e.g. `http://127.0.0.1:8080`).
     pub fn new(
@@ -157,7 +146,7 @@ impl Client {
             .build()?;
         Ok(Client {
             http,
-            base: base.trim_end_matches('/').to_string(),
+            base: crate::transport::base_url("the provider address", base)?,
             credentials,
         })
     }
@@ -476,49 +465,6 @@ fn classify(status: StatusCode, text: &str, retry_after: Option<Duration>) -> An
 fn snippet(text: &str) -> String {
     let t: String = text.chars().take(300).collect();
     t.trim().to_string()
-}
-
-/// The `Retry-After` of an answer.
-pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    headers
-        .get(RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_retry_after)
-}
-
-/// Retry-After as seconds or an HTTP date.
-fn parse_retry_after(v: &str) -> Option<Duration> {
-    if let Ok(secs) = v.trim().parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let when = chrono::DateTime::parse_from_rfc2822(v.trim()).ok()?;
-    let secs = (when.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_seconds();
-    Some(Duration::from_secs(secs.max(0) as u64))
-}
-
-/// The body of a small answer, at most 1 MiB of it.
-pub(crate) async fn read_capped(response: reqwest::Response) -> Result<String, reqwest::Error> {
-    let mut body = Vec::new();
-    let mut stream = response.bytes_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk?;
-        let room = MAX_ANSWER.saturating_sub(body.len());
-        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-    }
-    Ok(String::from_utf8_lossy(&body).into_owned())
-}
-
-/// A transport error without the noise; reqwest's messages never contain
-/// header values, so no secret can leak through here.
-pub(crate) fn describe(e: &reqwest::Error) -> String {
-    let mut msg = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
-    }
-    msg
 }
 
 #[cfg(test)]

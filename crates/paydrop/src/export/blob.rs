@@ -20,8 +20,8 @@ use reqwest::{StatusCode, Url};
 use tokio::io::AsyncRead;
 use tokio_util::io::StreamReader;
 
-use crate::submit::RetryPolicy;
-use crate::upload::{describe, retry_after};
+use crate::transport::RetryPolicy;
+use crate::transport::{describe, retry_after};
 
 /// Resumes in a row without a byte of progress before giving up.
 const MAX_STALLED_RESUMES: u32 = 5;

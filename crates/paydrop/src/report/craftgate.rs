@@ -22,8 +22,8 @@ use sha2::{Digest, Sha256};
 use super::{provider_message, send, Breakdown, ReportError};
 use crate::config::{Secret, ENV_CRAFTGATE_API_KEY, ENV_CRAFTGATE_SECRET_KEY};
 use crate::report::json::JsonError;
-use crate::submit::RetryPolicy;
-use crate::upload::describe;
+use crate::transport::describe;
+use crate::transport::RetryPolicy;
 
 /// Largest breakdown answer (one payment's items).
 const MAX_BREAKDOWN_BYTES: usize = 16 << 20;
@@ -76,8 +76,8 @@ impl CraftgateClient {
             .map_err(|e| ReportError::Setup(describe(&e)))?;
         Ok(CraftgateClient {
             http,
-            // The clients append the path to a base without a trailing slash.
-            base: base.trim_end_matches('/').to_string(),
+            base: crate::transport::base_url("the breakdown address", base)
+                .map_err(|e| ReportError::Setup(e.to_string()))?,
             api_key,
             secret_key,
             retry,

@@ -31,8 +31,8 @@ use super::json::{self, Value};
 use super::payments::{write_payments, Format, PaymentSummary};
 use super::{provider_message, send, text, ReportError};
 use crate::config::{Secret, ENV_REPORT_EMAIL, ENV_REPORT_PASSWORD};
-use crate::submit::RetryPolicy;
-use crate::upload::{describe, read_capped};
+use crate::transport::RetryPolicy;
+use crate::transport::{describe, read_capped};
 
 /// Path of the merchant login.
 pub const LOGIN_PATH: &str = "/api/ppg/Securities/authenticationMerchant";
@@ -148,8 +148,10 @@ impl PayzeeClient {
             .map_err(|e| ReportError::Setup(describe(&e)))?;
         Ok(PayzeeClient {
             http,
-            base: base.trim_end_matches('/').to_string(),
-            auth_base: auth_base.trim_end_matches('/').to_string(),
+            base: crate::transport::base_url("the payment report address", base)
+                .map_err(|e| ReportError::Setup(e.to_string()))?,
+            auth_base: crate::transport::base_url("the report login address", auth_base)
+                .map_err(|e| ReportError::Setup(e.to_string()))?,
             login,
             retry,
             token: Mutex::new(None),

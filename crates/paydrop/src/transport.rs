@@ -1,0 +1,148 @@
+//! HTTP plumbing shared by every provider client: the base address checked
+//! before anything is sent, the client with the configured timeouts, the
+//! retry policy, whether a failed call can have reached the provider,
+//! `Retry-After`, capped answer bodies and transport errors described
+//! without secrets. Each client keeps only how it reads its provider's
+//! answers.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use rand::Rng;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+
+/// The most of an answer body kept: answers are small JSON envelopes.
+const MAX_ANSWER: usize = 1 << 20;
+
+/// A base address that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{what} {shown:?} {reason}")]
+pub struct BadBaseUrl {
+    what: &'static str,
+    /// The address as given, without any user or password in it.
+    shown: String,
+    reason: &'static str,
+}
+
+/// Checks a base address before the first call: an absolute `http` or
+/// `https` URL with a host and without user, password, query or fragment.
+/// `what` names it in the error ("the provider address"). Returns it
+/// without a trailing slash, as the clients append paths to it.
+///
+/// ```
+/// use paydrop::transport::base_url;
+/// assert_eq!(base_url("the provider address", "http://127.0.0.1:8080/").unwrap(), "http://127.0.0.1:8080");
+/// let e = base_url("the provider address", "127.0.0.1:8080").unwrap_err();
+/// assert!(e.to_string().contains("http://"), "{e}");
+/// let e = base_url("the provider address", "https://me:s3cret@host").unwrap_err();
+/// assert!(!e.to_string().contains("s3cret"), "{e}");
+/// ```
+pub fn base_url(what: &'static str, url: &str) -> Result<String, BadBaseUrl> {
+    let bad = |shown: String, reason| BadBaseUrl {
+        what,
+        shown,
+        reason,
+    };
+    let trimmed = url.trim().trim_end_matches('/');
+    let parsed = match reqwest::Url::parse(trimmed) {
+        Ok(u) => u,
+        Err(_) => {
+            return Err(bad(
+                crate::mask::card_numbers(trimmed),
+                "is not an absolute URL: write it with its scheme, e.g. https://host or \
+                 http://127.0.0.1:8080",
+            ))
+        }
+    };
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        let mut shown = parsed.clone();
+        let _ = shown.set_username("");
+        let _ = shown.set_password(None);
+        return Err(bad(
+            shown.to_string(),
+            "carries a user or password: give credentials in their own settings, never in the \
+             address",
+        ));
+    }
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(bad(
+            parsed.to_string(),
+            "must start with http:// or https://",
+        ));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(bad(parsed.to_string(), "has no host"));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(bad(parsed.to_string(), "must not have a query or fragment"));
+    }
+    Ok(trimmed.to_string())
+}
+
+/// Exponential backoff with full jitter.
+#[derive(Clone, Copy, Debug)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub base: Duration,
+    pub max: Duration,
+}
+
+impl RetryPolicy {
+    /// Delay before attempt `n + 1` after `n` failed attempts; a Retry-After
+    /// from the provider is honoured as a minimum.
+    pub fn delay(&self, n: u32, retry_after: Option<Duration>) -> Duration {
+        let exp = self.base.saturating_mul(1u32 << n.min(16)).min(self.max);
+        let jittered = exp.mul_f64(rand::thread_rng().gen_range(0.5..=1.0));
+        retry_after.map_or(jittered, |r| r.max(jittered))
+    }
+}
+
+/// Whether a failed call cannot have reached the provider: no connection
+/// was made (refused, DNS, TLS handshake, connect timeout) or the request
+/// could not even be built (an invalid URL or header).
+pub(crate) fn never_sent(e: &reqwest::Error) -> bool {
+    e.is_connect() || e.is_builder()
+}
+
+/// The `Retry-After` of an answer.
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after)
+}
+
+/// Retry-After as seconds or an HTTP date.
+fn parse_retry_after(v: &str) -> Option<Duration> {
+    if let Ok(secs) = v.trim().parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(v.trim()).ok()?;
+    let secs = (when.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_seconds();
+    Some(Duration::from_secs(secs.max(0) as u64))
+}
+
+/// The body of a small answer, at most 1 MiB of it.
+pub(crate) async fn read_capped(response: reqwest::Response) -> Result<String, reqwest::Error> {
+    let mut body = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        let room = MAX_ANSWER.saturating_sub(body.len());
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+/// A transport error without the noise; reqwest's messages never contain
+/// header values, so no secret can leak through here.
+pub(crate) fn describe(e: &reqwest::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    msg
+}
