@@ -1,6 +1,8 @@
 //! The `paydrop` binary: the command line and the demo; everything else is
 //! the `paydrop` library.
 
+#![forbid(unsafe_code)]
+
 mod cli;
 mod demo;
 

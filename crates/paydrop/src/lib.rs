@@ -11,6 +11,10 @@
 //! was sent. [`sandbox`] is the embedded provider. Each module owns one
 //! stage; the binary (`src/main.rs`) is only the command line in [`cli`].
 
+// Two reviewed exceptions, each with its SAFETY comment: a cache prefetch
+// hint in the uniqueness index and `geteuid` in a message.
+#![deny(unsafe_code)]
+
 pub mod api;
 pub mod bounds;
 pub mod callback;

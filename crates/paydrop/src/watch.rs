@@ -594,6 +594,7 @@ fn refuse_unreadable(
 fn unreadable_reason(error: &Fatal) -> String {
     #[cfg(unix)]
     // SAFETY: geteuid has no preconditions and cannot fail.
+    #[allow(unsafe_code)]
     let who = format!("the paydrop daemon (uid {})", unsafe { libc::geteuid() });
     #[cfg(not(unix))]
     let who = "the paydrop daemon".to_string();

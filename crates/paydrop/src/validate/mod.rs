@@ -556,6 +556,7 @@ impl FingerprintSet {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: a prefetch is a hint: it reads nothing the program can
             // see and cannot fault; `slot` is a live reference besides.
+            #[allow(unsafe_code)]
             unsafe {
                 use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
                 _mm_prefetch::<_MM_HINT_T0>((slot as *const u64).cast());
