@@ -476,7 +476,11 @@ fn default_installment() -> u32 {
 
 impl Config {
     /// Reads `path` (an explicit path must exist; the default `paydrop.toml`
-    /// may be absent), then applies the environment.
+    /// may be absent), then applies the environment. Relative paths in the
+    /// file are taken from the file's folder, those of the environment from
+    /// the current one; both come out absolute, so that a command run from
+    /// elsewhere opens the same ledger and inboxes (a new empty ledger would
+    /// forget what was sent).
     pub fn load(path: Option<&Path>) -> Result<Config> {
         let (path, must_exist) = match path {
             Some(p) => (p.to_path_buf(), true),
@@ -497,8 +501,31 @@ impl Config {
         } else {
             Config::default()
         };
+        let here = std::env::current_dir().context("the current folder")?;
+        let file_dir = match path.exists() {
+            true => std::path::absolute(&path)
+                .with_context(|| format!("locating {}", path.display()))?
+                .parent()
+                .map_or_else(|| here.clone(), Path::to_path_buf),
+            false => here.clone(),
+        };
+        config.resolve_paths(&file_dir);
         config.apply_env(|k| std::env::var(k).ok());
+        config.resolve_paths(&here);
         Ok(config)
+    }
+
+    /// Makes every relative path of the config absolute against `dir`
+    /// (absolute ones are left alone).
+    fn resolve_paths(&mut self, dir: &Path) {
+        let abs = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        };
+        abs(&mut self.ledger.path);
+        self.patterns_dir.iter_mut().for_each(abs);
+        self.watch.inboxes.iter_mut().for_each(|i| abs(&mut i.path));
     }
 
     fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) {
@@ -574,6 +601,32 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relative_paths_are_the_config_files_not_the_current_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("etc");
+        std::fs::create_dir(&sub).unwrap();
+        let file = sub.join("paydrop.toml");
+        std::fs::write(
+            &file,
+            "patterns_dir = \"patterns\"\n[ledger]\npath = \"../var/ledger.db\"\n\
+             [[watch.inbox]]\npath = \"in\"\npattern = 1\n[[watch.inbox]]\n\
+             path = \"/srv/abs\"\npattern = 1\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&file)).unwrap();
+        assert_eq!(c.ledger.path, sub.join("../var/ledger.db"));
+        assert_eq!(c.patterns_dir.unwrap(), sub.join("patterns"));
+        assert_eq!(c.watch.inboxes[0].path, sub.join("in"));
+        assert_eq!(c.watch.inboxes[1].path, Path::new("/srv/abs"));
+        // Without a ledger key, the default ledger sits beside the file too.
+        std::fs::write(&file, "").unwrap();
+        assert_eq!(
+            Config::load(Some(&file)).unwrap().ledger.path,
+            sub.join("paydrop-ledger.db")
+        );
+    }
 
     #[test]
     fn secrets_never_print() {
