@@ -7,15 +7,21 @@
 //! held as OUTCOME UNKNOWN and never sent again until `paydrop resolve` (or
 //! the bulk inquiry, tests/submit_inquiry.rs) says it was not received.
 
+mod common_stub;
 mod common_submit;
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common_submit::{default_options, fast_retry, file_sha, guard, resuming_notice, Spec, World};
+use common_stub::{Start, Stub};
+use common_submit::{
+    client_for, credentials, default_options, fast_retry, file_sha, guard, resuming_notice, Spec,
+    World, API_CLIENT, API_KEY,
+};
 use paydrop::ledger::{Ledger, State, Submission};
 use paydrop::submit::{SubmitError, SubmitOptions};
+use paydrop_sandbox::bulk::DuplicateCode;
 
 /// The one submission of a one-part batch whose file is at `path`.
 fn only_submission(world: &World, path: &Path) -> Submission {
@@ -87,12 +93,32 @@ async fn a_429_storm_with_retry_after_ends_in_one_batch() {
     .await;
 }
 
+/// The sandbox has no 503 switch; a stub answers five 503s, then accepts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_503_storm_ends_in_one_batch() {
-    storm(5, 503, |w| {
-        w.faults().unavailable.store(5, Ordering::SeqCst)
-    })
-    .await;
+    let busy = Start::Answer(503, r#"{"ErrorCode":503,"Result":false,"Message":"busy"}"#);
+    let mut starts = vec![busy; 5];
+    starts.push(Start::Accept(7001));
+    let stub = Stub::start(starts, vec![]).await;
+    let world = World::start().await;
+    let (path, _) = world.generate("storm.csv", Spec::valid(800, 31));
+    let client = client_for(&stub.base_url(), credentials(API_KEY, API_CLIENT));
+    let mut opts = default_options();
+    opts.retry = fast_retry(8);
+
+    let done = world
+        .submit_as(&path, &world.pattern, &client, &opts)
+        .await
+        .expect("the storm passes");
+
+    assert_eq!(stub.starts().len(), 6);
+    let sub = only_submission(&world, &path);
+    assert_eq!(
+        (sub.state, sub.bulk_payment_id),
+        (State::Accepted, Some(7001))
+    );
+    assert_eq!(done.batch.submissions[0].attempts, 6);
+    assert_storm_history(&world.ledger(), &sub, 5, 503);
 }
 
 /// Submits `path` once with `fault` armed for one request, expecting the
@@ -267,7 +293,7 @@ async fn a_500_is_ambiguous_and_never_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_declared_deduplicating_gets_the_same_code_again() {
-    let world = World::start().await;
+    let world = World::start_with(|c| c.bulk.duplicate_code = DuplicateCode::Dedupe).await;
     let (path, _) = world.generate("dedup.csv", Spec::valid(600, 47));
     world.faults().accept_then_crash.store(1, Ordering::SeqCst);
     let opts = SubmitOptions {
@@ -281,7 +307,7 @@ async fn a_provider_declared_deduplicating_gets_the_same_code_again() {
         .expect("resent and answered");
 
     let got = world.sandbox.batches();
-    assert_eq!(got.len(), 1, "the (old) sandbox deduplicates: {got:#?}");
+    assert_eq!(got.len(), 1, "a sandbox set to deduplicate: {got:#?}");
     assert_eq!(world.sandbox.requests(), 2);
     let sub = &done.batch.submissions[0];
     assert_eq!(

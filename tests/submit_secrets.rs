@@ -61,11 +61,10 @@ async fn no_output_shows_credentials_or_card_numbers() {
     let secrets = [API_KEY, API_CLIENT, wrong];
     let mut runs: Vec<(String, Run)> = Vec::new();
 
-    // Debug text logs, through a 429 and a 503 that are retried.
+    // Debug text logs, through two 429s that are retried.
     let faults = world.faults();
     faults.retry_after_secs.store(0, Ordering::SeqCst);
-    faults.too_many.store(1, Ordering::SeqCst);
-    faults.unavailable.store(1, Ordering::SeqCst);
+    faults.too_many.store(2, Ordering::SeqCst);
     let mut cmd = world.cli_submit(&text_log, &[]);
     cmd.env("PAYDROP_LOG", "debug");
     let run = world.run(cmd).await;

@@ -59,7 +59,7 @@ async fn wait_attempt_in_flight(rig: &Rig) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_upload_holds_the_file_until_resolved_then_sends_it_once() {
-    let rig = Rig::start_with(|s| s.callback_delay = NEVER).await;
+    let rig = Rig::start_with(|s| s.bulk.callback.delay = NEVER).await;
     let faults = rig.sandbox.faults();
     faults.set_delay(Duration::from_secs(60));
     let config = rig.write_config_file("");
@@ -142,7 +142,7 @@ async fn sigkill_mid_upload_holds_the_file_until_resolved_then_sends_it_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_the_file_in_flight_finish_and_exits_0() {
-    let rig = Rig::start_with(|s| s.callback_delay = NEVER).await;
+    let rig = Rig::start_with(|s| s.bulk.callback.delay = NEVER).await;
     let faults = rig.sandbox.faults();
     // The provider takes 1.5 s to answer: SIGTERM arrives meanwhile.
     faults.set_delay(Duration::from_millis(1500));
@@ -177,7 +177,7 @@ async fn sigterm_lets_the_file_in_flight_finish_and_exits_0() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_lists_the_inbox_counts() {
-    let rig = Rig::start_with(|s| s.callback_delay = NEVER).await;
+    let rig = Rig::start_with(|s| s.bulk.callback.delay = NEVER).await;
     let daemon = rig.daemon(rig.config()).await;
     rig.drop_file("good.csv", &payments(74, 3));
     rig.drop_file("good-too.csv", &payments(75, 3));
