@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use common_submit::{expected_parts, options, Spec, World};
 use paydrop::compress::Codec;
+use paydrop::results::Outcome;
 use paydrop::upload::BodyMode;
 use paydrop::watch::DONE;
 use paydrop_sandbox::bulk::{self, ResultColumns};
@@ -110,10 +111,17 @@ async fn a_batch_over_1000_rows_comes_in_pages_and_is_complete_only_after_the_la
         (progress.pages_received, progress.pages_expected),
         (3, Some(3))
     );
-    wait_until("every page posted, page 1 twice", || {
-        rig.sandbox.callbacks_delivered() == 4
+    let posted = wait_for("every page posted, page 1 twice", || {
+        let c = rig.sandbox.callbacks();
+        (c.len() == 4).then_some(c)
     })
     .await;
+    let pages: Vec<(u64, bool)> = posted.iter().map(|c| (c.page_number, c.delivered)).collect();
+    assert_eq!(
+        pages,
+        [(1, true), (2, true), (3, true), (1, true)],
+        "{posted:#?}"
+    );
     let lines = rig.ledger().results_of_batch(batch.id).unwrap();
     assert_eq!(lines.len(), rows as usize, "each row once");
     let expected = outcomes(5, 0.2, seed, rows);
@@ -132,6 +140,9 @@ async fn a_batch_over_1000_rows_comes_in_pages_and_is_complete_only_after_the_la
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eighteen_and_twenty_column_result_files_are_both_recorded() {
+    // 20 columns: paid or declined by PaymentStatusId. 18 columns (no
+    // PaymentStatusId): a line with an error code is a decline, one without
+    // is recorded but not taken as paid until the bulk query confirms it.
     for columns in [ResultColumns::Eighteen, ResultColumns::Twenty] {
         let rig = Rig::start_with(|s| {
             s.bulk.seed = 9;
@@ -148,19 +159,32 @@ async fn eighteen_and_twenty_column_result_files_are_both_recorded() {
         let batch = rig.wait_ledger_file(&filed).await;
         let lines = rig.ledger().results_of_batch(batch.id).unwrap();
         let expected = outcomes(9, 0.4, seed, rows);
-        assert!(expected.iter().any(|e| e.3.is_some()), "{columns:?}");
-        assert!(expected.iter().any(|e| e.3.is_none()), "{columns:?}");
+        let declined = expected.iter().filter(|e| e.3.is_some()).count();
+        assert!(declined > 0 && declined < rows as usize, "{columns:?}");
         assert_eq!(lines.len(), rows as usize, "{columns:?}");
         for (line, e) in lines.iter().zip(&expected) {
+            let outcome = match (e.3, columns) {
+                (Some(_), _) => Outcome::Declined,
+                (None, ResultColumns::Twenty) => Outcome::Paid,
+                (None, ResultColumns::Eighteen) => Outcome::Review,
+            };
             assert_eq!(
-                (line.line_number, line.is_paid(), line.amount),
-                (e.0 as i64, e.3.is_none(), e.2),
+                (line.line_number, line.outcome, line.amount),
+                (e.0 as i64, outcome, e.2),
                 "{columns:?}"
             );
+            if let Some(d) = e.3 {
+                assert_eq!(line.error_code, d.bank_code, "{columns:?}");
+            }
         }
         let r = read_json(&results);
-        let declined = expected.iter().filter(|e| e.3.is_some()).count();
-        assert_eq!(r["summary"]["declined"]["rows"], declined, "{columns:?}");
+        let s = &r["summary"];
+        assert_eq!(s["declined"]["rows"], declined, "{columns:?}");
+        let paid = match columns {
+            ResultColumns::Twenty => rows as usize - declined,
+            ResultColumns::Eighteen => 0,
+        };
+        assert_eq!(s["paid"]["rows"], paid, "{columns:?}");
         daemon.stop().await;
     }
 }
