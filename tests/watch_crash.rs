@@ -110,11 +110,13 @@ async fn a_crash_during_the_upload_holds_the_file_until_resolved_then_sends_it_o
     );
 
     // Restarted, with a request timeout after which the killed attempt
-    // counts as interrupted: the outcome is unknown (the sandbox publishes
-    // no bulk inquiry), so the file is held, not sent again.
+    // counts as interrupted: the outcome is unknown (the sandbox's bulk
+    // inquiry does not have it, and a "not found" is believed only 10
+    // minutes after the attempt), so the file is held, not sent again.
     faults.set_delay(Duration::ZERO);
     let mut config = rig.config();
     config.provider.timeout_secs = 1;
+    config.submit.inquiry_grace_secs = 600;
     let daemon = rig.daemon(config).await;
     wait_until("the part held as unknown", || {
         rig.ledger()

@@ -79,12 +79,14 @@ async fn sigkill_mid_upload_holds_the_file_until_resolved_then_sends_it_once() {
 
     // Restarted with a short request timeout, so that the killed attempt
     // soon counts as interrupted rather than possibly still running. The
-    // sandbox publishes no bulk inquiry: the outcome stays unknown, the file
-    // stays in processing/ and nothing is sent again.
+    // sandbox's bulk inquiry does not have it, and its "not found" is
+    // believed only 10 minutes after the attempt: the outcome stays unknown,
+    // the file stays in processing/ and nothing is sent again.
     faults.set_delay(Duration::ZERO);
     let short = fs::read_to_string(&config)
         .unwrap()
-        .replace("timeout_secs = 60", "timeout_secs = 2");
+        .replace("timeout_secs = 60", "timeout_secs = 2")
+        .replace("inquiry_grace_secs = 0", "inquiry_grace_secs = 600");
     fs::write(&config, short).unwrap();
     let log2 = rig.dir.path().join("watch-2.log");
     let mut child = spawn_watch(&rig, &config, &log2);
