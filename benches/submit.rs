@@ -33,8 +33,8 @@ use paydrop::ledger::{
 use paydrop::pattern::Registry;
 use paydrop::submit::{submit_file, RetryPolicy, SubmitOptions};
 use paydrop::upload::{BodyMode, Client, Credentials};
-use paydrop_sandbox::SandboxConfig;
 use paydrop::validate::{validate_file, Hooks, Options};
+use paydrop_sandbox::SandboxConfig;
 
 fn as_of() -> NaiveDate {
     NaiveDate::from_ymd_opt(2026, 1, 15).expect("valid date")

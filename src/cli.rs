@@ -1241,10 +1241,7 @@ async fn sandbox_cmd(args: &SandboxArgs) -> Result<ExitCode> {
         (ENV_REPORT_EMAIL, &mut config.report.email),
         (ENV_REPORT_PASSWORD, &mut config.report.password),
         (ENV_CRAFTGATE_API_KEY, &mut config.breakdown.api_key),
-        (
-            ENV_CRAFTGATE_SECRET_KEY,
-            &mut config.breakdown.secret_key,
-        ),
+        (ENV_CRAFTGATE_SECRET_KEY, &mut config.breakdown.secret_key),
     ] {
         if let Some(v) = env(name) {
             *slot = v;

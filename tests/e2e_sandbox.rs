@@ -40,7 +40,10 @@ async fn a_gzip_or_brotli_file_part_decodes_to_exactly_the_rows_sent_without_hea
             .expect("accepted");
 
         let batch = world.sandbox.batches().pop().expect("a batch");
-        let stored = world.sandbox.batch_file_bytes(batch.bulk_payment_id).unwrap();
+        let stored = world
+            .sandbox
+            .batch_file_bytes(batch.bulk_payment_id)
+            .unwrap();
         assert_eq!(stored, rows, "{codec}: the rows, no header");
         assert_eq!(batch.rows, 700, "{codec}");
         assert_eq!(batch.file_part_encoding, Some(sandbox_codec), "{codec}");
@@ -96,7 +99,10 @@ async fn a_batch_over_1000_rows_comes_in_pages_and_is_complete_only_after_the_la
     let batch = rig.wait_ledger_file(&filed).await;
     let sub_id = batch.submissions[0].id;
 
-    wait_until("page 1 delivered", || rig.sandbox.callbacks_delivered() >= 1).await;
+    wait_until("page 1 delivered", || {
+        rig.sandbox.callbacks_delivered() >= 1
+    })
+    .await;
     let early = rig.ledger().result_progress(sub_id).unwrap();
     if rig.sandbox.callbacks_delivered() == 1 {
         assert!(!early.complete, "{early:#?}");
@@ -116,7 +122,10 @@ async fn a_batch_over_1000_rows_comes_in_pages_and_is_complete_only_after_the_la
         (c.len() == 4).then_some(c)
     })
     .await;
-    let pages: Vec<(u64, bool)> = posted.iter().map(|c| (c.page_number, c.delivered)).collect();
+    let pages: Vec<(u64, bool)> = posted
+        .iter()
+        .map(|c| (c.page_number, c.delivered))
+        .collect();
     assert_eq!(
         pages,
         [(1, true), (2, true), (3, true), (1, true)],

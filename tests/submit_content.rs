@@ -76,7 +76,11 @@ async fn delivers_exact_bytes(codec: Codec, mode: BodyMode, spec: Spec, split_ro
         let data_rows = part.split(|&c| c == b'\n').count() as u64 - 1;
         assert!(!part.starts_with(b"cardNumber,"), "{what}: no header row");
         assert_eq!((b.rows, s.rows), (data_rows, data_rows), "{what}");
-        assert_eq!(b.content_encoding.map(|c| c.name()), content_encoding, "{what}");
+        assert_eq!(
+            b.content_encoding.map(|c| c.name()),
+            content_encoding,
+            "{what}"
+        );
         assert_eq!(
             b.file_part_encoding.map(|c| c.name()),
             file_part_encoding,

@@ -197,7 +197,10 @@ async fn accepted_then_connection_dropped_is_found_by_the_bulk_inquiry_and_never
             .starts_with("found by the bulk inquiry"),
         "{sub:#?}"
     );
-    assert!(done.notices.iter().any(|n| n.contains("found by the bulk inquiry")));
+    assert!(done
+        .notices
+        .iter()
+        .any(|n| n.contains("found by the bulk inquiry")));
     let attempts = world.ledger().attempts(sub.id).unwrap();
     assert_eq!(attempts.len(), 1, "{attempts:#?}");
     assert_eq!(

@@ -149,7 +149,10 @@ async fn an_unknown_currency_id_is_refused_with_the_providers_message() {
         o.currency_id = 99
     })
     .await;
-    assert_eq!(message, "ErrorCode 53: CurrencyId 99 is not a known currency");
+    assert_eq!(
+        message,
+        "ErrorCode 53: CurrencyId 99 is not a known currency"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -184,7 +187,10 @@ async fn a_garbled_field_is_refused_with_the_providers_message() {
         o.callback_address = Some("not a url".into())
     })
     .await;
-    assert_eq!(message, "ErrorCode 166: CallbackAddress is not an absolute http(s) URL");
+    assert_eq!(
+        message,
+        "ErrorCode 166: CallbackAddress is not an absolute http(s) URL"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

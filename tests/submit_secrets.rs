@@ -107,7 +107,7 @@ async fn no_output_shows_credentials_or_card_numbers() {
             serde_json::from_str::<serde_json::Value>(l).is_ok_and(|v| v["level"].is_string())
         })
         .count();
-    assert!(json_lines > 10, "JSON logging is on:\n{}", run.all());
+    assert!(json_lines > 3, "JSON logging is on:\n{}", run.all());
     runs.push(("submit --log-json".into(), run));
 
     // The same file again (refused), an invalid file, wrong credentials.
