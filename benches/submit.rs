@@ -5,7 +5,7 @@
 //!   Levels up to gzip 9 and brotli 6 run on 1,000,000 rows; brotli 9 and 11
 //!   (about 1 MB/s) on the first 100,000 rows, or one sample would take minutes.
 //! - `submit_150k/*`: a 150,000-row file submitted to the in-process sandbox
-//!   provider (validate, then compress and stream the upload, then the
+//!   provider (`paydrop-sandbox`) (validate, then compress and stream the upload, then the
 //!   provider's own decompress-and-check), next to validate alone and
 //!   compress alone over the same file, so the overlap can be read off.
 //! - `sent_rows_150k/*`: the ledger's row-level check before a batch is
@@ -31,11 +31,11 @@ use paydrop::ledger::{
     code_fingerprint, Claim, Ledger, LedgerError, NewBatch, NewSubmission, SentRow, State,
 };
 use paydrop::pattern::Registry;
-use paydrop::sandbox::{self, SandboxConfig};
 use paydrop::submit::{submit_file, SubmitOptions};
 use paydrop::transport::RetryPolicy;
-use paydrop::upload::{BodyMode, Client};
+use paydrop::upload::{BodyMode, Client, Credentials};
 use paydrop::validate::{validate_file, Hooks, Options};
+use paydrop_sandbox::SandboxConfig;
 
 fn as_of() -> NaiveDate {
     NaiveDate::from_ymd_opt(2026, 1, 15).expect("valid date")
@@ -124,14 +124,22 @@ fn submission(c: &mut Criterion) {
     let bytes = std::fs::metadata(&path).expect("metadata").len();
     let registry = Registry::load(None).expect("patterns");
     let pattern = registry.get(1).expect("pattern 1").clone();
+    let mut config = SandboxConfig::default();
+    config.bulk.today = Some(as_of());
+    let keys = config.bulk.keys.clone();
     let sandbox = rt
-        .block_on(sandbox::spawn(SandboxConfig {
-            registry: registry.clone(),
-            as_of: Some(as_of()),
-            ..SandboxConfig::default()
-        }))
+        .block_on(paydrop_sandbox::spawn(config))
         .expect("sandbox");
-    let client = sandbox.client(Duration::from_secs(120)).expect("client");
+    let client = Client::new(
+        &sandbox.base_url(),
+        Credentials {
+            api_key: paydrop::config::Secret::new(keys.api_key.expose()),
+            api_client: paydrop::config::Secret::new(keys.api_client.expose()),
+        },
+        Duration::from_secs(120),
+        Duration::from_secs(5),
+    )
+    .expect("client");
     let currency = Currency::lookup("TRY").expect("TRY");
     let compression = Compression::new(Codec::Gzip, None).expect("default level");
     let opts = SubmitOptions {

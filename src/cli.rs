@@ -26,7 +26,6 @@ use paydrop::generate::{generate, GenOptions};
 use paydrop::ledger::{Batch, Ledger, Resolution, State};
 use paydrop::pattern::{Pattern, Registry};
 use paydrop::payout;
-use paydrop::sandbox::{self, SandboxConfig};
 use paydrop::submit::{submit_file, SubmitError, SubmitOptions};
 use paydrop::transport::RetryPolicy;
 use paydrop::upload::{BodyMode, Client, Credentials};
@@ -488,7 +487,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Resolve(args) => resolve_cmd(&config, args),
         Command::Watch => runtime()?.block_on(watch_cmd(registry()?, config.clone())),
         Command::Ledger { command } => ledger_cmd(&config, command),
-        Command::Sandbox(args) => runtime()?.block_on(sandbox_cmd(registry()?, args)),
+        Command::Sandbox(args) => runtime()?.block_on(sandbox_cmd(args)),
         Command::Payout { command } => runtime()?.block_on(payout_cmd(&config, command)),
         Command::Export {
             command: ExportCommand::Payments(args),
@@ -1232,53 +1231,48 @@ fn ledger_cmd(config: &Config, command: &LedgerCommand) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn sandbox_cmd(registry: Registry, args: &SandboxArgs) -> Result<ExitCode> {
-    let mut config = SandboxConfig {
-        registry,
-        decline_rate: args.decline_rate,
-        ..SandboxConfig::default()
-    };
+async fn sandbox_cmd(args: &SandboxArgs) -> Result<ExitCode> {
+    // The independent provider (crates/sandbox), written from the pages, not
+    // from this client: one config, served on both ports.
+    let mut config = paydrop_sandbox::SandboxConfig::default();
+    config.bulk.decline_rate = args.decline_rate;
     // The sandbox accepts the same credentials the client sends, so one
     // environment serves both; without them it uses its public test ones.
     let env = |name: &str| std::env::var(name).ok();
     if let Some(key) = env(ENV_API_KEY) {
-        config.api_key = key;
+        config.bulk.keys.api_key = key.as_str().into();
+        config.marketplace.api_key = key;
     }
     if let Some(client) = env(ENV_API_CLIENT) {
-        config.api_client = client;
+        config.bulk.keys.api_client = client.as_str().into();
+        config.marketplace.api_client = client;
     }
-    let mut receiving = paydrop_sandbox::SandboxConfig::default();
-    receiving.marketplace.api_key = config.api_key.clone();
-    receiving.marketplace.api_client = config.api_client.clone();
-    receiving.export.content =
+    config.export.content =
         paydrop_sandbox::export::Content::Generated(paydrop_sandbox::export::Generated {
             rows: args.export_rows,
             seed: 1,
             schema: paydrop_sandbox::export::Schema::default(),
         });
-    receiving.export.encoding = match (args.export_gzip, args.export_zip) {
+    config.export.encoding = match (args.export_gzip, args.export_zip) {
         (true, _) => paydrop_sandbox::export::Encoding::GzipFile,
         (_, Some(entries)) => paydrop_sandbox::export::Encoding::Zip { entries },
         _ => paydrop_sandbox::export::Encoding::Plain,
     };
-    receiving.report.rows = args.report_rows;
-    receiving.report.sloppy_numbers = !args.report_plain_numbers;
+    config.report.rows = args.report_rows;
+    config.report.sloppy_numbers = !args.report_plain_numbers;
     for (name, slot) in [
-        (ENV_EXPORT_TOKEN, &mut receiving.export.token),
-        (ENV_REPORT_EMAIL, &mut receiving.report.email),
-        (ENV_REPORT_PASSWORD, &mut receiving.report.password),
-        (ENV_CRAFTGATE_API_KEY, &mut receiving.breakdown.api_key),
-        (
-            ENV_CRAFTGATE_SECRET_KEY,
-            &mut receiving.breakdown.secret_key,
-        ),
+        (ENV_EXPORT_TOKEN, &mut config.export.token),
+        (ENV_REPORT_EMAIL, &mut config.report.email),
+        (ENV_REPORT_PASSWORD, &mut config.report.password),
+        (ENV_CRAFTGATE_API_KEY, &mut config.breakdown.api_key),
+        (ENV_CRAFTGATE_SECRET_KEY, &mut config.breakdown.secret_key),
     ] {
         if let Some(v) = env(name) {
             *slot = v;
         }
     }
-    if let Ok(key) = std::env::var(ENV_WEBHOOK_HASH_KEY) {
-        config.webhook_hash_key = key;
+    if let Some(key) = env(ENV_WEBHOOK_HASH_KEY) {
+        config.bulk.webhook_hash_key = key.as_str().into();
     }
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], args.port));
     let receiving_port = args.receiving_port.unwrap_or(args.port.wrapping_add(1));
@@ -1294,8 +1288,8 @@ async fn sandbox_cmd(registry: Registry, args: &SandboxArgs) -> Result<ExitCode>
          {ENV_WEBHOOK_HASH_KEY} (default sandbox-webhook-key); Ctrl-C stops both"
     );
     tokio::try_join!(
-        sandbox::serve(config, addr),
-        paydrop_sandbox::serve(receiving, receiving_addr)
+        paydrop_sandbox::serve(config.clone(), addr),
+        paydrop_sandbox::serve(config, receiving_addr)
     )?;
     Ok(ExitCode::SUCCESS)
 }

@@ -13,8 +13,9 @@ use serde_json::Value;
 use paydrop::config::{Config, InboxConfig, Secret};
 use paydrop::generate::{generate, GenOptions};
 use paydrop::pattern::Registry;
-use paydrop::sandbox::{self, SandboxConfig};
+use paydrop::upload::{Client, Credentials};
 use paydrop::watch::{self, WatchHooks, DONE, FAILED};
+use paydrop_sandbox::SandboxConfig;
 
 /// Longest the demo waits for a file to be filed and its results to arrive.
 const WAIT: Duration = Duration::from_secs(120);
@@ -32,13 +33,14 @@ pub async fn run(registry: Registry, rows: u64, out: &mut impl Write) -> Result<
     // The provider signs its result callbacks with the merchant's webhook
     // hash key; the daemon checks them with the same key.
     let webhook_hash_key = uuid::Uuid::new_v4().simple().to_string();
-    let sandbox = sandbox::spawn(SandboxConfig {
-        registry: registry.clone(),
-        decline_rate: 0.08,
-        webhook_hash_key: webhook_hash_key.clone(),
-        ..SandboxConfig::default()
-    })
-    .await?;
+    // The independent provider (crates/sandbox): it posts the results as
+    // the pages publish them (`file` + `data` with a `Hash`), in pages of
+    // 1,000 lines, to the daemon's callback receiver.
+    let mut sandbox_config = SandboxConfig::default();
+    sandbox_config.bulk.decline_rate = 0.08;
+    sandbox_config.bulk.webhook_hash_key = webhook_hash_key.as_str().into();
+    let keys = sandbox_config.bulk.keys.clone();
+    let sandbox = paydrop_sandbox::spawn(sandbox_config).await?;
     writeln!(out, "  sandbox provider  {}", sandbox.base_url())?;
 
     let mut config = Config::default();
@@ -60,7 +62,15 @@ pub async fn run(registry: Registry, rows: u64, out: &mut impl Write) -> Result<
     config.watch.webhook_hash_key = Some(Secret::new(webhook_hash_key));
     config.submit.backoff_ms = 100;
     config.submit.backoff_max_ms = 1000;
-    let client = sandbox.client(Duration::from_secs(60))?;
+    let client = Client::new(
+        &sandbox.base_url(),
+        Credentials {
+            api_key: Secret::new(keys.api_key.expose()),
+            api_client: Secret::new(keys.api_client.expose()),
+        },
+        Duration::from_secs(60),
+        Duration::from_secs(5),
+    )?;
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let daemon = tokio::spawn(watch::run(
@@ -132,7 +142,7 @@ pub async fn run(registry: Registry, rows: u64, out: &mut impl Write) -> Result<
     summarise_failed(out, &duplicate)?;
     writeln!(
         out,
-        "\nsandbox: {} batches created, {} result callbacks delivered",
+        "\nsandbox: {} batches created, {} result callback pages delivered",
         sandbox.batches().len(),
         sandbox.callbacks_delivered()
     )?;

@@ -98,7 +98,7 @@ async fn counted(daemon: &Daemon) -> [u64; 4] {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_250000_row_batch_in_1000_row_pages_is_complete_only_after_the_last_page() {
-    let rig = Rig::start_with(|s| s.callback_delay = NEVER).await;
+    let rig = Rig::start_with(|s| s.bulk.callback.delay = NEVER).await;
     let daemon = rig.daemon(rig.config()).await;
     let (file_seed, rows) = (81, 250_000);
     let s = seed_batch(&rig, "big.csv", file_seed, rows, 150_000);
@@ -196,7 +196,7 @@ async fn a_250000_row_batch_in_1000_row_pages_is_complete_only_after_the_last_pa
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eighteen_and_twenty_column_result_files_are_both_read() {
-    let rig = Rig::start_with(|s| s.callback_delay = NEVER).await;
+    let rig = Rig::start_with(|s| s.bulk.callback.delay = NEVER).await;
     let daemon = rig.daemon(rig.config()).await;
     let rows = 40;
 
@@ -244,7 +244,7 @@ async fn eighteen_and_twenty_column_result_files_are_both_read() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn result_files_that_do_not_match_what_was_sent_are_refused_and_record_nothing() {
-    let rig = Rig::start_with(|s| s.callback_delay = NEVER).await;
+    let rig = Rig::start_with(|s| s.bulk.callback.delay = NEVER).await;
     let daemon = rig.daemon(rig.config()).await;
     let s = seed_batch(&rig, "t.csv", 93, 34, 34);
     let honest = lines(93, 1..=34);
@@ -326,7 +326,7 @@ async fn result_files_that_do_not_match_what_was_sent_are_refused_and_record_not
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn empty_and_partial_deliveries_stay_incomplete_until_the_rest_arrives() {
-    let rig = Rig::start_with(|s| s.callback_delay = NEVER).await;
+    let rig = Rig::start_with(|s| s.bulk.callback.delay = NEVER).await;
     let daemon = rig.daemon(rig.config()).await;
     let s = seed_batch(&rig, "p.csv", 94, 34, 34);
     let honest = lines(94, 1..=34);
@@ -378,7 +378,7 @@ async fn empty_and_partial_deliveries_stay_incomplete_until_the_rest_arrives() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_callback_before_the_bulk_payment_id_is_stored_waits_for_it() {
-    let rig = Rig::start_with(|s| s.callback_delay = NEVER).await;
+    let rig = Rig::start_with(|s| s.bulk.callback.delay = NEVER).await;
     let mut config = rig.config();
     config.watch.callback_wait_ms = 30_000;
     let daemon = rig.daemon(config).await;
@@ -420,7 +420,7 @@ async fn a_callback_before_the_bulk_payment_id_is_stored_waits_for_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_callback_for_a_part_never_recorded_as_accepted_gets_503_not_409() {
-    let rig = Rig::start_with(|s| s.callback_delay = NEVER).await;
+    let rig = Rig::start_with(|s| s.bulk.callback.delay = NEVER).await;
     let mut config = rig.config();
     config.watch.callback_wait_ms = 200;
     let daemon = rig.daemon(config).await;
@@ -448,7 +448,7 @@ async fn a_callback_for_a_part_never_recorded_as_accepted_gets_503_not_409() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parts_without_results_are_flagged_in_status_and_metrics() {
-    let rig = Rig::start_with(|s| s.callback_delay = NEVER).await;
+    let rig = Rig::start_with(|s| s.bulk.callback.delay = NEVER).await;
     let mut config = rig.config();
     config.watch.results_overdue_secs = 0;
     let daemon = rig.daemon(config).await;
@@ -505,7 +505,7 @@ async fn parts_without_results_are_flagged_in_status_and_metrics() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_each_row_once_whatever_the_deliveries() {
-    let rig = Rig::start_with(|s| s.callback_delay = NEVER).await;
+    let rig = Rig::start_with(|s| s.bulk.callback.delay = NEVER).await;
     let daemon = rig.daemon(rig.config()).await;
     let s = seed_batch(&rig, "once.csv", 98, 46, 23);
     // Part 1 whole, three times; part 2 in two pages, each twice, the second
@@ -540,7 +540,7 @@ async fn metrics_count_each_row_once_whatever_the_deliveries() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_callback_that_is_not_sent_whole_in_time_gets_408() {
-    let rig = Rig::start_with(|s| s.callback_delay = NEVER).await;
+    let rig = Rig::start_with(|s| s.bulk.callback.delay = NEVER).await;
     let mut config: Config = rig.config();
     config.watch.callback_timeout_secs = 1;
     let daemon = rig.daemon(config).await;
@@ -561,7 +561,7 @@ async fn a_callback_that_is_not_sent_whole_in_time_gets_408() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_callback_with_another_hash_format_or_key_type_is_refused() {
-    let rig = Rig::start_with(|s| s.callback_delay = NEVER).await;
+    let rig = Rig::start_with(|s| s.bulk.callback.delay = NEVER).await;
     let daemon = rig.daemon(rig.config()).await;
     let s = seed_batch(&rig, "h.csv", 99, 3, 3);
     let cb = part_callback(&s, 99, 0);
@@ -586,7 +586,7 @@ async fn a_callback_with_another_hash_format_or_key_type_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn results_complete_before_the_file_is_filed_are_written_once_it_is() {
-    let rig = Rig::start_with(|s| s.callback_delay = NEVER).await;
+    let rig = Rig::start_with(|s| s.bulk.callback.delay = NEVER).await;
     let daemon = rig.daemon(rig.config()).await;
     // The file is not in done/ yet (a daemon stopped between the two).
     let s = seed(

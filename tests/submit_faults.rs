@@ -7,15 +7,21 @@
 //! held as OUTCOME UNKNOWN and never sent again until `paydrop resolve` (or
 //! the bulk inquiry, tests/submit_inquiry.rs) says it was not received.
 
+mod common_stub;
 mod common_submit;
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common_submit::{default_options, fast_retry, file_sha, guard, resuming_notice, Spec, World};
+use common_stub::{Start, Stub};
+use common_submit::{
+    client_for, credentials, default_options, fast_retry, file_sha, guard, resuming_notice, Spec,
+    World, API_CLIENT, API_KEY,
+};
 use paydrop::ledger::{Ledger, State, Submission};
 use paydrop::submit::{SubmitError, SubmitOptions};
+use paydrop_sandbox::bulk::DuplicateCode;
 
 /// The one submission of a one-part batch whose file is at `path`.
 fn only_submission(world: &World, path: &Path) -> Submission {
@@ -87,12 +93,42 @@ async fn a_429_storm_with_retry_after_ends_in_one_batch() {
     .await;
 }
 
+/// The sandbox has no 503 switch; a stub answers five 503s, then accepts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_503_storm_ends_in_one_batch() {
-    storm(5, 503, |w| {
-        w.faults().unavailable.store(5, Ordering::SeqCst)
-    })
-    .await;
+    let busy = Start::Answer(503, r#"{"ErrorCode":503,"Result":false,"Message":"busy"}"#);
+    let mut starts = vec![busy; 5];
+    starts.push(Start::Accept(7001));
+    let stub = Stub::start(starts, vec![]).await;
+    let world = World::start().await;
+    let (path, _) = world.generate("storm.csv", Spec::valid(800, 31));
+    let client = client_for(&stub.base_url(), credentials(API_KEY, API_CLIENT));
+    let mut opts = default_options();
+    opts.retry = fast_retry(8);
+
+    let done = world
+        .submit_as(&path, &world.pattern, &client, &opts)
+        .await
+        .expect("the storm passes");
+
+    assert_eq!(stub.starts().len(), 6);
+    let sub = only_submission(&world, &path);
+    assert_eq!(
+        (sub.state, sub.bulk_payment_id),
+        (State::Accepted, Some(7001))
+    );
+    assert_eq!(done.batch.submissions[0].attempts, 6);
+    assert_storm_history(&world.ledger(), &sub, 5, 503);
+}
+
+/// [`default_options`] with the bulk inquiry's "not found" believed only
+/// 10 minutes after an attempt without an answer: the sandbox's inquiry
+/// does not have a part whose upload was cut, and it stays UNKNOWN.
+fn unsure_options() -> SubmitOptions {
+    SubmitOptions {
+        inquiry_grace: Duration::from_secs(600),
+        ..default_options()
+    }
 }
 
 /// Submits `path` once with `fault` armed for one request, expecting the
@@ -100,7 +136,7 @@ async fn a_503_storm_ends_in_one_batch() {
 async fn held_unknown(world: &World, path: &Path, arm: impl FnOnce(&World)) -> (i64, String) {
     arm(world);
     let err = world
-        .submit(path, &default_options())
+        .submit(path, &unsure_options())
         .await
         .expect_err("no definite answer");
     let (batch, code) = match err {
@@ -139,70 +175,39 @@ async fn assert_status_unknown(world: &World, batch: i64, code: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn accepted_then_connection_dropped_is_held_unknown_and_resolved_as_received() {
+async fn accepted_then_connection_dropped_is_found_by_the_bulk_inquiry_and_never_resent() {
     let world = World::start().await;
     let (path, _) = world.generate("crash.csv", Spec::valid(600, 41));
-    let (batch, code) = held_unknown(&world, &path, |w| {
-        w.faults().accept_then_crash.store(1, Ordering::SeqCst)
-    })
-    .await;
+    world.faults().accept_then_crash.store(1, Ordering::SeqCst);
+
+    let done = world
+        .submit(&path, &unsure_options())
+        .await
+        .expect("found by the inquiry");
+
     let recorded = world.sandbox.batches();
     assert_eq!(recorded.len(), 1, "the sandbox did record it");
-    assert_eq!(recorded[0].merchant_unique_code, code);
-    let attempts = world
-        .ledger()
-        .attempts(only_submission(&world, &path).id)
-        .unwrap();
+    let sub = only_submission(&world, &path);
+    assert_eq!(recorded[0].merchant_unique_code, sub.merchant_unique_code);
+    assert_eq!(sub.state, State::Accepted);
+    assert!(
+        sub.message
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("found by the bulk inquiry"),
+        "{sub:#?}"
+    );
+    assert!(done
+        .notices
+        .iter()
+        .any(|n| n.contains("found by the bulk inquiry")));
+    let attempts = world.ledger().attempts(sub.id).unwrap();
+    assert_eq!(attempts.len(), 1, "{attempts:#?}");
     assert_eq!(
         (attempts[0].outcome.as_deref(), attempts[0].http_status),
         (Some("ambiguous"), None)
     );
-    assert_status_unknown(&world, batch, &code).await;
-
-    // Submitting again does not send it again: still unknown.
-    match world.submit(&path, &default_options()).await {
-        Err(SubmitError::Unknown { code: c, .. }) => assert_eq!(c, code),
-        other => panic!("expected Unknown again, got {other:?}"),
-    }
-    let rerun = world.run(world.cli_submit(&path, &[])).await;
-    rerun.expect_code(5);
-    assert!(rerun.stderr.contains("OUTCOME UNKNOWN"), "{}", rerun.all());
-    assert_eq!(world.sandbox.requests(), 1, "never sent again");
-
-    // The operator finds it in the provider's panel.
-    let id = recorded[0].bulk_payment_id.to_string();
-    let resolve = world
-        .run_cli(&["resolve", &batch.to_string(), "1", "--received", &id])
-        .await;
-    resolve.expect_code(0);
-    assert!(resolve
-        .stdout
-        .contains(&format!("received as BulkPaymentId {id}")));
-    let sub = only_submission(&world, &path);
-    assert_eq!(
-        (sub.state, sub.bulk_payment_id),
-        (State::Accepted, Some(recorded[0].bulk_payment_id))
-    );
-    let status = world.run_cli(&["status"]).await;
-    status.expect_code(0);
-    assert!(
-        status
-            .stdout
-            .contains("no submission is waiting or of unknown outcome"),
-        "{}",
-        status.all()
-    );
-    // Resolving twice is refused: it is no longer unknown.
-    let again = world
-        .run_cli(&["resolve", &batch.to_string(), "1", "--not-received"])
-        .await;
-    again.expect_code(2);
-    assert!(
-        again.stderr.contains("not of unknown outcome"),
-        "{}",
-        again.all()
-    );
-    // And the file is now "already submitted".
+    // The file is now "already submitted"; nothing was sent again.
     world.run(world.cli_submit(&path, &[])).await.expect_code(3);
     assert_eq!(world.sandbox.requests(), 1);
 }
@@ -267,7 +272,7 @@ async fn a_500_is_ambiguous_and_never_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_declared_deduplicating_gets_the_same_code_again() {
-    let world = World::start().await;
+    let world = World::start_with(|c| c.bulk.duplicate_code = DuplicateCode::Dedupe).await;
     let (path, _) = world.generate("dedup.csv", Spec::valid(600, 47));
     world.faults().accept_then_crash.store(1, Ordering::SeqCst);
     let opts = SubmitOptions {
@@ -281,7 +286,7 @@ async fn a_provider_declared_deduplicating_gets_the_same_code_again() {
         .expect("resent and answered");
 
     let got = world.sandbox.batches();
-    assert_eq!(got.len(), 1, "the (old) sandbox deduplicates: {got:#?}");
+    assert_eq!(got.len(), 1, "a sandbox set to deduplicate: {got:#?}");
     assert_eq!(world.sandbox.requests(), 2);
     let sub = &done.batch.submissions[0];
     assert_eq!(
@@ -374,8 +379,12 @@ async fn killed_mid_upload_is_held_until_resolved_then_sent_exactly_once() {
         .run(world.cli_submit(&path, &["--config", short.to_str().unwrap()]))
         .await;
     rerun.expect_code(5);
+    // The sandbox's bulk inquiry does not have it, but a "not found" so soon
+    // after an attempt without an answer is not believed.
     assert!(
-        rerun.stderr.contains("the last attempt was interrupted"),
+        rerun
+            .stderr
+            .contains("the bulk inquiry does not have it yet"),
         "{}",
         rerun.all()
     );
@@ -423,8 +432,8 @@ async fn an_unknown_part_1_of_2_holds_the_file_and_part_2_goes_once_resolved() {
     let world = World::start().await;
     let (path, _) = world.generate("two-parts.csv", Spec::valid(1_200, 43));
     let sha = file_sha(&path);
-    world.faults().accept_then_crash.store(1, Ordering::SeqCst);
-    let mut opts = default_options();
+    world.faults().drop_mid_body.store(1, Ordering::SeqCst);
+    let mut opts = unsure_options();
     opts.split_rows = 800;
 
     let batch_id = match world.submit(&path, &opts).await {
@@ -443,7 +452,7 @@ async fn an_unknown_part_1_of_2_holds_the_file_and_part_2_goes_once_resolved() {
         [(State::Unknown, 1), (State::Pending, 0)],
         "part 2 was not sent"
     );
-    assert_eq!(world.sandbox.batches().len(), 1);
+    assert!(world.sandbox.batches().is_empty());
     let status = world.run_cli(&["status"]).await;
     status.expect_code(5);
     assert!(
@@ -465,15 +474,14 @@ async fn an_unknown_part_1_of_2_holds_the_file_and_part_2_goes_once_resolved() {
     }
     assert_eq!(world.sandbox.requests(), 1);
 
-    let id = world.sandbox.batches()[0].bulk_payment_id.to_string();
     world
-        .run_cli(&["resolve", &batch.id.to_string(), "1", "--received", &id])
+        .run_cli(&["resolve", &batch.id.to_string(), "1", "--not-received"])
         .await
         .expect_code(0);
     let done = world.submit(&path, &opts).await.expect("rerun");
     let got = world.sandbox.batches();
     assert_eq!(got.len(), 2, "{got:#?}");
-    assert_eq!(world.sandbox.requests(), 2, "part 1 never resent");
+    assert_eq!(world.sandbox.requests(), 3, "part 1 sent again once");
     for (b, s) in got.iter().zip(&done.batch.submissions) {
         assert_eq!(b.merchant_unique_code, s.merchant_unique_code);
         assert_eq!(
@@ -482,7 +490,7 @@ async fn an_unknown_part_1_of_2_holds_the_file_and_part_2_goes_once_resolved() {
         );
     }
     let attempts: Vec<u32> = done.batch.submissions.iter().map(|s| s.attempts).collect();
-    assert_eq!(attempts, [1, 1]);
+    assert_eq!(attempts, [2, 1]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -495,17 +503,17 @@ async fn a_forced_submission_of_unknown_outcome_is_held_not_sent_again() {
         .await
         .expect("first submit");
 
-    // Forced, and the answer is lost: generation 1 is at the provider but
-    // the ledger does not know.
-    world.faults().accept_then_crash.store(1, Ordering::SeqCst);
-    let mut forced = default_options();
+    // Forced, and the upload is cut: whether generation 1 is at the
+    // provider is unknown (its inquiry does not have it yet).
+    world.faults().drop_mid_body.store(1, Ordering::SeqCst);
+    let mut forced = unsure_options();
     forced.force = true;
     let code = match world.submit(&path, &forced).await {
         Err(SubmitError::Unknown { code, .. }) => code,
         other => panic!("expected Unknown, got {other:?}"),
     };
     assert!(code.ends_with("-f1"), "{code}");
-    assert_eq!(world.sandbox.batches().len(), 2);
+    assert_eq!(world.sandbox.batches().len(), 1);
 
     // The same forced submit again finishes generation 1 (it does not start
     // generation 2) and does not send it again.
@@ -514,7 +522,7 @@ async fn a_forced_submission_of_unknown_outcome_is_held_not_sent_again() {
         other => panic!("expected Unknown again, got {other:?}"),
     }
     let got = world.sandbox.batches();
-    assert_eq!(got.len(), 2, "paid twice, not three times: {got:#?}");
+    assert_eq!(got.len(), 1, "generation 1 not sent again: {got:#?}");
     assert_eq!(world.sandbox.requests(), 2);
     let batches = world.ledger().batches_for(&sha).unwrap();
     assert_eq!(batches.len(), 2);

@@ -149,7 +149,10 @@ async fn an_unknown_currency_id_is_refused_with_the_providers_message() {
         o.currency_id = 99
     })
     .await;
-    assert_eq!(message, "ErrorCode 1003: CurrencyId 99 is not known");
+    assert_eq!(
+        message,
+        "ErrorCode 53: CurrencyId 99 is not a known currency"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -184,7 +187,10 @@ async fn a_garbled_field_is_refused_with_the_providers_message() {
         o.callback_address = Some("not a url".into())
     })
     .await;
-    assert_eq!(message, "CallbackAddress 'not a url' is not a URL");
+    assert_eq!(
+        message,
+        "ErrorCode 166: CallbackAddress is not an absolute http(s) URL"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -198,7 +204,7 @@ async fn wrong_keys_are_refused_once_and_not_retried() {
     let message = refused(&world, &path, &world.pattern, &wrong, |_| {}).await;
     assert_eq!(
         message,
-        "missing or wrong apikeypublic / apiclientpublic headers"
+        "apikeypublic / apiclientpublic are not valid for this merchant"
     );
 
     // With the keys fixed, the same submit resends the refused part under

@@ -61,11 +61,10 @@ async fn no_output_shows_credentials_or_card_numbers() {
     let secrets = [API_KEY, API_CLIENT, wrong];
     let mut runs: Vec<(String, Run)> = Vec::new();
 
-    // Debug text logs, through a 429 and a 503 that are retried.
+    // Debug text logs, through two 429s that are retried.
     let faults = world.faults();
     faults.retry_after_secs.store(0, Ordering::SeqCst);
-    faults.too_many.store(1, Ordering::SeqCst);
-    faults.unavailable.store(1, Ordering::SeqCst);
+    faults.too_many.store(2, Ordering::SeqCst);
     let mut cmd = world.cli_submit(&text_log, &[]);
     cmd.env("PAYDROP_LOG", "debug");
     let run = world.run(cmd).await;
@@ -82,8 +81,9 @@ async fn no_output_shows_credentials_or_card_numbers() {
     );
     runs.push(("submit with PAYDROP_LOG=debug".into(), run));
 
-    // Debug JSON logs, through a dropped connection: held as unknown.
-    faults.accept_then_crash.store(1, Ordering::SeqCst);
+    // Debug JSON logs, through a connection dropped mid-body: held as
+    // unknown (the bulk inquiry's "not found" is not believed so soon).
+    faults.drop_mid_body.store(1, Ordering::SeqCst);
     let mut cmd = world.cli([
         "--log-json".as_ref(),
         "submit".as_ref(),
@@ -107,7 +107,7 @@ async fn no_output_shows_credentials_or_card_numbers() {
             serde_json::from_str::<serde_json::Value>(l).is_ok_and(|v| v["level"].is_string())
         })
         .count();
-    assert!(json_lines > 10, "JSON logging is on:\n{}", run.all());
+    assert!(json_lines > 3, "JSON logging is on:\n{}", run.all());
     runs.push(("submit --log-json".into(), run));
 
     // The same file again (refused), an invalid file, wrong credentials.
@@ -134,7 +134,7 @@ async fn no_output_shows_credentials_or_card_numbers() {
     run.expect_code(4);
     assert!(
         run.stderr
-            .contains("missing or wrong apikeypublic / apiclientpublic headers"),
+            .contains("apikeypublic / apiclientpublic are not valid for this merchant"),
         "{}",
         run.all()
     );
@@ -155,7 +155,7 @@ async fn no_output_shows_credentials_or_card_numbers() {
         run.expect_code(if args == ["status"] { 5 } else { 0 });
         runs.push((args.join(" "), run));
     }
-    assert_eq!(world.sandbox.batches().len(), 2);
+    assert_eq!(world.sandbox.batches().len(), 1);
 
     for (what, run) in &runs {
         assert_clean(what, run, &secrets, &cards);

@@ -19,7 +19,7 @@ use common_submit::{
 use paydrop::compress::Codec;
 use paydrop::ledger::State;
 use paydrop::submit::SubmitError;
-use paydrop::upload::BodyMode;
+use paydrop::upload::{BodyMode, Client};
 
 /// A 127.0.0.1 port nothing listens on.
 fn closed_port() -> u16 {
@@ -91,22 +91,18 @@ async fn a_refused_connection_is_retried_and_shown_as_not_sent_never_unknown() {
     assert_eq!(done.batch.submissions[0].state, State::Accepted);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_invalid_url_is_never_sent() {
-    let world = World::start().await;
-    let (path, _) = world.generate("bad-url.csv", Spec::valid(20, 72));
-    let client = client_for("http://[::1", credentials(API_KEY, API_CLIENT));
-    let mut opts = default_options();
-    opts.retry = fast_retry(2);
-    match world.submit_as(&path, &world.pattern, &client, &opts).await {
-        Err(SubmitError::NotSent { attempts: 2, .. }) => {}
-        other => panic!("expected NotSent, got {other:?}"),
-    }
-    let sub = world.ledger().recent_batches(1).unwrap()[0].submissions[0].clone();
-    assert!(
-        !sub.outcome_unknown() && sub.state == State::Pending,
-        "{sub:#?}"
-    );
+#[test]
+fn an_invalid_url_is_refused_before_anything_is_sent() {
+    let e = match Client::new(
+        "http://[::1",
+        credentials(API_KEY, API_CLIENT),
+        Duration::from_secs(5),
+        Duration::from_secs(5),
+    ) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("a client for an unusable address"),
+    };
+    assert!(e.contains("is not an absolute URL"), "{e}");
 }
 
 /// Card numbers of the last two rows swapped in place: same size, same

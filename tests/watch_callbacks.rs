@@ -15,7 +15,7 @@ use watch_common::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callbacks_are_matched_authenticated_and_recorded_once() {
     // The sandbox never posts: the test is the provider's callback.
-    let rig = Rig::start_with(|s| s.callback_delay = NEVER).await;
+    let rig = Rig::start_with(|s| s.bulk.callback.delay = NEVER).await;
     let daemon = rig.daemon(rig.config()).await;
     let (seed, rows) = (51, 8);
     let bytes = payments(seed, rows);

@@ -52,7 +52,7 @@ fn only_in_processing(rig: &Rig, name: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_during_validation_resumes_from_processing() {
-    let rig = Rig::start_with(|s| s.callback_delay = NEVER).await;
+    let rig = Rig::start_with(|s| s.bulk.callback.delay = NEVER).await;
     let daemon = rig.daemon(rig.config()).await;
     // Big enough that validating it takes a while (some 0.3 s in debug).
     let bytes = payments(41, 100_000);
@@ -81,7 +81,7 @@ async fn a_crash_during_validation_resumes_from_processing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_during_the_upload_holds_the_file_until_resolved_then_sends_it_once() {
-    let rig = Rig::start_with(|s| s.callback_delay = NEVER).await;
+    let rig = Rig::start_with(|s| s.bulk.callback.delay = NEVER).await;
     let faults = rig.sandbox.faults();
     // The provider holds the request; the daemon is killed meanwhile.
     faults.set_delay(Duration::from_secs(60));
@@ -110,11 +110,13 @@ async fn a_crash_during_the_upload_holds_the_file_until_resolved_then_sends_it_o
     );
 
     // Restarted, with a request timeout after which the killed attempt
-    // counts as interrupted: the outcome is unknown (the sandbox publishes
-    // no bulk inquiry), so the file is held, not sent again.
+    // counts as interrupted: the outcome is unknown (the sandbox's bulk
+    // inquiry does not have it, and a "not found" is believed only 10
+    // minutes after the attempt), so the file is held, not sent again.
     faults.set_delay(Duration::ZERO);
     let mut config = rig.config();
     config.provider.timeout_secs = 1;
+    config.submit.inquiry_grace_secs = 600;
     let daemon = rig.daemon(config).await;
     wait_until("the part held as unknown", || {
         rig.ledger()
@@ -151,7 +153,7 @@ async fn a_crash_during_the_upload_holds_the_file_until_resolved_then_sends_it_o
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_after_acceptance_before_the_move_files_without_resending() {
-    let rig = Rig::start_with(|s| s.callback_delay = NEVER).await;
+    let rig = Rig::start_with(|s| s.bulk.callback.delay = NEVER).await;
     let hooks = WatchHooks {
         fail_moves: Arc::new(AtomicU32::new(u32::MAX)),
     };

@@ -59,7 +59,7 @@ async fn wait_attempt_in_flight(rig: &Rig) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_upload_holds_the_file_until_resolved_then_sends_it_once() {
-    let rig = Rig::start_with(|s| s.callback_delay = NEVER).await;
+    let rig = Rig::start_with(|s| s.bulk.callback.delay = NEVER).await;
     let faults = rig.sandbox.faults();
     faults.set_delay(Duration::from_secs(60));
     let config = rig.write_config_file("");
@@ -81,12 +81,14 @@ async fn sigkill_mid_upload_holds_the_file_until_resolved_then_sends_it_once() {
 
     // Restarted with a short request timeout, so that the killed attempt
     // soon counts as interrupted rather than possibly still running. The
-    // sandbox publishes no bulk inquiry: the outcome stays unknown, the file
-    // stays in processing/ and nothing is sent again.
+    // sandbox's bulk inquiry does not have it, and its "not found" is
+    // believed only 10 minutes after the attempt: the outcome stays unknown,
+    // the file stays in processing/ and nothing is sent again.
     faults.set_delay(Duration::ZERO);
     let short = fs::read_to_string(&config)
         .unwrap()
-        .replace("timeout_secs = 60", "timeout_secs = 2");
+        .replace("timeout_secs = 60", "timeout_secs = 2")
+        .replace("inquiry_grace_secs = 0", "inquiry_grace_secs = 600");
     fs::write(&config, short).unwrap();
     let log2 = rig.dir.path().join("watch-2.log");
     let mut child = spawn_watch(&rig, &config, &log2);
@@ -144,7 +146,7 @@ async fn sigkill_mid_upload_holds_the_file_until_resolved_then_sends_it_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_the_file_in_flight_finish_and_exits_0() {
-    let rig = Rig::start_with(|s| s.callback_delay = NEVER).await;
+    let rig = Rig::start_with(|s| s.bulk.callback.delay = NEVER).await;
     let faults = rig.sandbox.faults();
     // The provider takes 1.5 s to answer: SIGTERM arrives meanwhile.
     faults.set_delay(Duration::from_millis(1500));
@@ -179,7 +181,7 @@ async fn sigterm_lets_the_file_in_flight_finish_and_exits_0() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_lists_the_inbox_counts() {
-    let rig = Rig::start_with(|s| s.callback_delay = NEVER).await;
+    let rig = Rig::start_with(|s| s.bulk.callback.delay = NEVER).await;
     let daemon = rig.daemon(rig.config()).await;
     rig.drop_file("good.csv", &payments(74, 3));
     rig.drop_file("good-too.csv", &payments(75, 3));
@@ -240,7 +242,7 @@ fn cpu_time(pid: u32) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_daemon_uses_almost_no_cpu() {
-    let rig = Rig::start_with(|s| s.callback_delay = NEVER).await;
+    let rig = Rig::start_with(|s| s.bulk.callback.delay = NEVER).await;
     // The default timings, not the tests' fast ones.
     let config = rig.write_config_file("");
     let text = fs::read_to_string(&config)

@@ -15,7 +15,7 @@ const FILES: u64 = 1000;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_tiny_files_are_each_submitted_once() {
     // No result callbacks: this is about the files.
-    let rig = Rig::start_with(|s| s.callback_delay = NEVER).await;
+    let rig = Rig::start_with(|s| s.bulk.callback.delay = NEVER).await;
     let mut config = rig.config();
     config.watch.concurrency = 4;
 

@@ -91,6 +91,7 @@ pub fn row1_cells(row: u64) -> Vec<String> {
     cells[2] = "100.50".into();
     cells[3] = row.to_string();
     cells[4] = "Ayşe Yılmaz".into();
+    cells[5] = format!("T{row}");
     cells[9] = format!("MUC-{row}");
     cells
 }

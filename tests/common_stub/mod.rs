@@ -1,7 +1,8 @@
 //! A tiny hand-written stand-in for the provider, for the tests that need
-//! answers the old sandbox cannot give: the bulk inquiry
-//! (docs/providers/paywall.md §6.5), an answer that never comes, a request
-//! held half-way while the test changes the file. It is written from the
+//! answers the sandbox does not give: scripted bulk inquiry answers
+//! (docs/providers/paywall.md §6.5), a 503, an answer that never comes, a
+//! request held half-way while the test changes the file, a provider that
+//! reads RFC 4180 quoting. It is written from the
 //! provider's pages, not from paydrop's code: its JSON is typed out here,
 //! and it reads the multipart body with axum's own reader.
 //!

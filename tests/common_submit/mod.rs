@@ -1,6 +1,6 @@
 //! Helpers of the end-to-end tests of the submit pipeline (`tests/submit_*.rs`):
-//! a [`World`] is one embedded sandbox provider on an ephemeral 127.0.0.1
-//! port, a temporary folder for payment files and the ledger, and a client
+//! a [`World`] is one independent sandbox provider (`paydrop-sandbox`,
+//! written from the provider's pages) on an ephemeral 127.0.0.1 port, a temporary folder for payment files and the ledger, and a client
 //! for that sandbox; plus generated files, submit options with tiny retry
 //! delays, the exact bytes each part must arrive as, and the `paydrop`
 //! binary pointed at the same sandbox and ledger.
@@ -23,10 +23,13 @@ use paydrop::currency::Currency;
 use paydrop::generate::{generate, GenOptions, Generated};
 use paydrop::ledger::{Batch, Ledger};
 use paydrop::pattern::{Pattern, Registry};
-use paydrop::sandbox::{self, BatchRecord, Faults, Sandbox, SandboxConfig};
 use paydrop::submit::{submit_file, SubmitError, SubmitOptions, Submitted};
 use paydrop::transport::RetryPolicy;
 use paydrop::upload::{BodyMode, Client, Credentials};
+use paydrop_sandbox::bulk::BatchRecord;
+use paydrop_sandbox::envelope::ApiKeys;
+use paydrop_sandbox::faults::Faults;
+use paydrop_sandbox::{Sandbox, SandboxConfig};
 use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
@@ -208,16 +211,17 @@ pub fn card_numbers(bytes: &[u8]) -> Vec<String> {
 }
 
 /// A sandbox config expecting [`API_KEY`] / [`API_CLIENT`], checking cards
-/// against [`today`], with no callback delay.
+/// against [`today`], finishing batches at once.
 pub fn sandbox_config() -> SandboxConfig {
-    SandboxConfig {
+    let mut config = SandboxConfig::default();
+    config.bulk.keys = ApiKeys {
         api_key: API_KEY.into(),
         api_client: API_CLIENT.into(),
-        as_of: Some(today()),
-        callback_delay: Duration::ZERO,
-        callback_backoff: Duration::from_millis(10),
-        ..SandboxConfig::default()
-    }
+    };
+    config.bulk.today = Some(today());
+    config.bulk.callback.delay = Duration::ZERO;
+    config.bulk.callback.backoff = Duration::from_millis(10);
+    config
 }
 
 /// The outcome of one run of the `paydrop` binary.
@@ -275,7 +279,9 @@ impl World {
     pub async fn start_with(tweak: impl FnOnce(&mut SandboxConfig)) -> World {
         let mut config = sandbox_config();
         tweak(&mut config);
-        let sandbox = sandbox::spawn(config).await.expect("sandbox starts");
+        let sandbox = paydrop_sandbox::spawn(config)
+            .await
+            .expect("sandbox starts");
         assert!(sandbox.addr().ip().is_loopback());
         let dir = tempfile::Builder::new()
             .prefix("paydrop-submit-test-")

@@ -1,5 +1,6 @@
 //! Helpers of the drop-folder daemon's tests (`tests/watch_*.rs`): a [`Rig`]
-//! is one embedded sandbox provider on an ephemeral 127.0.0.1 port and a
+//! is one independent sandbox provider (`paydrop-sandbox`, written from the
+//! provider's pages) on an ephemeral 127.0.0.1 port and a
 //! temporary folder with an inbox, a staging folder and a ledger; a
 //! [`Daemon`] is `watch::run` on that rig in a tokio task, stopped gracefully
 //! or "killed" (its task aborted, which runs no cleanup). Plus hand-made
@@ -21,9 +22,10 @@ use std::time::{Duration, Instant};
 use paydrop::config::{Config, InboxConfig, Secret};
 use paydrop::ledger::{Batch, Ledger};
 use paydrop::pattern::{Pattern, Registry};
-use paydrop::sandbox::{self, BatchRecord, Decline, Sandbox, SandboxConfig};
 use paydrop::upload::{Client, Credentials};
 use paydrop::watch::{self, WatchHooks, DONE, FAILED, PROCESSING};
+use paydrop_sandbox::bulk::{self, BatchRecord, Decline};
+use paydrop_sandbox::{Sandbox, SandboxConfig};
 use rust_decimal::Decimal;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -31,7 +33,7 @@ use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-/// The sandbox's default credentials (`SandboxConfig::default()`).
+/// The sandbox's default credentials (`bulk::Config::default()`).
 pub const API_KEY: &str = "sandbox-key";
 pub const API_CLIENT: &str = "sandbox-client";
 
@@ -39,7 +41,7 @@ pub const API_CLIENT: &str = "sandbox-client";
 pub const SECRET: &str = "cb-secret-5d1e9a";
 
 /// The webhook hash key the sandbox signs its callbacks with
-/// (`SandboxConfig::default()`), and every daemon checks them with.
+/// (`bulk::Config::default()`), and every daemon checks them with.
 pub const WEBHOOK_KEY: &str = "sandbox-webhook-key";
 
 /// Hang guard of every wait; never a timing assertion.
@@ -220,7 +222,7 @@ pub fn outcomes(
     (1..=rows)
         .map(|n| {
             let code = row_code(file_seed, n);
-            let d = sandbox::outcome(sandbox_seed, rate, &code, &n.to_string());
+            let d = bulk::outcome(sandbox_seed, rate, &code);
             (n, code, dec(&row_amount(file_seed, n)), d)
         })
         .collect()
@@ -307,14 +309,11 @@ impl Rig {
     pub async fn start_with(tweak: impl FnOnce(&mut SandboxConfig)) -> Rig {
         init_logs();
         let registry = Registry::load(None).expect("built-in patterns load");
-        let mut config = SandboxConfig {
-            registry: registry.clone(),
-            callback_delay: Duration::from_millis(100),
-            callback_backoff: Duration::from_millis(50),
-            ..SandboxConfig::default()
-        };
+        let mut config = SandboxConfig::default();
+        config.bulk.callback.delay = Duration::from_millis(100);
+        config.bulk.callback.backoff = Duration::from_millis(50);
         tweak(&mut config);
-        let sandbox = sandbox::spawn(config.clone())
+        let sandbox = paydrop_sandbox::spawn(config.clone())
             .await
             .expect("sandbox starts");
         let dir = test_dir();

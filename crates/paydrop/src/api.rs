@@ -1,7 +1,7 @@
 //! Wire types of the provider's bulk-file API (docs/providers/paywall.md
-//! §6), used by the client ([`crate::upload`]) and,
-//! until it is replaced by the independent `crates/sandbox`, by the old
-//! embedded sandbox ([`crate::sandbox`]).
+//! §6), used by the client ([`crate::upload`], [`crate::payout`]). The
+//! sandbox (`crates/sandbox`) has its own reading of the pages and shares
+//! none of these.
 
 use serde::{Deserialize, Serialize};
 
@@ -43,24 +43,6 @@ pub struct Envelope<T> {
 }
 
 impl<T> Envelope<T> {
-    pub fn ok(message: &str, body: T) -> Self {
-        Envelope {
-            error_code: 0,
-            result: true,
-            message: Some(message.into()),
-            body: Some(body),
-        }
-    }
-
-    pub fn error(code: i64, message: impl Into<String>) -> Self {
-        Envelope {
-            error_code: code,
-            result: false,
-            message: Some(message.into()),
-            body: None,
-        }
-    }
-
     /// Success as the provider defines it.
     pub fn is_success(&self) -> bool {
         self.error_code == 0 && self.result

@@ -1265,7 +1265,8 @@ impl Ledger {
         if let Some(last) = progress.last_page {
             if progress.highest_page > last {
                 return Ok(PageRecorded::Conflict(format!(
-                    "page {} of {code} arrived, but page {last} said it was the last",
+                    "page {} of {code} arrived, but the provider said its pages ended at page \
+                     {last} (HasMorePages false)",
                     progress.highest_page
                 )));
             }
@@ -1635,7 +1636,12 @@ impl Ledger {
 struct PageState {
     progress: ResultProgress,
     highest_page: u32,
-    /// The page that said it was the last (`HasMorePages` false).
+    /// The highest page in when a delivery said `HasMorePages` false. The
+    /// Bulk Transaction Callback page: false means "the callback run for
+    /// this batch is finished", not that this page number is the last; a
+    /// page delivered again may close the run
+    /// (https://developer.paywall.one/payment-orchestration-integration-document/callback-examples/bulk-transaction-callback,
+    /// docs/providers/paywall.md §3.2).
     last_page: Option<u32>,
 }
 
@@ -1669,7 +1675,10 @@ fn result_progress(
         Option<String>,
     ) = conn.query_row(
         "SELECT COALESCE(SUM(new_lines), 0), MAX(total_pages),
-                    MIN(CASE WHEN has_more = 0 THEN page_number END),
+                    (SELECT MAX(d.page_number) FROM result_deliveries d
+                     WHERE d.submission_id = ?1 AND d.id <= (
+                         SELECT MIN(id) FROM result_deliveries
+                         WHERE submission_id = ?1 AND has_more = 0)),
                     (SELECT error_message FROM result_deliveries
                      WHERE submission_id = ?1 AND error_message IS NOT NULL
                      ORDER BY id DESC LIMIT 1)
@@ -2111,7 +2120,7 @@ mod tests {
             .record_result_page(&sub, &page(4, None, None), [result(3, Paid)])
             .unwrap();
         assert!(
-            matches!(&r, PageRecorded::Conflict(w) if w.contains("page 3 said it was the last")),
+            matches!(&r, PageRecorded::Conflict(w) if w.contains("ended at page 3")),
             "{r:?}"
         );
         assert_eq!(l.result_progress(sub.id).unwrap().rows_with_result, 3);

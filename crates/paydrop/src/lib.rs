@@ -8,7 +8,8 @@
 //! [`results`]. The
 //! other direction: [`payout`] orders payouts, [`export`] and [`report`]
 //! stream what the provider reports, [`reconcile`] matches it against what
-//! was sent. [`sandbox`] is the embedded provider. Each module owns one
+//! was sent. The provider itself is simulated by the separate
+//! `paydrop-sandbox` crate (`crates/sandbox`). Each module owns one
 //! stage; the binary (`src/main.rs`) is only the command line in [`cli`].
 
 // Two reviewed exceptions, each with its SAFETY comment: a cache prefetch
@@ -34,7 +35,6 @@ pub mod read;
 pub mod reconcile;
 pub mod report;
 pub mod results;
-pub mod sandbox;
 pub mod sent;
 pub mod submit;
 pub mod totals;

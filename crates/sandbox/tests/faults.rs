@@ -141,3 +141,12 @@ async fn connections_are_refused_then_accepted_again() {
     }
     assert!(listening);
 }
+
+#[tokio::test]
+async fn it_listens_only_on_loopback() {
+    let outside = "0.0.0.0:0".parse().unwrap();
+    let err = paydrop_sandbox::serve(paydrop_sandbox::SandboxConfig::default(), outside)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+}

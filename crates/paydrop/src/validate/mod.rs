@@ -12,8 +12,8 @@
 //! use paydrop::{pattern::Registry, validate::{validate_reader, Hooks, Options}};
 //! let registry = Registry::load(None).unwrap();
 //! let pattern = registry.get(1).unwrap();
-//! let file = "4506349116543218,12/30,100.50,1,Ayşe Yılmaz,,,,,MUC-1,,,,,,,\n\
-//!             4506349116543211,12/30,1e5,2,Ali Veli,,,,,MUC-2,,,,,,,\n";
+//! let file = "4506349116543218,12/30,100.50,1,Ayşe Yılmaz,T1,,,,MUC-1,,,,,,,\n\
+//!             4506349116543211,12/30,1e5,2,Ali Veli,T2,,,,MUC-2,,,,,,,\n";
 //! let report = validate_reader(file.as_bytes(), pattern, &Options::default(), Hooks::default()).unwrap();
 //! assert_eq!((report.rows_valid, report.rows_invalid), (1, 1));
 //! assert_eq!(report.errors[0].line, 2);
