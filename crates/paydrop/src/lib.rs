@@ -2,15 +2,16 @@
 //! submitted to the provider's `startdirect` endpoint without ever holding a
 //! file in memory.
 //!
-//! Data flows one way: [`read`] → [`validate`] → [`totals`] → [`compress`] →
-//! [`upload`] → [`ledger`], orchestrated per file by [`submit`]; [`watch`]
-//! runs that for drop folders, and [`callback`] receives the provider's
-//! [`results`]. The
-//! other direction: [`payout`] orders payouts, [`export`] and [`report`]
-//! stream what the provider reports, [`reconcile`] matches it against what
-//! was sent. The provider itself is simulated by the separate
-//! `paydrop-sandbox` crate (`crates/sandbox`). Each module owns one
-//! stage; the binary (`src/main.rs`) is only the command line in [`cli`].
+//! Data flows one way: [`pattern`] → [`read`] → [`validate`] → [`totals`]
+//! → [`sent`] / [`compress`] → [`upload`] → [`ledger`], orchestrated per
+//! file by [`submit`]; [`watch`] runs that for drop folders, and
+//! [`callback`] receives the provider's [`results`]. The other direction:
+//! [`payout`] orders payouts, [`export`] and [`report`] stream what the
+//! providers report, [`reconcile`] matches it against what was sent. Every
+//! client shares [`transport`]. The providers are simulated by the separate
+//! `paydrop-sandbox` crate (`crates/sandbox`), which shares no code with this
+//! one; the command line (`src/cli.rs` of the `paydrop-cli` package) sits on
+//! top.
 
 // Two reviewed exceptions, each with its SAFETY comment: a cache prefetch
 // hint in the uniqueness index and `geteuid` in a message.

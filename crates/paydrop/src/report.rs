@@ -13,7 +13,7 @@
 //! Credentials are [`Secret`](crate::config::Secret)s sent as sensitive
 //! header values (or in the login body): they never reach a log or an
 //! error. 429 and 5xx answers and failed connections are retried with
-//! backoff ([`send`]), honouring `Retry-After`. The providers' own error
+//! backoff (`send`), honouring `Retry-After`. The providers' own error
 //! text (`errorCode` / `errorDescription`) is shown as it comes, card
 //! numbers masked.
 

@@ -12,7 +12,7 @@
 //! bytes is the file's *content identity*, which the ledger never sends twice.
 //!
 //! The validator hashes these bytes while it checks the file
-//! ([`ContentHasher`]); the upload makes them again from the file
+//! (`ContentHasher`); the upload makes them again from the file
 //! ([`part_stream`]), hashes them as they leave, and fails the request body
 //! before its end when they differ from what was checked: the provider then
 //! never sees a complete request.

@@ -96,7 +96,7 @@ pub struct JsonReply {
 pub struct NoReply {
     pub message: String,
     /// False only when nothing can have reached the provider (see
-    /// [`never_sent`]).
+    /// `transport::never_sent`).
     pub maybe_received: bool,
 }
 

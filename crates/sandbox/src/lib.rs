@@ -21,6 +21,8 @@
 //! by its surfaces) and [`faults`] (failures a test switches on while the
 //! sandbox runs, on connections that can be cut or refused).
 
+#![forbid(unsafe_code)]
+
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
