@@ -279,3 +279,26 @@ async fn an_idle_daemon_uses_almost_no_cpu() {
         read_log(&log)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_open_to_other_machines_needs_the_path_secret() {
+    let rig = Rig::start_with(|s| s.bulk.callback.delay = NEVER).await;
+    let config = rig.write_config_file("");
+    let open = fs::read_to_string(&config)
+        .unwrap()
+        .replace(
+            "callback_bind = \"127.0.0.1:0\"",
+            "callback_bind = \"0.0.0.0:0\"",
+        )
+        .replace(&format!("callback_secret = \"{SECRET}\"\n"), "");
+    fs::write(&config, open).unwrap();
+    let log = rig.dir.path().join("watch.log");
+    let mut child = spawn_watch(&rig, &config, &log);
+    let status = wait_exit(&mut child).await;
+    assert_eq!(status.code(), Some(2), "{}", read_log(&log));
+    assert!(
+        read_log(&log).contains("callback_secret is not set"),
+        "{}",
+        read_log(&log)
+    );
+}

@@ -240,6 +240,7 @@ pub async fn run(
             .ensure_dirs()
             .with_context(|| format!("preparing {}", inbox.dir.display()))?;
     }
+    check_callback_listener(&config.watch)?;
     let listener = tokio::net::TcpListener::bind(&config.watch.callback_bind)
         .await
         .with_context(|| {
@@ -273,6 +274,33 @@ pub async fn run(
     }
     tracing::info!(callback = %addr, inboxes = shared.inboxes.len(), "watching");
     watch_loop(shared.clone(), shutdown).await
+}
+
+/// A callback listener other machines can reach must have its path secret
+/// (the `Hash` alone is checked only after the whole body is read), and a
+/// configured `callback_url` must carry that secret, or every callback would
+/// be refused.
+fn check_callback_listener(watch: &crate::config::WatchConfig) -> Result<()> {
+    let bind = watch.callback_bind.trim();
+    let loopback = match bind.parse::<std::net::SocketAddr>() {
+        Ok(addr) => addr.ip().is_loopback(),
+        Err(_) => bind.starts_with("localhost:"),
+    };
+    anyhow::ensure!(
+        loopback || watch.callback_secret.is_some(),
+        "the callback listener {bind} can be reached from other machines, but [watch] \
+         callback_secret is not set: set it (a long random string; it becomes part of the \
+         callback address) or bind to 127.0.0.1 behind a reverse proxy"
+    );
+    if let (Some(url), Some(secret)) = (&watch.callback_url, &watch.callback_secret) {
+        if !url.contains(secret.expose()) {
+            tracing::warn!(
+                "[watch] callback_url does not contain callback_secret: the provider's result \
+                 callbacks will be refused with 401; end the address with /callback/<secret>"
+            );
+        }
+    }
+    Ok(())
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
