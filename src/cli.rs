@@ -421,7 +421,13 @@ struct GenArgs {
 /// Runs the command line; the binary's `main` is only this.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_json);
+    // The demo prints its own report; its daemon's progress lines would bury
+    // it (PAYDROP_LOG=info brings them back).
+    let level = match cli.command {
+        Command::Demo { .. } => "warn",
+        _ => "info",
+    };
+    init_logging(cli.log_json, level);
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -451,9 +457,9 @@ fn masked(text: impl std::fmt::Display) -> String {
     mask::card_numbers(&text.to_string())
 }
 
-fn init_logging(json: bool) {
+fn init_logging(json: bool, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PAYDROP_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     // Every log line passes through the masking, whatever its fields hold.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
