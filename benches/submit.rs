@@ -27,9 +27,7 @@ use futures::StreamExt;
 use paydrop::compress::{compress_reader, Codec, Compression};
 use paydrop::currency::Currency;
 use paydrop::generate::{generate, GenOptions};
-use paydrop::ledger::{
-    code_fingerprint, Claim, Ledger, LedgerError, NewBatch, NewSubmission, SentRow, State,
-};
+use paydrop::ledger::{Claim, Ledger, LedgerError, NewBatch, NewSubmission, SentRow, State};
 use paydrop::pattern::Registry;
 use paydrop::submit::{submit_file, SubmitOptions};
 use paydrop::transport::RetryPolicy;
@@ -226,12 +224,11 @@ fn claim_rows(prefix: &str, rows: u64) -> (NewBatch, Vec<SentRow>) {
     let sent: Vec<SentRow> = (1..=rows)
         .map(|n| {
             let code = format!("{prefix}-{n:08}");
-            SentRow {
-                line_number: n as i64,
-                identity: code_fingerprint(&code),
-                code: Some(code),
-                amount: rust_decimal::Decimal::new(12_345 + n as i64, 2),
-            }
+            SentRow::with_code(
+                n as i64,
+                code,
+                rust_decimal::Decimal::new(12_345 + n as i64, 2),
+            )
         })
         .collect();
     let batch = NewBatch {

@@ -10,9 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use paydrop::currency::Currency;
-use paydrop::ledger::{
-    code_fingerprint, Ledger, LedgerError, NewBatch, NewSubmission, ResultPage, SentRow, State,
-};
+use paydrop::ledger::{Ledger, LedgerError, NewBatch, NewSubmission, ResultPage, SentRow, State};
 use paydrop::pattern::Registry;
 use paydrop::reconcile::{
     reconcile, Against, Key, Options, Sent, Summary, DEFAULT_MEMORY, FAILED_CSV, MATCHED_CSV,
@@ -452,12 +450,7 @@ fn ledger_with_batch(dir: &Path) -> (PathBuf, PathBuf) {
     for (s, rows) in batch.submissions.iter().zip([1..=3u64, 4..=5]) {
         let rows = rows.map(|i| {
             let (key, amount, _) = sent_row(i);
-            Ok::<_, LedgerError>(SentRow {
-                line_number: i as i64,
-                identity: code_fingerprint(&key),
-                code: Some(key),
-                amount,
-            })
+            Ok::<_, LedgerError>(SentRow::with_code(i as i64, key, amount))
         });
         ledger.record_sent_rows(s.id, rows).unwrap();
     }

@@ -6,9 +6,7 @@
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use paydrop::ledger::{
-    code_fingerprint, Batch, Ledger, LedgerError, NewBatch, NewSubmission, SentRow, State,
-};
+use paydrop::ledger::{Batch, Ledger, LedgerError, NewBatch, NewSubmission, SentRow, State};
 use rust_decimal::Decimal;
 
 /// How the seeded file's rows look: row `n`'s text (no newline), and its
@@ -99,12 +97,7 @@ pub fn seed(
     for s in &batch.submissions {
         let sent = (s.first_row..s.first_row + s.rows).map(|n| {
             let (code, amount) = (row.sent)(n);
-            Ok::<_, LedgerError>(SentRow {
-                line_number: n as i64,
-                identity: code_fingerprint(&code),
-                code: Some(code),
-                amount,
-            })
+            Ok::<_, LedgerError>(SentRow::with_code(n as i64, code, amount))
         });
         l.record_sent_rows(s.id, sent).unwrap();
     }

@@ -284,6 +284,19 @@ pub struct SentRow {
     pub identity: i64,
 }
 
+impl SentRow {
+    /// A row identified by its payment code: the identity is the code's
+    /// fingerprint.
+    pub fn with_code(line_number: i64, code: String, amount: Decimal) -> SentRow {
+        SentRow {
+            line_number,
+            identity: code_fingerprint(&code),
+            code: Some(code),
+            amount,
+        }
+    }
+}
+
 /// The 64-bit fingerprint under which a payment code is looked up (stored as
 /// SQLite's signed integer).
 pub fn code_fingerprint(code: &str) -> i64 {
@@ -1856,11 +1869,15 @@ mod tests {
     }
 
     fn sent_row(line: i64, code: Option<&str>, amount: &str) -> SentRow {
-        SentRow {
-            line_number: line,
-            code: code.map(str::to_string),
-            amount: amount.parse().unwrap(),
-            identity: code.map_or(line * 7919, code_fingerprint),
+        let amount = amount.parse().unwrap();
+        match code {
+            Some(code) => SentRow::with_code(line, code.to_string(), amount),
+            None => SentRow {
+                line_number: line,
+                code: None,
+                amount,
+                identity: line * 7919,
+            },
         }
     }
 
