@@ -269,9 +269,9 @@ impl ExportClient {
         connect_timeout: Duration,
     ) -> Result<ExportClient, SetupError> {
         Ok(ExportClient {
+            auth: Auth::Bearer(token),
             http: transport::client(Timeouts::streamed(timeout, connect_timeout))?,
             base: transport::base_url("the export API address", base)?,
-            auth: Auth::Bearer(token),
             retry,
             columns: Mapping::default(),
         })

@@ -365,14 +365,7 @@ pub async fn inquire(
     };
     let what = format!("the inquiry of JobId {job_id}");
     let mut calls = Retry::new(retry, Effect::Idempotent, &what);
-    let reply = loop {
-        if calls.next().await.is_none() {
-            let e = calls.ended();
-            return Err(failed(format!(
-                "{} attempts; the last: {}",
-                e.attempts, e.last
-            )));
-        }
+    while calls.next().await.is_some() {
         let reply = client
             .get_json(PAYOUT_INQUIRY_PATH, &[("jobid", job_id)])
             .await;
@@ -389,24 +382,29 @@ pub async fn inquire(
                 retry_after: None,
             },
         };
-        if let Some(r) = calls.judge(step) {
-            break r;
+        if let Some(reply) = calls.judge(step) {
+            return read_inquiry(&reply).map_err(failed);
         }
-    };
+    }
+    let Ended { attempts, last, .. } = calls.ended();
+    Err(failed(format!("{attempts} attempts; the last: {last}")))
+}
+
+/// The inquiry in a definite answer, or what the answer says instead.
+fn read_inquiry(reply: &JsonReply) -> Result<Inquiry, String> {
     let envelope: Option<Envelope<Value>> = serde_json::from_str(&reply.text).ok();
     let message = message_of(envelope.as_ref(), &reply.text);
     match envelope {
         Some(e) if reply.status.is_success() && e.is_success() => e
             .body
             .ok_or_else(|| "the answer has no Body".to_string())
-            .and_then(|b| serde_json::from_value(b).map_err(|e| e.to_string()))
-            .map_err(failed),
-        Some(e) => Err(failed(format!(
+            .and_then(|b| serde_json::from_value(b).map_err(|e| e.to_string())),
+        Some(e) => Err(format!(
             "HTTP {}, ErrorCode {}: {message}",
             reply.status.as_u16(),
             e.error_code
-        ))),
-        None => Err(failed(format!("HTTP {}: {message}", reply.status.as_u16()))),
+        )),
+        None => Err(format!("HTTP {}: {message}", reply.status.as_u16())),
     }
 }
 

@@ -144,12 +144,12 @@ impl Client {
         connect_timeout: Duration,
     ) -> Result<Client, SetupError> {
         Ok(Client {
-            http: transport::client(Timeouts::bounded(timeout, connect_timeout))?,
-            base: transport::base_url("the provider address", base)?,
             auth: Auth::Keys(vec![
                 (HEADER_API_KEY, credentials.api_key),
                 (HEADER_API_CLIENT, credentials.api_client),
             ]),
+            http: transport::client(Timeouts::bounded(timeout, connect_timeout))?,
+            base: transport::base_url("the provider address", base)?,
         })
     }
 

@@ -41,12 +41,12 @@ impl CraftgateClient {
         timeouts: Timeouts,
     ) -> Result<Self, ReportError> {
         Ok(CraftgateClient {
-            http: transport::client(timeouts)?,
-            base: transport::base_url("the breakdown address", base).map_err(SetupError::from)?,
             auth: Auth::CraftgateSigned {
                 api_key,
                 secret_key,
             },
+            http: transport::client(timeouts)?,
+            base: transport::base_url("the breakdown address", base).map_err(SetupError::from)?,
             retry,
         })
     }
