@@ -12,7 +12,7 @@ use paydrop::report::payzee::Login;
 use paydrop::report::{
     write_payments, CraftgateClient, Format, PaymentQuery, PayzeeClient, ReportError,
 };
-use paydrop::transport::RetryPolicy;
+use paydrop::transport::{RetryPolicy, Timeouts};
 use paydrop_sandbox::breakdown::items;
 use paydrop_sandbox::report::{transaction, PAYMENT_LIST_PATH};
 use paydrop_sandbox::{Sandbox, SandboxConfig};
@@ -44,12 +44,17 @@ fn retry() -> RetryPolicy {
     }
 }
 
+fn timeouts() -> Timeouts {
+    Timeouts::streamed(Duration::from_secs(120), Duration::from_secs(10))
+}
+
 fn craftgate(sb: &Sandbox, secret: &str) -> CraftgateClient {
     CraftgateClient::new(
         &sb.base_url(),
         Secret::new(API_KEY),
         Secret::new(secret),
         retry(),
+        timeouts(),
     )
     .unwrap()
 }
@@ -60,7 +65,7 @@ fn payzee(sb: &Sandbox, password: &str) -> PayzeeClient {
         password: Secret::new(password),
         lang: "EN".into(),
     };
-    PayzeeClient::new(&sb.base_url(), &sb.base_url(), login, retry()).unwrap()
+    PayzeeClient::new(&sb.base_url(), &sb.base_url(), login, retry(), timeouts()).unwrap()
 }
 
 fn query() -> PaymentQuery {

@@ -130,6 +130,7 @@ fn craftgate_client(config: &Config, base: Option<&str>) -> Result<CraftgateClie
         key,
         secret,
         super::retry_policy(config),
+        config.provider.report_timeouts(),
     )?)
 }
 
@@ -160,6 +161,7 @@ fn payzee_client(config: &Config, args: &PaymentsArgs) -> Result<PayzeeClient> {
         &auth_base,
         login,
         super::retry_policy(config),
+        config.provider.report_timeouts(),
     )?)
 }
 

@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use crate::bounds::{Bound, Limits};
 use crate::currency::Currency;
+use crate::transport::Timeouts;
 
 /// Environment variables that override the file.
 pub const ENV_API_KEY: &str = "PAYDROP_API_KEY";
@@ -96,6 +97,11 @@ pub struct ProviderConfig {
     pub timeout_secs: u64,
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout_secs: u64,
+    /// The longest silence while Payzee's payment report or Craftgate's
+    /// breakdown streams in (`[report]`, `[breakdown]`); no bound on the
+    /// whole, as a huge report streams for long.
+    #[serde(default = "default_report_timeout")]
+    pub report_timeout_secs: u64,
 }
 
 impl Default for ProviderConfig {
@@ -106,7 +112,18 @@ impl Default for ProviderConfig {
             api_client: None,
             timeout_secs: default_timeout(),
             connect_timeout_secs: default_connect_timeout(),
+            report_timeout_secs: default_report_timeout(),
         }
+    }
+}
+
+impl ProviderConfig {
+    /// The timeouts of the report and breakdown calls.
+    pub fn report_timeouts(&self) -> Timeouts {
+        Timeouts::streamed(
+            Duration::from_secs(self.report_timeout_secs),
+            Duration::from_secs(self.connect_timeout_secs),
+        )
     }
 }
 
@@ -115,6 +132,9 @@ fn default_timeout() -> u64 {
 }
 fn default_connect_timeout() -> u64 {
     10
+}
+fn default_report_timeout() -> u64 {
+    120
 }
 
 #[derive(Clone, Debug, Deserialize)]

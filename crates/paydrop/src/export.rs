@@ -22,7 +22,8 @@
 //! goes on at the provider meanwhile.
 //!
 //! 401, 403, 404 and 400 end with a message that says what to do; 429 and
-//! 5xx are retried with backoff, honouring `Retry-After`. The Bearer token
+//! 5xx are retried with backoff by the shared retry loop, honouring
+//! `Retry-After`. The Bearer token
 //! is a [`Secret`], sent as a sensitive header and never printed.
 
 pub mod blob;
@@ -35,13 +36,14 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncBufReadExt;
 
-use reqwest::header::{HeaderValue, AUTHORIZATION};
 use reqwest::{Method, StatusCode, Url};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Secret, ENV_EXPORT_TOKEN};
-use crate::transport::RetryPolicy;
-use crate::transport::{describe, read_capped, retry_after};
+use crate::transport::{
+    self, describe, read_capped, retry_after, Auth, Effect, Retry, RetryPolicy, SetupError, Step,
+    Timeouts,
+};
 pub use blob::{BlobError, BlobInfo, GzipError};
 pub use columns::{Mapping, Missing, Role};
 pub use filter::{Field, Filter, FilterError};
@@ -250,7 +252,7 @@ impl Call<'_> {
 pub struct ExportClient {
     http: reqwest::Client,
     base: String,
-    token: Secret,
+    auth: Auth,
     retry: RetryPolicy,
     columns: Mapping,
 }
@@ -265,15 +267,11 @@ impl ExportClient {
         retry: RetryPolicy,
         timeout: Duration,
         connect_timeout: Duration,
-    ) -> anyhow::Result<ExportClient> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(connect_timeout)
-            .read_timeout(timeout)
-            .build()?;
+    ) -> Result<ExportClient, SetupError> {
         Ok(ExportClient {
-            http,
-            base: crate::transport::base_url("the export API address", base)?,
-            token,
+            auth: Auth::Bearer(token),
+            http: transport::client(Timeouts::streamed(timeout, connect_timeout))?,
+            base: transport::base_url("the export API address", base)?,
             retry,
             columns: Mapping::default(),
         })
@@ -393,26 +391,25 @@ impl ExportClient {
         idempotency: Option<&str>,
         what: Call<'_>,
     ) -> Result<ExportRequest, ExportError> {
-        let mut bearer = HeaderValue::from_str(&format!("Bearer {}", self.token.expose()))
-            .map_err(|_| ExportError::BadToken)?;
-        // Keeps the token out of reqwest's and hyper's debug output.
-        bearer.set_sensitive(true);
-        let mut last = String::new();
-        let attempts = self.retry.max_attempts.max(1);
-        for n in 0..attempts {
+        let bearer = self.auth.headers(url).map_err(|_| ExportError::BadToken)?;
+        let during = what.during();
+        // A GET reads; the POST carries its idempotency id (`ms-requestid`):
+        // both may be sent again.
+        let mut calls = Retry::new(self.retry, Effect::Idempotent, &during);
+        while let Some(n) = calls.next().await {
             let correlation = uuid::Uuid::new_v4().to_string();
             tracing::info!(
                 method = %method,
                 path = %url_path(url),
                 correlation_id = %correlation,
                 ms_requestid = idempotency,
-                attempt = n + 1,
+                attempt = n,
                 "export API call"
             );
             let mut request = self
                 .http
                 .request(method.clone(), url)
-                .header(AUTHORIZATION, bearer.clone())
+                .headers(bearer.clone())
                 .header(HEADER_CORRELATION_ID, &correlation);
             if let Some(id) = idempotency {
                 request = request.header(HEADER_REQUEST_ID, id);
@@ -432,21 +429,19 @@ impl ExportClient {
                 return first_request(&text, &what);
             }
             let message = error_message(&text);
-            if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-                last = format!("{status}: {message}");
-                if n + 1 < attempts {
-                    let delay = self.retry.delay(n, wait);
-                    tracing::warn!(correlation_id = %correlation, error = %last, retry_in = ?delay, "retrying the export API call");
-                    tokio::time::sleep(delay).await;
-                }
-                continue;
+            if status != StatusCode::TOO_MANY_REQUESTS && !status.is_server_error() {
+                return Err(refusal(status, message, &what));
             }
-            return Err(refusal(status, message, &what));
+            calls.judge(Step::<()>::Ambiguous {
+                why: format!("{status}: {message}"),
+                retry_after: wait,
+            });
         }
+        let e = calls.ended();
         Err(ExportError::GaveUp {
-            during: what.during(),
-            attempts,
-            last,
+            during,
+            attempts: e.attempts,
+            last: e.last,
         })
     }
 }

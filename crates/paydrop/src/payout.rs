@@ -41,7 +41,7 @@ use serde_json::Value;
 use crate::api::{Envelope, PayoutTrigger, PAYOUT_INQUIRY_PATH, PAYOUT_TRIGGER_PATH};
 use crate::currency::Currency;
 use crate::ledger::{Ledger, LedgerError, PayoutOrder, State};
-use crate::transport::RetryPolicy;
+use crate::transport::{Effect, Ended, Retry, RetryPolicy, Step};
 use crate::upload::{Client, JsonReply, NoReply};
 
 /// A rule of the provider that an order breaks.
@@ -188,21 +188,14 @@ pub enum PayoutError {
     Ledger(#[from] LedgerError),
 }
 
-/// How one attempt ended.
-enum Outcome {
+/// A definite answer to an order.
+enum Answer {
     /// Ordered; the `JobId` when the Body carries one.
     Ordered {
         message: String,
         job_id: Option<String>,
     },
     Refused(String),
-    /// The provider cannot have acted on it: worth another attempt.
-    Retry {
-        message: String,
-        retry_after: Option<std::time::Duration>,
-    },
-    /// The provider may have ordered it: a 5xx, a lost or unreadable answer.
-    Unknown(String),
 }
 
 /// The `Body` of a successful Start answer: only `JobId` is relied on (the
@@ -221,15 +214,21 @@ fn message_of(envelope: Option<&Envelope<Value>>, text: &str) -> String {
         .unwrap_or_else(|| text.chars().take(300).collect::<String>().trim().into())
 }
 
-fn outcome(reply: Result<JsonReply, NoReply>) -> Outcome {
+/// Classifies one attempt: repeated only when the provider cannot have
+/// acted on it (no connection was made, or 429); a 5xx or a lost or
+/// unreadable answer is ambiguous.
+fn outcome(reply: Result<JsonReply, NoReply>) -> Step<Answer> {
     let reply = match reply {
         Ok(r) => r,
         Err(e) if e.maybe_received => {
-            return Outcome::Unknown(format!("the answer was lost ({})", e.message))
+            return Step::Ambiguous {
+                why: format!("the answer was lost ({})", e.message),
+                retry_after: None,
+            }
         }
         Err(e) => {
-            return Outcome::Retry {
-                message: e.message,
+            return Step::NotTaken {
+                why: e.message,
                 retry_after: None,
             }
         }
@@ -238,26 +237,33 @@ fn outcome(reply: Result<JsonReply, NoReply>) -> Outcome {
     let message = message_of(envelope.as_ref(), &reply.text);
     let status = reply.status;
     if status == StatusCode::TOO_MANY_REQUESTS {
-        return Outcome::Retry {
-            message: format!("{status}: {message}"),
+        return Step::NotTaken {
+            why: format!("{status}: {message}"),
             retry_after: reply.retry_after,
         };
     }
+    let ambiguous = |why: String| Step::Ambiguous {
+        why,
+        retry_after: None,
+    };
     if status.is_server_error() {
-        return Outcome::Unknown(format!("{status}: {message}"));
+        return ambiguous(format!("{status}: {message}"));
     }
     match envelope {
-        _ if !status.is_success() => Outcome::Refused(format!("{status}: {message}")),
-        Some(e) if e.is_success() => Outcome::Ordered {
+        _ if !status.is_success() => Step::Done(Answer::Refused(format!("{status}: {message}"))),
+        Some(e) if e.is_success() => Step::Done(Answer::Ordered {
             job_id: e
                 .body
                 .and_then(|b| serde_json::from_value::<Started>(b).ok())
                 .and_then(|b| b.job_id)
                 .filter(|j| !j.trim().is_empty()),
             message,
-        },
-        Some(e) => Outcome::Refused(format!("ErrorCode {}: {message}", e.error_code)),
-        None => Outcome::Unknown(format!("{status} with an unreadable answer: {message}")),
+        }),
+        Some(e) => Step::Done(Answer::Refused(format!(
+            "ErrorCode {}: {message}",
+            e.error_code
+        ))),
+        None => ambiguous(format!("{status} with an unreadable answer: {message}")),
     }
 }
 
@@ -357,39 +363,48 @@ pub async fn inquire(
         job_id: job_id.to_string(),
         message,
     };
-    let mut n = 0;
-    loop {
+    let what = format!("the inquiry of JobId {job_id}");
+    let mut calls = Retry::new(retry, Effect::Idempotent, &what);
+    while calls.next().await.is_some() {
         let reply = client
             .get_json(PAYOUT_INQUIRY_PATH, &[("jobid", job_id)])
             .await;
-        let (message, wait) = match reply {
+        let step = match reply {
             Ok(r) if r.status == StatusCode::TOO_MANY_REQUESTS || r.status.is_server_error() => {
-                (format!("{}: {}", r.status, r.text.trim()), r.retry_after)
+                Step::Ambiguous {
+                    why: format!("{}: {}", r.status, r.text.trim()),
+                    retry_after: r.retry_after,
+                }
             }
-            Ok(r) => {
-                let envelope: Option<Envelope<Value>> = serde_json::from_str(&r.text).ok();
-                let message = message_of(envelope.as_ref(), &r.text);
-                return match envelope {
-                    Some(e) if r.status.is_success() && e.is_success() => e
-                        .body
-                        .ok_or_else(|| "the answer has no Body".to_string())
-                        .and_then(|b| serde_json::from_value(b).map_err(|e| e.to_string()))
-                        .map_err(failed),
-                    Some(e) => Err(failed(format!(
-                        "HTTP {}, ErrorCode {}: {message}",
-                        r.status.as_u16(),
-                        e.error_code
-                    ))),
-                    None => Err(failed(format!("HTTP {}: {message}", r.status.as_u16()))),
-                };
-            }
-            Err(e) => (e.message, None),
+            Ok(r) => Step::Done(r),
+            Err(e) => Step::Ambiguous {
+                why: e.message,
+                retry_after: None,
+            },
         };
-        n += 1;
-        if n >= retry.max_attempts.max(1) {
-            return Err(failed(format!("{n} attempts; the last: {message}")));
+        if let Some(reply) = calls.judge(step) {
+            return read_inquiry(&reply).map_err(failed);
         }
-        tokio::time::sleep(retry.delay(n - 1, wait)).await;
+    }
+    let Ended { attempts, last, .. } = calls.ended();
+    Err(failed(format!("{attempts} attempts; the last: {last}")))
+}
+
+/// The inquiry in a definite answer, or what the answer says instead.
+fn read_inquiry(reply: &JsonReply) -> Result<Inquiry, String> {
+    let envelope: Option<Envelope<Value>> = serde_json::from_str(&reply.text).ok();
+    let message = message_of(envelope.as_ref(), &reply.text);
+    match envelope {
+        Some(e) if reply.status.is_success() && e.is_success() => e
+            .body
+            .ok_or_else(|| "the answer has no Body".to_string())
+            .and_then(|b| serde_json::from_value(b).map_err(|e| e.to_string())),
+        Some(e) => Err(format!(
+            "HTTP {}, ErrorCode {}: {message}",
+            reply.status.as_u16(),
+            e.error_code
+        )),
+        None => Err(format!("HTTP {}: {message}", reply.status.as_u16())),
     }
 }
 
@@ -481,54 +496,55 @@ pub async fn trigger(
             .unwrap_or_else(|| record.clone());
         Ok((Box::new(order), message))
     };
-    let mut last = String::new();
-    for n in 0..opts.retry.max_attempts.max(1) {
-        match outcome(client.post_json(PAYOUT_TRIGGER_PATH, &wire).await) {
-            Outcome::Ordered { message, job_id } => {
-                match &job_id {
-                    Some(j) => ledger.set_payout_job(record.id, j)?,
-                    None => warn(
-                        "the provider ordered the payout but its answer carries no JobId: its \
-                         outcome can only be checked in the provider's panel",
-                    ),
-                }
-                let (order, message) = settle(ledger, State::Accepted, message)?;
-                tracing::info!(order = order.id, job_id = ?job_id, "payout ordered");
-                return Ok(Triggered {
-                    order: *order,
-                    message,
-                });
+    let what = format!("payout order {}", record.id);
+    let mut calls = Retry::new(opts.retry, Effect::Once, &what);
+    let answer = loop {
+        if calls.next().await.is_none() {
+            break Err(calls.ended());
+        }
+        let reply = client.post_json(PAYOUT_TRIGGER_PATH, &wire).await;
+        if let Some(answer) = calls.judge(outcome(reply)) {
+            break Ok(answer);
+        }
+    };
+    match answer {
+        Ok(Answer::Ordered { message, job_id }) => {
+            match &job_id {
+                Some(j) => ledger.set_payout_job(record.id, j)?,
+                None => warn(
+                    "the provider ordered the payout but its answer carries no JobId: its \
+                     outcome can only be checked in the provider's panel",
+                ),
             }
-            Outcome::Refused(message) => {
-                let (order, message) = settle(ledger, State::Rejected, message)?;
-                return Err(PayoutError::Refused { order, message });
-            }
-            Outcome::Unknown(message) => {
-                let message =
-                    format!("{message}; not repeated, as the provider may have ordered it");
-                let (order, message) = settle(ledger, State::Unknown, message)?;
-                return Err(PayoutError::Unknown { order, message });
-            }
-            Outcome::Retry {
+            let (order, message) = settle(ledger, State::Accepted, message)?;
+            tracing::info!(order = order.id, job_id = ?job_id, "payout ordered");
+            Ok(Triggered {
+                order: *order,
                 message,
-                retry_after,
-            } => {
-                last = message;
-                if n + 1 < opts.retry.max_attempts {
-                    let delay = opts.retry.delay(n, retry_after);
-                    tracing::warn!(order = record.id, error = %last, retry_in = ?delay, "retrying: the provider did not take the order");
-                    tokio::time::sleep(delay).await;
-                }
-            }
+            })
+        }
+        Ok(Answer::Refused(message)) => {
+            let (order, message) = settle(ledger, State::Rejected, message)?;
+            Err(PayoutError::Refused { order, message })
+        }
+        Err(Ended {
+            last,
+            ambiguous: true,
+            ..
+        }) => {
+            let message = format!("{last}; not repeated, as the provider may have ordered it");
+            let (order, message) = settle(ledger, State::Unknown, message)?;
+            Err(PayoutError::Unknown { order, message })
+        }
+        Err(Ended { attempts, last, .. }) => {
+            // Only calls the provider did not take were repeated: nothing
+            // was ordered.
+            let message =
+                format!("{attempts} attempts were not taken by the provider; the last: {last}");
+            let (order, message) = settle(ledger, State::Rejected, message)?;
+            Err(PayoutError::Refused { order, message })
         }
     }
-    // Only calls the provider did not take were repeated: nothing was ordered.
-    let message = format!(
-        "{} attempts were not taken by the provider; the last: {last}",
-        opts.retry.max_attempts
-    );
-    let (order, message) = settle(ledger, State::Rejected, message)?;
-    Err(PayoutError::Refused { order, message })
 }
 
 #[cfg(test)]

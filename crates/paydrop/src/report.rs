@@ -5,7 +5,8 @@
 //! credentials:
 //!
 //! - Craftgate signs every request with the merchant's API key and secret
-//!   key ([`craftgate::sign`]); it takes no Bearer token.
+//!   key ([`crate::transport::auth::craftgate_signature`]); it takes no
+//!   Bearer token.
 //! - Payzee issues a token from a merchant login (e-mail, password, lang),
 //!   on a login host of its own; paydrop logs in, keeps the token for the
 //!   run, and logs in once more when a call answers 401.
@@ -13,7 +14,7 @@
 //! Credentials are [`Secret`](crate::config::Secret)s sent as sensitive
 //! header values (or in the login body): they never reach a log or an
 //! error. 429 and 5xx answers and failed connections are retried with
-//! backoff (`send`), honouring `Retry-After`. The providers' own error
+//! backoff by the shared retry loop (`send`), honouring `Retry-After`. The providers' own error
 //! text (`errorCode` / `errorDescription`) is shown as it comes, card
 //! numbers masked.
 
@@ -28,8 +29,9 @@ use std::io;
 use reqwest::StatusCode;
 
 use crate::mask;
-use crate::transport::RetryPolicy;
-use crate::transport::{describe, read_capped, retry_after};
+use crate::transport::{
+    describe, read_capped, retry_after, Effect, Retry, RetryPolicy, SetupError, Step,
+};
 use json::{JsonError, Value};
 
 pub use breakdown::{Breakdown, Flag, Item};
@@ -68,6 +70,8 @@ pub enum ReportError {
     Io(#[from] io::Error),
     #[error("{0}")]
     Setup(String),
+    #[error(transparent)]
+    Client(#[from] SetupError),
 }
 
 /// A definite answer other than success: its status and text.
@@ -76,42 +80,46 @@ pub(crate) struct Refusal {
     pub text: String,
 }
 
-/// Sends the request `build` makes until it gets a definite answer: a
-/// success (`Ok(Ok)`), or a status other than 429 / 5xx (`Ok(Err)`).
-/// Failed connections and timeouts are retried; other transport errors end
-/// the call.
+/// Sends the request `build` makes through the shared retry loop until it
+/// gets a definite answer: a success (`Ok(Ok)`), or a status other than 429
+/// / 5xx (`Ok(Err)`). Every call here reads (a login, a report), so 429,
+/// 5xx, failed connections and timeouts are retried; other transport errors
+/// end the call.
 pub(crate) async fn send(
     retry: RetryPolicy,
     what: &str,
     build: impl Fn() -> reqwest::RequestBuilder,
 ) -> Result<Result<reqwest::Response, Refusal>, ReportError> {
-    let attempts = retry.max_attempts.max(1);
-    let mut n = 0;
+    let mut calls = Retry::new(retry, Effect::Idempotent, what);
     loop {
-        n += 1;
-        let (last, wait) = match build().send().await {
-            Ok(r) if r.status().is_success() => return Ok(Ok(r)),
+        if calls.next().await.is_none() {
+            let e = calls.ended();
+            return Err(ReportError::GaveUp {
+                attempts: e.attempts,
+                last: e.last,
+            });
+        }
+        let step = match build().send().await {
+            Ok(r) if r.status().is_success() => Step::Done(Ok(r)),
             Ok(r)
                 if r.status() == StatusCode::TOO_MANY_REQUESTS || r.status().is_server_error() =>
             {
-                (
-                    format!("HTTP {}", r.status().as_u16()),
-                    retry_after(r.headers()),
-                )
+                Step::Ambiguous {
+                    why: format!("HTTP {}", r.status().as_u16()),
+                    retry_after: retry_after(r.headers()),
+                }
             }
             Ok(r) => {
                 let status = r.status();
                 let text = read_capped(r).await.unwrap_or_default();
-                return Ok(Err(Refusal { status, text }));
+                Step::Done(Err(Refusal { status, text }))
             }
-            Err(e) if e.is_connect() || e.is_timeout() => (describe(&e), None),
+            Err(e) if e.is_connect() || e.is_timeout() => Step::failed(&e, describe(&e)),
             Err(e) => return Err(ReportError::Setup(describe(&e))),
         };
-        if n >= attempts {
-            return Err(ReportError::GaveUp { attempts, last });
+        if let Some(answer) = calls.judge(step) {
+            return Ok(answer);
         }
-        tracing::warn!(attempt = n, answer = %last, "{what}: retrying");
-        tokio::time::sleep(retry.delay(n - 1, wait)).await;
     }
 }
 

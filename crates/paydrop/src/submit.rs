@@ -38,7 +38,7 @@ use crate::ledger::{
 };
 use crate::pattern::Pattern;
 use crate::sent::PartSource;
-use crate::transport::RetryPolicy;
+use crate::transport::{Effect, Ended, Retry, RetryPolicy, Step};
 use crate::upload::{Answer, BodyMode, Client, PartRequest};
 use crate::validate::{validate_file, Fatal, Hooks, Options, Report, ValidRow};
 
@@ -769,6 +769,8 @@ fn in_flight_elsewhere(
     }
 }
 
+/// Sends one part through the shared retry loop ([`Effect::Once`]: it moves
+/// money), then records how it ended.
 #[allow(clippy::too_many_arguments)]
 async fn send_with_retries(
     // `&mut`: a shared `&Ledger` held across awaits would make the future
@@ -783,118 +785,22 @@ async fn send_with_retries(
     notices: &mut Vec<String>,
 ) -> Result<(), SubmitError> {
     let (part, code) = (sub.part, &request.merchant_unique_code);
-    let policy = opts.retry;
-    let mut last = String::new();
-    let mut attempts = 0;
-    while attempts < policy.max_attempts {
-        attempts += 1;
-        let busy_since =
-            Utc::now() - chrono::TimeDelta::from_std(opts.attempt_timeout).unwrap_or_default();
-        let Some(attempt) =
-            ledger.begin_attempt_if_free(sub.id, busy_since, opts.provider_deduplicates)?
-        else {
-            // Another process got there first (or made it ambiguous).
-            let now = ledger
-                .submission(batch_id, part)?
-                .unwrap_or_else(|| sub.clone());
-            if now.state == State::Accepted {
-                return Ok(());
-            }
-            in_flight_elsewhere(ledger, batch_id, &now, opts)?;
-            return Err(SubmitError::Unknown {
-                batch: batch_id,
-                part,
-                code: code.clone(),
-                attempts: now.attempts,
-                message: now
-                    .message
-                    .unwrap_or_else(|| "an attempt went unanswered".into()),
-            });
+    let what = format!("part {part} ({code})");
+    let mut retry = Retry::new(opts.retry, Effect::Once, &what);
+    // `send_once` never reports a step `Ambiguous`: the loop ends by giving
+    // up, and the ledger says whether an attempt went unanswered.
+    let Ended { attempts, last, .. } = loop {
+        let Some(n) = retry.next().await else {
+            break retry.ended();
         };
-        tracing::info!(part, code = %code, attempt = attempts, "sending");
-        let retry_after = match client.start_direct(request, sent.clone()).await {
-            Answer::Accepted { body, raw } => {
-                let msg = format!("accepted as BulkPaymentId {}", body.bulk_payment_id);
-                ledger.finish_attempt(attempt, AttemptOutcome::Accepted, Some(200), &msg)?;
-                ledger.settle(
-                    sub.id,
-                    State::Accepted,
-                    Some(body.bulk_payment_id),
-                    &msg,
-                    Some(&raw),
-                )?;
-                tracing::info!(part, code = %code, bulk_payment_id = body.bulk_payment_id, "accepted");
-                return Ok(());
-            }
-            Answer::Rejected { status, message } => {
-                ledger.finish_attempt(attempt, AttemptOutcome::Rejected, Some(status), &message)?;
-                return Err(definite_failure(
-                    ledger,
-                    batch_id,
-                    sub,
-                    attempts,
-                    message,
-                    |message| SubmitError::Rejected {
-                        part,
-                        code: code.clone(),
-                        message,
-                    },
-                )?);
-            }
-            Answer::Aborted { message } => {
-                ledger.finish_attempt(attempt, AttemptOutcome::Aborted, None, &message)?;
-                tracing::error!(part, code = %code, error = %message, "upload stopped before its end");
-                return Err(definite_failure(
-                    ledger,
-                    batch_id,
-                    sub,
-                    attempts,
-                    message,
-                    |message| SubmitError::FileChanged {
-                        part,
-                        code: code.clone(),
-                        message,
-                    },
-                )?);
-            }
-            Answer::NeverSent { message } => {
-                ledger.finish_attempt(attempt, AttemptOutcome::NotSent, None, &message)?;
-                last = format!("never reached the provider: {message}");
-                None
-            }
-            Answer::NotProcessed {
-                status,
-                message,
-                retry_after,
-            } => {
-                ledger.finish_attempt(
-                    attempt,
-                    AttemptOutcome::NotProcessed,
-                    Some(status),
-                    &message,
-                )?;
-                last = format!("not processed by the provider: {message}");
-                retry_after
-            }
-            Answer::Ambiguous { status, message } => {
-                ledger.finish_attempt(attempt, AttemptOutcome::Ambiguous, status, &message)?;
-                tracing::warn!(part, code = %code, error = %message, "no definite answer");
-                ledger.settle(sub.id, State::Unknown, None, &message, None)?;
-                // Asks the bulk inquiry (or, with a deduplicating
-                // provider, goes on).
-                if !may_send(ledger, client, batch_id, sub, opts, notices).await? {
-                    return Ok(());
-                }
-                last = message;
-                None
-            }
-        };
-        if attempts < policy.max_attempts {
-            let delay = policy.delay(attempts - 1, retry_after);
-            tracing::warn!(part, code = %code, error = %last, retry_in = ?delay, "retrying");
-            tokio::time::sleep(delay).await;
+        let step = send_once(
+            ledger, client, batch_id, sub, request, opts, sent, notices, n,
+        )
+        .await?;
+        if retry.judge(step).is_some() {
+            return Ok(());
         }
-    }
+    };
     let now = ledger
         .submission(batch_id, part)?
         .unwrap_or_else(|| sub.clone());
@@ -915,6 +821,135 @@ async fn send_with_retries(
         attempts,
         message: last,
     })
+}
+
+/// Attempt `n` of a part: opened in the ledger before the call and closed
+/// after it. `Done` when the part is settled (accepted, or found by the
+/// inquiry); `NotTaken` when it may be sent again: it never reached the
+/// provider, the provider did not process it (429, 503), or after an answer
+/// that was not definite [`may_send`] cleared it (the bulk inquiry says the
+/// provider does not have it, or the provider deduplicates). Never
+/// `Ambiguous`: a part of unknown outcome is held, never sent again blind.
+#[allow(clippy::too_many_arguments)]
+async fn send_once(
+    ledger: &mut Ledger,
+    client: &Client,
+    batch_id: i64,
+    sub: &Submission,
+    request: &PartRequest,
+    opts: &SubmitOptions,
+    sent: &Arc<AtomicU64>,
+    notices: &mut Vec<String>,
+    n: u32,
+) -> Result<Step<()>, SubmitError> {
+    let (part, code) = (sub.part, &request.merchant_unique_code);
+    let busy_since =
+        Utc::now() - chrono::TimeDelta::from_std(opts.attempt_timeout).unwrap_or_default();
+    let Some(attempt) =
+        ledger.begin_attempt_if_free(sub.id, busy_since, opts.provider_deduplicates)?
+    else {
+        // Another process got there first (or made it ambiguous).
+        let now = ledger
+            .submission(batch_id, part)?
+            .unwrap_or_else(|| sub.clone());
+        if now.state == State::Accepted {
+            return Ok(Step::Done(()));
+        }
+        in_flight_elsewhere(ledger, batch_id, &now, opts)?;
+        return Err(SubmitError::Unknown {
+            batch: batch_id,
+            part,
+            code: code.clone(),
+            attempts: now.attempts,
+            message: now
+                .message
+                .unwrap_or_else(|| "an attempt went unanswered".into()),
+        });
+    };
+    tracing::info!(part, code = %code, attempt = n, "sending");
+    match client.start_direct(request, sent.clone()).await {
+        Answer::Accepted { body, raw } => {
+            let msg = format!("accepted as BulkPaymentId {}", body.bulk_payment_id);
+            ledger.finish_attempt(attempt, AttemptOutcome::Accepted, Some(200), &msg)?;
+            ledger.settle(
+                sub.id,
+                State::Accepted,
+                Some(body.bulk_payment_id),
+                &msg,
+                Some(&raw),
+            )?;
+            tracing::info!(part, code = %code, bulk_payment_id = body.bulk_payment_id, "accepted");
+            Ok(Step::Done(()))
+        }
+        Answer::Rejected { status, message } => {
+            ledger.finish_attempt(attempt, AttemptOutcome::Rejected, Some(status), &message)?;
+            Err(definite_failure(
+                ledger,
+                batch_id,
+                sub,
+                n,
+                message,
+                |message| SubmitError::Rejected {
+                    part,
+                    code: code.clone(),
+                    message,
+                },
+            )?)
+        }
+        Answer::Aborted { message } => {
+            ledger.finish_attempt(attempt, AttemptOutcome::Aborted, None, &message)?;
+            tracing::error!(part, code = %code, error = %message, "upload stopped before its end");
+            Err(definite_failure(
+                ledger,
+                batch_id,
+                sub,
+                n,
+                message,
+                |message| SubmitError::FileChanged {
+                    part,
+                    code: code.clone(),
+                    message,
+                },
+            )?)
+        }
+        Answer::NeverSent { message } => {
+            ledger.finish_attempt(attempt, AttemptOutcome::NotSent, None, &message)?;
+            Ok(Step::NotTaken {
+                why: format!("never reached the provider: {message}"),
+                retry_after: None,
+            })
+        }
+        Answer::NotProcessed {
+            status,
+            message,
+            retry_after,
+        } => {
+            ledger.finish_attempt(
+                attempt,
+                AttemptOutcome::NotProcessed,
+                Some(status),
+                &message,
+            )?;
+            Ok(Step::NotTaken {
+                why: format!("not processed by the provider: {message}"),
+                retry_after,
+            })
+        }
+        Answer::Ambiguous { status, message } => {
+            ledger.finish_attempt(attempt, AttemptOutcome::Ambiguous, status, &message)?;
+            tracing::warn!(part, code = %code, error = %message, "no definite answer");
+            ledger.settle(sub.id, State::Unknown, None, &message, None)?;
+            // Asks the bulk inquiry (or, with a deduplicating provider,
+            // goes on).
+            if !may_send(ledger, client, batch_id, sub, opts, notices).await? {
+                return Ok(Step::Done(()));
+            }
+            Ok(Step::NotTaken {
+                why: message,
+                retry_after: None,
+            })
+        }
+    }
 }
 
 /// Records a definite failure of a part (a refusal, an upload stopped by
@@ -967,18 +1002,5 @@ mod tests {
         assert!(late_window_notice(fine).is_none());
         let evening = Utc.with_ymd_and_hms(2026, 11, 25, 19, 59, 0).unwrap(); // 22:59
         assert!(late_window_notice(evening).is_none());
-    }
-
-    #[test]
-    fn backoff_grows_caps_and_honours_retry_after() {
-        let p = RetryPolicy {
-            max_attempts: 5,
-            base: Duration::from_millis(100),
-            max: Duration::from_secs(1),
-        };
-        assert!(p.delay(0, None) <= Duration::from_millis(100));
-        assert!(p.delay(10, None) <= Duration::from_secs(1));
-        assert!(p.delay(10, None) >= Duration::from_millis(500));
-        assert!(p.delay(0, Some(Duration::from_secs(3))) >= Duration::from_secs(3));
     }
 }

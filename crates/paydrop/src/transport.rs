@@ -1,15 +1,21 @@
 //! HTTP plumbing shared by every provider client: the base address checked
-//! before anything is sent, the client with the configured timeouts, the
-//! retry policy, whether a failed call can have reached the provider,
-//! `Retry-After`, capped answer bodies and transport errors described
-//! without secrets. Each client keeps only how it reads its provider's
-//! answers.
+//! before anything is sent, the one client builder with the configured
+//! timeouts, authentication ([`auth`]), the retry loop (`retry`), whether
+//! a failed call can have reached the provider, `Retry-After`, capped answer
+//! bodies and transport errors described without secrets. Each client keeps
+//! only how it classifies its provider's answers.
+
+pub mod auth;
+mod retry;
 
 use std::time::Duration;
 
 use futures::StreamExt;
-use rand::Rng;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
+
+pub(crate) use auth::Auth;
+pub use retry::RetryPolicy;
+pub(crate) use retry::{Effect, Ended, Retry, Step};
 
 /// The most of an answer body kept: answers are small JSON envelopes.
 const MAX_ANSWER: usize = 1 << 20;
@@ -79,22 +85,61 @@ pub fn base_url(what: &'static str, url: &str) -> Result<String, BadBaseUrl> {
     Ok(trimmed.to_string())
 }
 
-/// Exponential backoff with full jitter.
-#[derive(Clone, Copy, Debug)]
-pub struct RetryPolicy {
-    pub max_attempts: u32,
-    pub base: Duration,
-    pub max: Duration,
+/// How long a call may take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Making the connection (TCP and TLS).
+    pub connect: Duration,
+    /// The longest silence while the answer comes: a huge report or export
+    /// streams for long, a stalled one does not.
+    pub read: Duration,
+    /// The whole call, when it has a bound (an upload); `None` for answers
+    /// streamed for as long as they take.
+    pub total: Option<Duration>,
 }
 
-impl RetryPolicy {
-    /// Delay before attempt `n + 1` after `n` failed attempts; a Retry-After
-    /// from the provider is honoured as a minimum.
-    pub fn delay(&self, n: u32, retry_after: Option<Duration>) -> Duration {
-        let exp = self.base.saturating_mul(1u32 << n.min(16)).min(self.max);
-        let jittered = exp.mul_f64(rand::thread_rng().gen_range(0.5..=1.0));
-        retry_after.map_or(jittered, |r| r.max(jittered))
+impl Timeouts {
+    /// A call bounded as a whole by `total` (an upload of a part).
+    pub fn bounded(total: Duration, connect: Duration) -> Timeouts {
+        Timeouts {
+            connect,
+            read: total,
+            total: Some(total),
+        }
     }
+
+    /// A call whose answer streams as long as it takes, as long as no
+    /// silence lasts `read` (a report, an export).
+    pub fn streamed(read: Duration, connect: Duration) -> Timeouts {
+        Timeouts {
+            connect,
+            read,
+            total: None,
+        }
+    }
+}
+
+/// Why a client cannot be set up; nothing was sent.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    BaseUrl(#[from] BadBaseUrl),
+    #[error("the HTTP client cannot be set up: {0}")]
+    Client(String),
+}
+
+/// The HTTP client of every provider client: one builder, the timeouts
+/// from the config.
+pub(crate) fn client(t: Timeouts) -> Result<reqwest::Client, SetupError> {
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(t.connect)
+        .read_timeout(t.read);
+    if let Some(total) = t.total {
+        builder = builder.timeout(total);
+    }
+    builder
+        .build()
+        .map_err(|e| SetupError::Client(describe(&e)))
 }
 
 /// Whether a failed call cannot have reached the provider: no connection

@@ -32,7 +32,9 @@ use crate::compress::{compress_stream, Codec, Compression};
 use crate::config::Secret;
 use crate::pattern::FILE_FORMAT_TXT;
 use crate::sent::{part_stream, PartSource};
-use crate::transport::{describe, never_sent, read_capped, retry_after};
+use crate::transport::{
+    self, describe, never_sent, read_capped, retry_after, Auth, SetupError, Timeouts,
+};
 
 /// The SDK's `MerchantUniqueCodeAlreadyExist` (docs/providers/paywall.md
 /// §6.6, §8.2): on a resend it means the first attempt may have arrived.
@@ -61,7 +63,7 @@ pub enum BodyMode {
 pub struct Client {
     http: reqwest::Client,
     base: String,
-    credentials: Credentials,
+    auth: Auth,
 }
 
 /// One part of a validated file, ready to send.
@@ -133,38 +135,30 @@ pub enum Answer {
 }
 
 impl Client {
-    /// A client for `base` (e.g. `http://127.0.0.1:8080`).
+    /// A client for `base` (e.g. `http://127.0.0.1:8080`); a call may take
+    /// `timeout` as a whole.
     pub fn new(
         base: &str,
         credentials: Credentials,
         timeout: Duration,
         connect_timeout: Duration,
-    ) -> anyhow::Result<Client> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(connect_timeout)
-            .build()?;
+    ) -> Result<Client, SetupError> {
         Ok(Client {
-            http,
-            base: crate::transport::base_url("the provider address", base)?,
-            credentials,
+            auth: Auth::Keys(vec![
+                (HEADER_API_KEY, credentials.api_key),
+                (HEADER_API_CLIENT, credentials.api_client),
+            ]),
+            http: transport::client(Timeouts::bounded(timeout, connect_timeout))?,
+            base: transport::base_url("the provider address", base)?,
         })
     }
 
-    fn auth_headers(&self) -> anyhow::Result<HeaderMap> {
-        let mut h = HeaderMap::new();
-        for (name, secret) in [
-            (HEADER_API_KEY, &self.credentials.api_key),
-            (HEADER_API_CLIENT, &self.credentials.api_client),
-        ] {
-            let mut v = HeaderValue::from_str(secret.expose()).map_err(|_| {
-                anyhow::anyhow!("{name} contains characters not allowed in a header")
-            })?;
-            // Keeps the value out of reqwest's and hyper's debug output.
-            v.set_sensitive(true);
-            h.insert(name, v);
-        }
-        Ok(h)
+    /// The credential headers of a call to `url`.
+    fn auth_headers(&self, url: &str) -> Result<HeaderMap, NoReply> {
+        self.auth.headers(url).map_err(|e| NoReply {
+            message: e.to_string(),
+            maybe_received: false,
+        })
     }
 
     /// One POST of `body` as JSON to `path` with the credential headers.
@@ -196,11 +190,8 @@ impl Client {
         build: impl FnOnce(&reqwest::Client, &str) -> reqwest::RequestBuilder,
         path: &str,
     ) -> Result<JsonReply, NoReply> {
-        let headers = self.auth_headers().map_err(|e| NoReply {
-            message: e.to_string(),
-            maybe_received: false,
-        })?;
         let url = format!("{}{path}", self.base);
+        let headers = self.auth_headers(&url)?;
         json_reply(build(&self.http, &url).headers(headers)).await
     }
 
@@ -211,10 +202,8 @@ impl Client {
         headers: &[(&'static str, &str)],
         query: &[(&str, &str)],
     ) -> Result<JsonReply, NoReply> {
-        let mut all = self.auth_headers().map_err(|e| NoReply {
-            message: e.to_string(),
-            maybe_received: false,
-        })?;
+        let url = format!("{}{path}", self.base);
+        let mut all = self.auth_headers(&url)?;
         for (name, value) in headers {
             let value = HeaderValue::from_str(value).map_err(|_| NoReply {
                 message: format!("{name} '{value}' is not allowed in a header"),
@@ -222,19 +211,17 @@ impl Client {
             })?;
             all.insert(HeaderName::from_static(name), value);
         }
-        let url = format!("{}{path}", self.base);
         json_reply(self.http.get(&url).headers(all).query(query)).await
     }
 
     /// One attempt to submit `part`. `sent` counts the bytes of rows read
     /// into the request (for progress).
     pub async fn start_direct(&self, part: &PartRequest, sent: Arc<AtomicU64>) -> Answer {
-        let headers = match self.auth_headers() {
+        let url = format!("{}{STARTDIRECT_PATH}", self.base);
+        let headers = match self.auth_headers(&url) {
             Ok(h) => h,
             Err(e) => {
-                return Answer::NeverSent {
-                    message: e.to_string(),
-                }
+                return Answer::NeverSent { message: e.message };
             }
         };
         let (rows, verdict) = part_stream(part.source.clone());
@@ -245,7 +232,6 @@ impl Client {
         for (name, value) in part.text_fields() {
             form = form.text(name, value);
         }
-        let url = format!("{}{STARTDIRECT_PATH}", self.base);
         let name = header_file_name(&part.file_name);
         let codec = part.compression.codec;
         let request = match (part.mode, codec) {

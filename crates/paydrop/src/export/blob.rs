@@ -20,8 +20,7 @@ use reqwest::{StatusCode, Url};
 use tokio::io::AsyncRead;
 use tokio_util::io::StreamReader;
 
-use crate::transport::RetryPolicy;
-use crate::transport::{describe, retry_after};
+use crate::transport::{describe, retry_after, Effect, Retry, RetryPolicy, Step};
 
 /// Resumes in a row without a byte of progress before giving up.
 const MAX_STALLED_RESUMES: u32 = 5;
@@ -83,15 +82,22 @@ pub async fn open(
         url: shown.clone(),
         reason,
     };
-    let mut attempt = 0;
+    let what = format!("the download of {shown}");
+    let mut calls = Retry::new(retry, Effect::Idempotent, &what);
     let response = loop {
-        let sent = http.get(url.clone()).send().await;
-        let (reason, wait) = match sent {
-            Ok(r) if r.status() == StatusCode::OK => break r,
+        if calls.next().await.is_none() {
+            let e = calls.ended();
+            return Err(fetch_error(format!("{} ({} attempts)", e.last, e.attempts)));
+        }
+        let step = match http.get(url.clone()).send().await {
+            Ok(r) if r.status() == StatusCode::OK => Step::Done(r),
             Ok(r)
                 if r.status() == StatusCode::TOO_MANY_REQUESTS || r.status().is_server_error() =>
             {
-                (r.status().to_string(), retry_after(r.headers()))
+                Step::Ambiguous {
+                    why: r.status().to_string(),
+                    retry_after: retry_after(r.headers()),
+                }
             }
             Ok(r) if matches!(r.status().as_u16(), 401 | 403 | 404) => {
                 return Err(fetch_error(format!(
@@ -100,14 +106,14 @@ pub async fn open(
                 )))
             }
             Ok(r) => return Err(fetch_error(format!("unexpected answer {}", r.status()))),
-            Err(e) => (describe(&e.without_url()), None),
+            Err(e) => {
+                let e = e.without_url();
+                Step::failed(&e, describe(&e))
+            }
         };
-        attempt += 1;
-        if attempt >= retry.max_attempts {
-            return Err(fetch_error(format!("{reason} ({attempt} attempts)")));
+        if let Some(r) = calls.judge(step) {
+            break r;
         }
-        tracing::warn!(url = %shown, error = %reason, "retrying the export download");
-        tokio::time::sleep(retry.delay(attempt - 1, wait)).await;
     };
     let headers = response.headers();
     let gzip_encoded = header(headers, CONTENT_ENCODING)
@@ -250,15 +256,18 @@ impl Resumable {
             received: me.received,
             reason: format!("{reason}; then {why}"),
         };
-        loop {
-            if self.stalled >= MAX_STALLED_RESUMES {
-                return Err(failed(
-                    self,
-                    format!("{} resumes without progress", self.stalled),
-                ));
-            }
-            tokio::time::sleep(self.retry.delay(self.stalled, None)).await;
-            self.stalled += 1;
+        // The break counts as the first failed attempt: at most
+        // MAX_STALLED_RESUMES resumes in a row follow it without a byte of
+        // progress, however many the retry policy allows a call.
+        let policy = RetryPolicy {
+            max_attempts: MAX_STALLED_RESUMES + 1,
+            ..self.retry
+        };
+        let what = format!("the resumed download of {}", self.shown);
+        let mut calls =
+            Retry::new(policy, Effect::Idempotent, &what).after_failures(self.stalled + 1);
+        while let Some(n) = calls.next().await {
+            self.stalled = n - 1;
             tracing::warn!(url = %self.shown, at = self.received, error = %reason, "resuming the export download");
             let mut request = self
                 .http
@@ -270,7 +279,8 @@ impl Resumable {
             let response = match request.send().await {
                 Ok(r) => r,
                 Err(e) => {
-                    tracing::warn!(error = %describe(&e.without_url()), "resume attempt failed");
+                    let e = e.without_url();
+                    calls.judge(Step::<()>::failed(&e, describe(&e)));
                     continue;
                 }
             };
@@ -282,7 +292,13 @@ impl Resumable {
                         "the server sent the whole file again (it changed meanwhile)".into(),
                     ))
                 }
-                s if s == StatusCode::TOO_MANY_REQUESTS || s.is_server_error() => continue,
+                s if s == StatusCode::TOO_MANY_REQUESTS || s.is_server_error() => {
+                    calls.judge(Step::<()>::Ambiguous {
+                        why: format!("the server answered {s}"),
+                        retry_after: retry_after(response.headers()),
+                    });
+                    continue;
+                }
                 s => return Err(failed(self, format!("the server answered {s}"))),
             }
             let start =
@@ -300,6 +316,10 @@ impl Resumable {
             self.body = response.bytes_stream().boxed();
             return Ok(());
         }
+        Err(failed(
+            self,
+            format!("{} resumes without progress", self.stalled),
+        ))
     }
 }
 

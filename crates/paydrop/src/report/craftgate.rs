@@ -1,29 +1,19 @@
-//! Craftgate's request signing and the breakdown call,
-//! `GET {base}/payment-reporting/v1/payments/{id}/transactions`.
-//!
-//! Every Craftgate client library signs the same way
-//! (craftgate-php-client `src/Util/Signature.php`, craftgate-python-client
-//! `craftgate/utils/hash_generator.py`, craftgate-java-client
-//! `HashGenerator.java`; `docs/providers/receiving.md` §2.1): headers
-//! `x-api-key`, `x-rnd-key` (fresh per request), `x-auth-version: v1` and
-//! `x-signature` = base64(sha256(url + apiKey + secretKey + rnd + body)),
-//! where `url` is the base URL and the path with its query, percent-decoded,
-//! and `body` the exact JSON sent (empty for a GET). The breakdown's path
-//! holds only digits, so every client's URL normalisation agrees on it.
+//! Craftgate's breakdown call,
+//! `GET {base}/payment-reporting/v1/payments/{id}/transactions`, signed as
+//! every Craftgate client library signs
+//! ([`crate::transport::auth::craftgate_signature`]: the base URL and the
+//! path with its query, percent-decoded, and the body, empty for a GET). The
+//! breakdown's path holds only digits, so every client's URL normalisation
+//! agrees on it.
 
-use std::time::Duration;
-
-use base64::Engine;
 use futures::TryStreamExt;
-use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
-use sha2::{Digest, Sha256};
 
 use super::{provider_message, send, Breakdown, ReportError};
 use crate::config::{Secret, ENV_CRAFTGATE_API_KEY, ENV_CRAFTGATE_SECRET_KEY};
 use crate::report::json::JsonError;
-use crate::transport::describe;
-use crate::transport::RetryPolicy;
+use crate::transport::{self, describe, Auth, RetryPolicy, SetupError, Timeouts};
 
 /// Largest breakdown answer (one payment's items).
 const MAX_BREAKDOWN_BYTES: usize = 16 << 20;
@@ -33,32 +23,12 @@ pub fn transactions_path(payment_id: u64) -> String {
     format!("/payment-reporting/v1/payments/{payment_id}/transactions")
 }
 
-/// Craftgate's `x-signature` of a request to `url` (already
-/// percent-decoded) with `body` (empty for GET).
-///
-/// ```
-/// // craftgate-php-client unit-tests/Craftgate/Tests/Util/SignatureTest.php
-/// use paydrop::report::craftgate::sign;
-/// assert_eq!(
-///     sign("http://localhost:8000/installment/v1/installments", "api-key", "secret-key", "1234", ""),
-///     "uK7LkWOEzVH+Px/YOiMuSXvPkHLR4KoA7PuykXcYovQ="
-/// );
-/// ```
-pub fn sign(url: &str, api_key: &str, secret_key: &str, rnd: &str, body: &str) -> String {
-    let mut h = Sha256::new();
-    for part in [url, api_key, secret_key, rnd, body] {
-        h.update(part.as_bytes());
-    }
-    base64::engine::general_purpose::STANDARD.encode(h.finalize())
-}
-
 /// A client of Craftgate's payment reporting.
 #[derive(Clone)]
 pub struct CraftgateClient {
     http: reqwest::Client,
     base: String,
-    api_key: Secret,
-    secret_key: Secret,
+    auth: Auth,
     retry: RetryPolicy,
 }
 
@@ -68,48 +38,27 @@ impl CraftgateClient {
         api_key: Secret,
         secret_key: Secret,
         retry: RetryPolicy,
+        timeouts: Timeouts,
     ) -> Result<Self, ReportError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(120))
-            .build()
-            .map_err(|e| ReportError::Setup(describe(&e)))?;
         Ok(CraftgateClient {
-            http,
-            base: crate::transport::base_url("the breakdown address", base)
-                .map_err(|e| ReportError::Setup(e.to_string()))?,
-            api_key,
-            secret_key,
+            auth: Auth::CraftgateSigned {
+                api_key,
+                secret_key,
+            },
+            http: transport::client(timeouts)?,
+            base: transport::base_url("the breakdown address", base).map_err(SetupError::from)?,
             retry,
         })
     }
 
     /// The signed headers of a GET of `url`.
     fn headers(&self, url: &str) -> Result<HeaderMap, ReportError> {
-        let rnd = uuid::Uuid::new_v4().to_string();
-        let signature = sign(
-            url,
-            self.api_key.expose(),
-            self.secret_key.expose(),
-            &rnd,
-            "",
-        );
-        let bad = |what: &str| {
+        self.auth.headers(url).map_err(|_| {
             ReportError::Setup(format!(
-                "the Craftgate {what} has characters not allowed in a header: check \
-                 {ENV_CRAFTGATE_API_KEY} / {ENV_CRAFTGATE_SECRET_KEY} or [breakdown]"
+                "the Craftgate API key has characters not allowed in a header: check \
+                 {ENV_CRAFTGATE_API_KEY} or [breakdown] api_key"
             ))
-        };
-        let mut h = HeaderMap::new();
-        let mut key = HeaderValue::from_str(self.api_key.expose()).map_err(|_| bad("API key"))?;
-        key.set_sensitive(true);
-        h.insert("x-api-key", key);
-        h.insert("x-rnd-key", HeaderValue::from_str(&rnd).expect("a UUID"));
-        h.insert("x-auth-version", HeaderValue::from_static("v1"));
-        let mut sig = HeaderValue::from_str(&signature).expect("base64");
-        sig.set_sensitive(true);
-        h.insert("x-signature", sig);
-        Ok(h)
+        })
     }
 
     /// The breakdown of one payment.
@@ -161,62 +110,5 @@ impl CraftgateClient {
             body.extend_from_slice(&chunk);
         }
         Breakdown::parse(payment_id, &body[..])
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_published_test_vectors_hold() {
-        // craftgate-php-client unit-tests/Craftgate/Tests/Util/SignatureTest.php
-        let base = "http://localhost:8000";
-        let s = |path: &str, body: &str| {
-            sign(
-                &format!("{base}{path}"),
-                "api-key",
-                "secret-key",
-                "1234",
-                body,
-            )
-        };
-        assert_eq!(
-            s("/installment/v1/installments", ""),
-            "uK7LkWOEzVH+Px/YOiMuSXvPkHLR4KoA7PuykXcYovQ="
-        );
-        assert_eq!(
-            s(
-                "/payment/v1/cards",
-                r#"{"cardUserKey":"de050909-39a9-473c-a81a-f186dd55cfef"}"#
-            ),
-            "kQm62AfjXCw6rS6QBCLXta9tV1GqD/SXsAlYP+cEhG8="
-        );
-        // Signed decoded: /onboarding/v1/members?name=Zeytinya%C4%9F%C4%B1%20%C3%9Cretim
-        assert_eq!(
-            s("/onboarding/v1/members?name=Zeytinyağı Üretim", ""),
-            "vxYA+5LH3F4m8tHQA2LpVBwzVgCqGRHue4XAgcVjjYQ="
-        );
-        // craftgate-java-client HashGeneratorTest.java, no body (the stored
-        // copy of the test writes the expected value in capitals).
-        let java = sign(
-            "http://api.craftgate.io/onboarding/v1/buyers",
-            "api-key",
-            "secret-key",
-            "rand-2010",
-            "",
-        );
-        assert!(java.eq_ignore_ascii_case("IBHUJ+OEQOI9WP6AJMXWKNYH2/BIZ568Q3SPMF6X8PA="));
-        // docs/providers/receiving.md §2.1, own vector.
-        assert_eq!(
-            sign(
-                "https://sandbox-api.craftgate.io/payment-reporting/v1/payments/4242/transactions",
-                "demo-api-key",
-                "demo-secret-key",
-                "rnd-0001",
-                ""
-            ),
-            "FaQ9lye99xfPZ0cOEiAEnPtp+uCzcWa5HPGHv7uYARo="
-        );
     }
 }

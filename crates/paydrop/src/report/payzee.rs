@@ -20,19 +20,16 @@
 
 use std::io::{self, Write};
 use std::sync::Mutex;
-use std::time::Duration;
 
 use chrono::NaiveDate;
 use futures::TryStreamExt;
-use reqwest::header::{HeaderValue, AUTHORIZATION};
 use reqwest::StatusCode;
 
 use super::json::{self, Value};
 use super::payments::{write_payments, Format, PaymentSummary};
 use super::{provider_message, send, text, ReportError};
 use crate::config::{Secret, ENV_REPORT_EMAIL, ENV_REPORT_PASSWORD};
-use crate::transport::RetryPolicy;
-use crate::transport::{describe, read_capped};
+use crate::transport::{self, describe, read_capped, Auth, RetryPolicy, SetupError, Timeouts};
 
 /// Path of the merchant login.
 pub const LOGIN_PATH: &str = "/api/ppg/Securities/authenticationMerchant";
@@ -139,19 +136,14 @@ impl PayzeeClient {
         auth_base: &str,
         login: Login,
         retry: RetryPolicy,
+        timeouts: Timeouts,
     ) -> Result<Self, ReportError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            // A huge report streams for long; a stalled one does not.
-            .read_timeout(Duration::from_secs(120))
-            .build()
-            .map_err(|e| ReportError::Setup(describe(&e)))?;
         Ok(PayzeeClient {
-            http,
-            base: crate::transport::base_url("the payment report address", base)
-                .map_err(|e| ReportError::Setup(e.to_string()))?,
-            auth_base: crate::transport::base_url("the report login address", auth_base)
-                .map_err(|e| ReportError::Setup(e.to_string()))?,
+            http: transport::client(timeouts)?,
+            base: transport::base_url("the payment report address", base)
+                .map_err(SetupError::from)?,
+            auth_base: transport::base_url("the report login address", auth_base)
+                .map_err(SetupError::from)?,
             login,
             retry,
             token: Mutex::new(None),
@@ -239,15 +231,11 @@ impl PayzeeClient {
         let body = query.body();
         let mut relogged = false;
         let response = loop {
-            let token = self.token().await?;
-            let mut bearer = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+            let bearer = Auth::Bearer(self.token().await?)
+                .headers(&url)
                 .map_err(|_| ReportError::Setup("the report token is not a valid header".into()))?;
-            bearer.set_sensitive(true);
             let answer = send(self.retry, "the payment report", || {
-                self.http
-                    .post(&url)
-                    .header(AUTHORIZATION, bearer.clone())
-                    .json(&body)
+                self.http.post(&url).headers(bearer.clone()).json(&body)
             })
             .await?;
             match answer {
