@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
 use paydrop::config::{Config, InboxConfig, Secret};
-use paydrop::generate::{generate, GenOptions};
+use paydrop_generate::{generate, GenOptions};
 use paydrop::pattern::Registry;
 use paydrop::upload::{Client, Credentials};
 use paydrop::watch::{self, WatchHooks, DONE, FAILED};

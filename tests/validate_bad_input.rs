@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 use common::*;
 use paydrop::currency::Currency;
-use paydrop::generate::GenOptions;
+use paydrop_generate::GenOptions;
 use paydrop::pattern::Pattern;
 use paydrop::read::InputError;
 use paydrop::validate::{validate_file, ErrorKind, Fatal, Hooks, Options};

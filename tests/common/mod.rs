@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use chrono::NaiveDate;
-use paydrop::generate::{generate, GenOptions, Generated};
+use paydrop_generate::{generate, GenOptions, Generated};
 use paydrop::pattern::{Pattern, Registry};
 use paydrop::validate::{validate_reader, ErrorKind, Fatal, Hooks, Options, Report, RowError};
 use tempfile::NamedTempFile;
