@@ -26,13 +26,15 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use futures::StreamExt;
 use paydrop::compress::{compress_reader, Codec, Compression};
 use paydrop::currency::Currency;
-use paydrop_generate::{generate, GenOptions};
-use paydrop::ledger::{BatchInfo, Claim, Ledger, LedgerError, NewBatch, NewSubmission, SentRow, State};
+use paydrop::ledger::{
+    BatchInfo, Claim, Ledger, LedgerError, NewBatch, NewSubmission, SentRow, State,
+};
 use paydrop::pattern::Registry;
 use paydrop::submit::{submit_file, SubmitOptions};
 use paydrop::transport::RetryPolicy;
 use paydrop::upload::{BodyMode, Client, Credentials};
 use paydrop::validate::{validate_file, Hooks, Options};
+use paydrop_generate::{generate, GenOptions};
 use paydrop_sandbox::SandboxConfig;
 
 fn as_of() -> NaiveDate {

@@ -22,7 +22,6 @@ use paydrop::config::{
 };
 use paydrop::currency::Currency;
 use paydrop::export;
-use paydrop_generate::{generate, GenOptions};
 use paydrop::ledger::{Batch, Ledger, Resolution, State};
 use paydrop::pattern::{Pattern, Registry};
 use paydrop::payout;
@@ -32,6 +31,7 @@ use paydrop::upload::{BodyMode, Client, Credentials};
 use paydrop::validate::{validate_file, Fatal, Hooks, Options, Report, RowError};
 use paydrop::watch::{self, WatchHooks};
 use paydrop::{mask, names};
+use paydrop_generate::{generate, GenOptions};
 
 mod reports;
 

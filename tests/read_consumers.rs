@@ -43,14 +43,24 @@ fn cases(pattern: &Pattern) -> Vec<Case> {
         header,
     };
     vec![
-        case("LF, header", format!("{h}\n{r1}\n{r2}\n{r3}\n"), [2, 3, 4], true),
+        case(
+            "LF, header",
+            format!("{h}\n{r1}\n{r2}\n{r3}\n"),
+            [2, 3, 4],
+            true,
+        ),
         case(
             "CRLF, header, blank lines",
             format!("{h}\r\n\r\n{r1}\r\n{r2}\r\n\r\n{r3}\r\n"),
             [3, 4, 6],
             true,
         ),
-        case("CR only, no final newline", format!("{r1}\r{r2}\r{r3}"), [1, 2, 3], false),
+        case(
+            "CR only, no final newline",
+            format!("{r1}\r{r2}\r{r3}"),
+            [1, 2, 3],
+            false,
+        ),
         case(
             "CR only, header, blank line",
             format!("{h}\r\r{r1}\r{r2}\r{r3}\r"),
@@ -63,7 +73,12 @@ fn cases(pattern: &Pattern) -> Vec<Case> {
             [2, 3, 4],
             true,
         ),
-        case("BOM, no header", format!("\u{feff}{r1}\n{r2}\n{r3}\n"), [1, 2, 3], false),
+        case(
+            "BOM, no header",
+            format!("\u{feff}{r1}\n{r2}\n{r3}\n"),
+            [1, 2, 3],
+            false,
+        ),
         case(
             "blank lines before, between and after",
             format!("\n{r1}\n\n\n{r2}\n{r3}\n\n"),

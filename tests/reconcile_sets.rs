@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use paydrop::currency::Currency;
-use paydrop::ledger::{BatchInfo, Ledger, LedgerError, NewBatch, NewSubmission, ResultPage, SentRow, State};
+use paydrop::ledger::{
+    BatchInfo, Ledger, LedgerError, NewBatch, NewSubmission, ResultPage, SentRow, State,
+};
 use paydrop::pattern::Registry;
 use paydrop::reconcile::{
     reconcile, Against, Key, Options, Sent, Summary, DEFAULT_MEMORY, FAILED_CSV, MATCHED_CSV,

@@ -7,9 +7,9 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::*;
-use paydrop_generate::{GenOptions, Generated};
 use paydrop::pattern::Pattern;
 use paydrop::validate::{validate_file, ErrorKind, Hooks, Report};
+use paydrop_generate::{GenOptions, Generated};
 
 fn planted_set(g: &Generated) -> BTreeSet<(u64, ErrorKind)> {
     g.planted.iter().map(|p| (p.line, p.kind)).collect()

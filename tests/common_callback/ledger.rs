@@ -6,7 +6,9 @@
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use paydrop::ledger::{Batch, BatchInfo, Ledger, LedgerError, NewBatch, NewSubmission, SentRow, State};
+use paydrop::ledger::{
+    Batch, BatchInfo, Ledger, LedgerError, NewBatch, NewSubmission, SentRow, State,
+};
 use rust_decimal::Decimal;
 
 /// How the seeded file's rows look: row `n`'s text (no newline), and its

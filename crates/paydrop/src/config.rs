@@ -500,7 +500,9 @@ pub enum ConfigError {
         line: usize,
         message: String,
     },
-    #[error("config file {0} does not exist: pass an existing file, or none to use ./paydrop.toml")]
+    #[error(
+        "config file {0} does not exist: pass an existing file, or none to use ./paydrop.toml"
+    )]
     Missing(String),
     #[error(
         "the provider's CurrencyId for {0} is not known: its pages document only TRY (1). Ask \

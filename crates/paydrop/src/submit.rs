@@ -31,8 +31,8 @@ use chrono::{DateTime, Timelike, Utc};
 use crate::compress::Compression;
 use crate::inquiry::Inquiry;
 use crate::ledger::{
-    AttemptOutcome, Batch, BatchInfo, Claim, Ledger, LedgerError, NewBatch, NewSubmission, Resolution,
-    SentBefore, SentRow, State, Submission,
+    AttemptOutcome, Batch, BatchInfo, Claim, Ledger, LedgerError, NewBatch, NewSubmission,
+    Resolution, SentBefore, SentRow, State, Submission,
 };
 use crate::pattern::Pattern;
 use crate::sent::PartSource;

@@ -30,7 +30,6 @@ use crate::currency::Currency;
 use crate::ledger::{Batch, Ledger};
 use crate::pattern::{Pattern, Registry};
 use crate::submit::{submit_file, SubmitError, SubmitOptions, Submitted};
-use crate::transport::RetryPolicy;
 use crate::upload::{BodyMode, Client};
 use crate::validate::{Fatal, Report};
 use crate::{mask, names};

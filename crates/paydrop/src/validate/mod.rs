@@ -1293,10 +1293,6 @@ fn utf8_chars(f: &[u8]) -> usize {
     f.iter().filter(|&&b| (b as i8) >= -0x40).count()
 }
 
-fn trim(f: &[u8]) -> &[u8] {
-    f.trim_ascii()
-}
-
 /// Index of the field that contains byte `pos` of the record's data.
 fn field_at(rec: &ByteRecord, pos: usize) -> usize {
     let mut offset = 0;
