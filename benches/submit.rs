@@ -26,13 +26,15 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use futures::StreamExt;
 use paydrop::compress::{compress_reader, Codec, Compression};
 use paydrop::currency::Currency;
-use paydrop::generate::{generate, GenOptions};
-use paydrop::ledger::{Claim, Ledger, LedgerError, NewBatch, NewSubmission, SentRow, State};
+use paydrop::ledger::{
+    BatchInfo, Claim, Ledger, LedgerError, NewBatch, NewSubmission, SentRow, State,
+};
 use paydrop::pattern::Registry;
 use paydrop::submit::{submit_file, SubmitOptions};
 use paydrop::transport::RetryPolicy;
 use paydrop::upload::{BodyMode, Client, Credentials};
 use paydrop::validate::{validate_file, Hooks, Options};
+use paydrop_generate::{generate, GenOptions};
 use paydrop_sandbox::SandboxConfig;
 
 fn as_of() -> NaiveDate {
@@ -141,14 +143,18 @@ fn submission(c: &mut Criterion) {
     let currency = Currency::lookup("TRY").expect("TRY");
     let compression = Compression::new(Codec::Gzip, None).expect("default level");
     let opts = SubmitOptions {
-        currency,
+        validate: Options {
+            currency,
+            split_rows: 150_000,
+            as_of: as_of(),
+            ..Options::default()
+        },
         currency_id: paydrop::api::TRY_CURRENCY_ID,
         installment: 1,
         half_2d: false,
         callback_address: None,
         compression,
         mode: BodyMode::FilePart,
-        split_rows: 150_000,
         // Every iteration sends the same content again, as a new batch.
         force: true,
         retry: RetryPolicy {
@@ -160,8 +166,6 @@ fn submission(c: &mut Criterion) {
         inquiry_grace: Duration::from_secs(600),
         attempt_timeout: Duration::from_secs(120),
         now: chrono::Utc::now(),
-        as_of: as_of(),
-        limits: Default::default(),
     };
     let vopts = Options {
         as_of: as_of(),
@@ -232,17 +236,14 @@ fn claim_rows(prefix: &str, rows: u64) -> (NewBatch, Vec<SentRow>) {
         })
         .collect();
     let batch = NewBatch {
-        sha256: format!("{prefix}-content"),
-        file: format!("{prefix}.csv"),
-        pattern: 1,
-        currency: "TRY".into(),
-        currency_id: 1,
-        installment: 1,
-        half_2d: false,
-        compression: "gzip level 1".into(),
-        rows,
-        amount: rust_decimal::Decimal::ONE,
-        generation: 0,
+        info: BatchInfo {
+            sha256: format!("{prefix}-content"),
+            file: format!("{prefix}.csv"),
+            compression: "gzip level 1".into(),
+            rows,
+            amount: rust_decimal::Decimal::ONE,
+            ..BatchInfo::default()
+        },
         parts: vec![NewSubmission {
             part: 1,
             first_row: 1,

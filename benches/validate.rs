@@ -21,9 +21,9 @@ use std::time::{Duration, Instant};
 use chrono::NaiveDate;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use futures::StreamExt;
-use paydrop::generate::{generate, GenOptions};
 use paydrop::pattern::Registry;
 use paydrop::validate::{validate_reader, Hooks, Options};
+use paydrop_generate::{generate, GenOptions};
 
 const ROWS: u64 = 1_000_000;
 

@@ -22,7 +22,6 @@ use paydrop::config::{
 };
 use paydrop::currency::Currency;
 use paydrop::export;
-use paydrop::generate::{generate, GenOptions};
 use paydrop::ledger::{Batch, Ledger, Resolution, State};
 use paydrop::pattern::{Pattern, Registry};
 use paydrop::payout;
@@ -32,6 +31,7 @@ use paydrop::upload::{BodyMode, Client, Credentials};
 use paydrop::validate::{validate_file, Fatal, Hooks, Options, Report, RowError};
 use paydrop::watch::{self, WatchHooks};
 use paydrop::{mask, names};
+use paydrop_generate::{generate, GenOptions};
 
 mod reports;
 
@@ -304,6 +304,10 @@ struct SubmitArgs {
     /// Rows per submission [default: [submit] split_rows, else 150000].
     #[arg(long)]
     split_rows: Option<u64>,
+    /// Longest line accepted, in bytes [default: [submit] max_line_bytes,
+    /// else 1048576].
+    #[arg(long)]
+    max_line_bytes: Option<usize>,
     /// Send content (or rows) the ledger shows as sent again, with new
     /// codes: they will be paid twice.
     #[arg(long)]
@@ -526,10 +530,14 @@ async fn submit_cmd(registry: &Registry, config: &Config, args: &SubmitArgs) -> 
     };
     let compression =
         Compression::new(codec, args.level.or(config.submit.level)).map_err(anyhow::Error::msg)?;
-    let (max_attempts, base_delay, max_delay) = config.backoff();
+    let configured = config.submit_options(args.currency)?;
     let opts = SubmitOptions {
-        currency: args.currency,
-        currency_id: config.currency_id(args.currency)?,
+        validate: paydrop::validate::Options {
+            split_rows: args.split_rows.unwrap_or(config.submit.split_rows),
+            max_line_bytes: args.max_line_bytes.unwrap_or(config.submit.max_line_bytes),
+            as_of: args.as_of.unwrap_or_else(paydrop::provider_today),
+            ..configured.validate.clone()
+        },
         installment: args.installment,
         half_2d: args.half_2d,
         callback_address: args.callback.clone(),
@@ -541,19 +549,8 @@ async fn submit_cmd(registry: &Registry, config: &Config, args: &SubmitArgs) -> 
         } else {
             BodyMode::FilePart
         },
-        split_rows: args.split_rows.unwrap_or(config.submit.split_rows),
         force: args.force,
-        provider_deduplicates: config.submit.provider_deduplicates,
-        inquiry_grace: Duration::from_secs(config.submit.inquiry_grace_secs),
-        attempt_timeout: Duration::from_secs(config.provider.timeout_secs),
-        retry: RetryPolicy {
-            max_attempts,
-            base: base_delay,
-            max: max_delay,
-        },
-        now: chrono::Utc::now(),
-        as_of: args.as_of.unwrap_or_else(paydrop::provider_today),
-        limits: config.limits(),
+        ..configured
     };
     let mut ledger = Ledger::open(&config.ledger.path)?;
     let sent = Arc::new(AtomicU64::new(0));

@@ -11,10 +11,10 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
 use paydrop::config::{Config, InboxConfig, Secret};
-use paydrop::generate::{generate, GenOptions};
 use paydrop::pattern::Registry;
 use paydrop::upload::{Client, Credentials};
 use paydrop::watch::{self, WatchHooks, DONE, FAILED};
+use paydrop_generate::{generate, GenOptions};
 use paydrop_sandbox::SandboxConfig;
 
 /// Longest the demo waits for a file to be filed and its results to arrive.

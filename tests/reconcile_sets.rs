@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use paydrop::currency::Currency;
-use paydrop::ledger::{Ledger, LedgerError, NewBatch, NewSubmission, ResultPage, SentRow, State};
+use paydrop::ledger::{
+    BatchInfo, Ledger, LedgerError, NewBatch, NewSubmission, ResultPage, SentRow, State,
+};
 use paydrop::pattern::Registry;
 use paydrop::reconcile::{
     reconcile, Against, Key, Options, Sent, Summary, DEFAULT_MEMORY, FAILED_CSV, MATCHED_CSV,
@@ -413,17 +415,13 @@ fn ledger_with_batch(dir: &Path) -> (PathBuf, PathBuf) {
     let mut ledger = Ledger::open(&path).unwrap();
     let batch = ledger
         .create_batch(&NewBatch {
-            sha256: "ab".repeat(32),
-            file: file.display().to_string(),
-            pattern: 1,
-            currency: "TRY".into(),
-            currency_id: 1,
-            installment: 1,
-            half_2d: false,
-            compression: "gzip".into(),
-            rows: 5,
-            amount: amount(1..=5),
-            generation: 0,
+            info: BatchInfo {
+                sha256: "ab".repeat(32),
+                file: file.display().to_string(),
+                rows: 5,
+                amount: amount(1..=5),
+                ..BatchInfo::default()
+            },
             parts: vec![
                 NewSubmission {
                     part: 1,

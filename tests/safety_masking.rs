@@ -189,7 +189,8 @@ fn retry_and_generated_files_are_created_owner_only() {
         .get(1)
         .unwrap()
         .clone();
-    let mut writer = paydrop::results::RetryWriter::create(&original, &pattern, 1, &out).unwrap();
+    let mut writer =
+        paydrop::results::RetryWriter::create(&original, &pattern, 1, &out, 1 << 20).unwrap();
     for line in [2, 4] {
         writer.push(line).unwrap();
     }

@@ -41,7 +41,7 @@ async fn delivers_exact_bytes(codec: Codec, mode: BodyMode, spec: Spec, split_ro
     let bytes = std::fs::read(&path).unwrap();
     let parts = expected_parts(&bytes, spec.header, split_rows as usize);
     let mut opts = options(codec, mode);
-    opts.split_rows = split_rows;
+    opts.validate.split_rows = split_rows;
 
     let done = world.submit(&path, &opts).await.expect("submitted");
 
@@ -201,7 +201,7 @@ async fn a_bom_crlf_file_without_final_newline_is_sent_as_plain_rows() {
         .iter()
         .all(|p| !p.contains(&b'\r') && p.ends_with(b"\n")));
     let mut opts = options(Codec::Gzip, BodyMode::FilePart);
-    opts.split_rows = 1_000;
+    opts.validate.split_rows = 1_000;
 
     let done = world.submit(&path, &opts).await.expect("submitted");
 

@@ -434,7 +434,7 @@ async fn an_unknown_part_1_of_2_holds_the_file_and_part_2_goes_once_resolved() {
     let sha = file_sha(&path);
     world.faults().drop_mid_body.store(1, Ordering::SeqCst);
     let mut opts = unsure_options();
-    opts.split_rows = 800;
+    opts.validate.split_rows = 800;
 
     let batch_id = match world.submit(&path, &opts).await {
         Err(SubmitError::Unknown { part: 1, batch, .. }) => batch,
@@ -464,7 +464,7 @@ async fn an_unknown_part_1_of_2_holds_the_file_and_part_2_goes_once_resolved() {
     // A rerun split differently is refused: the first split may be at the
     // provider.
     let mut other_split = opts.clone();
-    other_split.split_rows = 500;
+    other_split.validate.split_rows = 500;
     match world.submit(&path, &other_split).await {
         Err(SubmitError::Conflict { batch: b, what }) => {
             assert_eq!(b, batch.id);

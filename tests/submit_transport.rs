@@ -132,7 +132,7 @@ async fn a_file_changed_between_validation_and_upload_is_never_completed() {
     let stub = Stub::start(vec![Start::Gated(4242), Start::Accept(4243)], vec![]).await;
     let client = client_for(&stub.base_url(), credentials(API_KEY, API_CLIENT));
     let mut opts = options(Codec::None, BodyMode::FilePart);
-    opts.split_rows = 300_000;
+    opts.validate.split_rows = 300_000;
 
     let submit = {
         let (path, pattern, ledger_path, sent) = (

@@ -8,10 +8,10 @@ use std::str::FromStr;
 
 use common::*;
 use paydrop::currency::Currency;
-use paydrop::generate::GenOptions;
 use paydrop::pattern::Pattern;
 use paydrop::read::InputError;
 use paydrop::validate::{validate_file, ErrorKind, Fatal, Hooks, Options};
+use paydrop_generate::GenOptions;
 use rust_decimal::Decimal;
 
 fn dec(s: &str) -> Decimal {

@@ -7,9 +7,9 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::*;
-use paydrop::generate::{GenOptions, Generated};
 use paydrop::pattern::Pattern;
 use paydrop::validate::{validate_file, ErrorKind, Hooks, Report};
+use paydrop_generate::{GenOptions, Generated};
 
 fn planted_set(g: &Generated) -> BTreeSet<(u64, ErrorKind)> {
     g.planted.iter().map(|p| (p.line, p.kind)).collect()
@@ -91,7 +91,7 @@ fn pattern_3_with_a_header_reports_exactly_the_planted_errors_and_totals() {
 fn pattern_3_files_carry_card_parts_and_both_kinds_of_identity_number() {
     let mut out = Vec::new();
     let pattern = builtin(3);
-    paydrop::generate::generate(&mut out, &pattern, &gen_options(200, 0.0, 4)).unwrap();
+    paydrop_generate::generate(&mut out, &pattern, &gen_options(200, 0.0, 4)).unwrap();
     let text = String::from_utf8(out).unwrap();
     let mut lengths = BTreeSet::new();
     for line in text.lines() {

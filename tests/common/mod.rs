@@ -11,9 +11,9 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use chrono::NaiveDate;
-use paydrop::generate::{generate, GenOptions, Generated};
 use paydrop::pattern::{Pattern, Registry};
 use paydrop::validate::{validate_reader, ErrorKind, Fatal, Hooks, Options, Report, RowError};
+use paydrop_generate::{generate, GenOptions, Generated};
 use tempfile::NamedTempFile;
 
 /// The payment date every test validates against (and generates relative to).

@@ -6,7 +6,9 @@
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use paydrop::ledger::{Batch, Ledger, LedgerError, NewBatch, NewSubmission, SentRow, State};
+use paydrop::ledger::{
+    Batch, BatchInfo, Ledger, LedgerError, NewBatch, NewSubmission, SentRow, State,
+};
 use rust_decimal::Decimal;
 
 /// How the seeded file's rows look: row `n`'s text (no newline), and its
@@ -80,17 +82,13 @@ pub fn seed(
     let mut l = Ledger::open(ledger).unwrap();
     let batch = l
         .create_batch(&NewBatch {
-            sha256: format!("seeded-{name}"),
-            file: file.display().to_string(),
-            pattern: 1,
-            currency: "TRY".into(),
-            currency_id: 1,
-            installment: 1,
-            half_2d: false,
-            compression: "gzip".into(),
-            rows,
-            amount: total,
-            generation: 0,
+            info: BatchInfo {
+                sha256: format!("seeded-{name}"),
+                file: file.display().to_string(),
+                rows,
+                amount: total,
+                ..BatchInfo::default()
+            },
             parts,
         })
         .unwrap();

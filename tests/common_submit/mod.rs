@@ -20,12 +20,12 @@ use chrono::{NaiveDate, Utc};
 use paydrop::compress::{Codec, Compression};
 use paydrop::config::Secret;
 use paydrop::currency::Currency;
-use paydrop::generate::{generate, GenOptions, Generated};
 use paydrop::ledger::{Batch, Ledger};
 use paydrop::pattern::{Pattern, Registry};
 use paydrop::submit::{submit_file, SubmitError, SubmitOptions, Submitted};
 use paydrop::transport::RetryPolicy;
 use paydrop::upload::{BodyMode, Client, Credentials};
+use paydrop_generate::{generate, GenOptions, Generated};
 use paydrop_sandbox::bulk::BatchRecord;
 use paydrop_sandbox::envelope::ApiKeys;
 use paydrop_sandbox::faults::Faults;
@@ -95,22 +95,24 @@ pub fn fast_retry(max_attempts: u32) -> RetryPolicy {
 pub fn options(codec: Codec, mode: BodyMode) -> SubmitOptions {
     let currency = try_currency();
     SubmitOptions {
-        currency,
+        validate: paydrop::validate::Options {
+            currency,
+            split_rows: 150_000,
+            as_of: today(),
+            ..Default::default()
+        },
         currency_id: paydrop::api::TRY_CURRENCY_ID,
         installment: 1,
         half_2d: false,
         callback_address: None,
         compression: Compression::new(codec, None).expect("default level is valid"),
         mode,
-        split_rows: 150_000,
         force: false,
         retry: fast_retry(6),
         provider_deduplicates: false,
         inquiry_grace: Duration::ZERO,
         attempt_timeout: HANG_GUARD,
         now: Utc::now(),
-        as_of: today(),
-        limits: Default::default(),
     }
 }
 

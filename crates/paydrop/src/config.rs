@@ -10,12 +10,14 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
 use crate::bounds::{Bound, Limits};
+use crate::compress::{Codec, Compression};
 use crate::currency::Currency;
-use crate::transport::Timeouts;
+use crate::submit::SubmitOptions;
+use crate::transport::{RetryPolicy, Timeouts};
+use crate::upload::BodyMode;
 
 /// Environment variables that override the file.
 pub const ENV_API_KEY: &str = "PAYDROP_API_KEY";
@@ -196,6 +198,10 @@ pub struct SubmitConfig {
     /// processing at the provider).
     #[serde(default = "default_inquiry_grace")]
     pub inquiry_grace_secs: u64,
+    /// Longest line of a payment file accepted, in bytes (`submit
+    /// --max-line-bytes` for one run).
+    #[serde(default = "default_max_line_bytes")]
+    pub max_line_bytes: usize,
 }
 
 impl Default for SubmitConfig {
@@ -213,6 +219,7 @@ impl Default for SubmitConfig {
             max_file_total: None,
             provider_deduplicates: false,
             inquiry_grace_secs: default_inquiry_grace(),
+            max_line_bytes: default_max_line_bytes(),
         }
     }
 }
@@ -225,6 +232,9 @@ fn yes() -> bool {
 }
 fn default_inquiry_grace() -> u64 {
     600
+}
+fn default_max_line_bytes() -> usize {
+    crate::read::DEFAULT_MAX_LINE_BYTES
 }
 fn default_split() -> u64 {
     crate::PROVIDER_MAX_ROWS
@@ -494,6 +504,42 @@ fn default_installment() -> u32 {
     1
 }
 
+/// Why the configuration cannot be used; nothing was done.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    /// A key or value the file cannot have, with its line.
+    #[error("{path}:{line}: {message}")]
+    Syntax {
+        path: String,
+        line: usize,
+        message: String,
+    },
+    #[error(
+        "config file {0} does not exist: pass an existing file, or none to use ./paydrop.toml"
+    )]
+    Missing(String),
+    #[error(
+        "the provider's CurrencyId for {0} is not known: its pages document only TRY (1). Ask \
+         the provider for the id and add `{0} = <id>` under [submit.currency_ids] in \
+         paydrop.toml; nothing was sent"
+    )]
+    UnknownCurrencyId(Currency),
+    /// A `[submit]` value out of its range (compression codec or level).
+    #[error("[submit] {0}")]
+    Submit(String),
+    /// The `[watch]` keys a result callback is checked with are missing or
+    /// contradict each other; the message says what to set.
+    #[error("{0}")]
+    CallbackKeys(String),
+}
+
+pub type Result<T, E = ConfigError> = std::result::Result<T, E>;
+
 impl Config {
     /// Reads `path` (an explicit path must exist; the default `paydrop.toml`
     /// may be absent), then applies the environment. Relative paths in the
@@ -507,24 +553,36 @@ impl Config {
             None => (PathBuf::from("paydrop.toml"), false),
         };
         let mut config = if path.exists() {
-            let src = std::fs::read_to_string(&path)
-                .with_context(|| format!("reading {}", path.display()))?;
+            let src = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+                path: path.display().to_string(),
+                source,
+            })?;
             toml::from_str(&src).map_err(|e| {
                 let line = e
                     .span()
                     .map(|s| src[..s.start].matches('\n').count() + 1)
                     .unwrap_or(0);
-                anyhow::anyhow!("{}:{line}: {}", path.display(), e.message())
+                ConfigError::Syntax {
+                    path: path.display().to_string(),
+                    line,
+                    message: e.message().to_string(),
+                }
             })?
         } else if must_exist {
-            bail!("config file {} does not exist", path.display());
+            return Err(ConfigError::Missing(path.display().to_string()));
         } else {
             Config::default()
         };
-        let here = std::env::current_dir().context("the current folder")?;
+        let here = std::env::current_dir().map_err(|source| ConfigError::Read {
+            path: "the current folder".into(),
+            source,
+        })?;
         let file_dir = match path.exists() {
             true => std::path::absolute(&path)
-                .with_context(|| format!("locating {}", path.display()))?
+                .map_err(|source| ConfigError::Read {
+                    path: path.display().to_string(),
+                    source,
+                })?
                 .parent()
                 .map_or_else(|| here.clone(), Path::to_path_buf),
             false => here.clone(),
@@ -593,11 +651,7 @@ impl Config {
         if currency.code == "TRY" {
             return Ok(crate::api::TRY_CURRENCY_ID);
         }
-        bail!(
-            "the provider's CurrencyId for {currency} is not known: its pages document only TRY \
-             (1). Ask the provider for the id and add `{currency} = <id>` under \
-             [submit.currency_ids] in paydrop.toml; nothing was sent"
-        )
+        Err(ConfigError::UnknownCurrencyId(currency))
     }
 
     /// The money bounds of the `[submit]` section, which validation applies.
@@ -606,6 +660,44 @@ impl Config {
             max_row_amount: self.submit.max_row_amount.clone(),
             max_file_total: self.submit.max_file_total.clone(),
         }
+    }
+
+    /// How `submit` and `watch` send a file in `currency`, as the `[submit]`
+    /// and `[provider]` sections say; the command line or the inbox then
+    /// sets what it chooses itself (installments, pre-authorisation, the
+    /// callback address, …).
+    pub fn submit_options(&self, currency: Currency) -> Result<SubmitOptions> {
+        let (max_attempts, base, max) = self.backoff();
+        let codec: Codec = self.submit.compress.parse().map_err(ConfigError::Submit)?;
+        Ok(SubmitOptions {
+            validate: crate::validate::Options {
+                currency,
+                split_rows: self.submit.split_rows,
+                max_line_bytes: self.submit.max_line_bytes,
+                limits: self.limits(),
+                ..Default::default()
+            },
+            currency_id: self.currency_id(currency)?,
+            installment: 1,
+            half_2d: false,
+            callback_address: None,
+            compression: Compression::new(codec, self.submit.level).map_err(ConfigError::Submit)?,
+            mode: if self.submit.compress_file_part {
+                BodyMode::FilePart
+            } else {
+                BodyMode::WholeBody
+            },
+            force: false,
+            retry: RetryPolicy {
+                max_attempts,
+                base,
+                max,
+            },
+            provider_deduplicates: self.submit.provider_deduplicates,
+            inquiry_grace: Duration::from_secs(self.submit.inquiry_grace_secs),
+            attempt_timeout: Duration::from_secs(self.provider.timeout_secs),
+            now: chrono::Utc::now(),
+        })
     }
 
     /// The retry policy of the `[submit]` section.

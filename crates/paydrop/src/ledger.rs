@@ -303,9 +303,11 @@ pub fn code_fingerprint(code: &str) -> i64 {
     xxhash_rust::xxh3::xxh3_64(code.as_bytes()) as i64
 }
 
-/// What a new batch is: one file (or its parts) about to be submitted.
-#[derive(Clone, Debug)]
-pub struct NewBatch {
+/// What a batch is: one file sent as one or more parts, and how. Recorded
+/// when the batch is created; only `file` changes after (it follows the
+/// file to `done/`).
+#[derive(Clone, Debug, Serialize)]
+pub struct BatchInfo {
     pub sha256: String,
     pub file: String,
     pub pattern: u16,
@@ -318,7 +320,40 @@ pub struct NewBatch {
     pub amount: Decimal,
     /// 0 for the first submission of this content, n for the n-th forced one.
     pub generation: u32,
+}
+
+impl Default for BatchInfo {
+    /// Nothing yet, sent as the command line sends by default: pattern 1,
+    /// TRY, one installment, no pre-authorisation, gzip, first generation.
+    fn default() -> Self {
+        BatchInfo {
+            sha256: String::new(),
+            file: String::new(),
+            pattern: 1,
+            currency: "TRY".into(),
+            currency_id: crate::api::TRY_CURRENCY_ID,
+            installment: 1,
+            half_2d: false,
+            compression: "gzip".into(),
+            rows: 0,
+            amount: Decimal::ZERO,
+            generation: 0,
+        }
+    }
+}
+
+/// A batch about to be submitted.
+#[derive(Clone, Debug)]
+pub struct NewBatch {
+    pub info: BatchInfo,
     pub parts: Vec<NewSubmission>,
+}
+
+impl std::ops::Deref for NewBatch {
+    type Target = BatchInfo;
+    fn deref(&self) -> &BatchInfo {
+        &self.info
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -335,19 +370,18 @@ pub struct NewSubmission {
 #[derive(Clone, Debug, Serialize)]
 pub struct Batch {
     pub id: i64,
-    pub sha256: String,
-    pub file: String,
-    pub pattern: u16,
-    pub currency: String,
-    pub currency_id: u32,
-    pub installment: u32,
-    pub half_2d: bool,
-    pub compression: String,
-    pub rows: u64,
-    pub amount: Decimal,
-    pub generation: u32,
+    #[serde(flatten)]
+    pub info: BatchInfo,
     pub created_at: DateTime<Utc>,
     pub submissions: Vec<Submission>,
+}
+
+/// A batch's fields are read as its [`BatchInfo`]'s (`batch.file`).
+impl std::ops::Deref for Batch {
+    type Target = BatchInfo;
+    fn deref(&self) -> &BatchInfo {
+        &self.info
+    }
 }
 
 impl Batch {
@@ -931,17 +965,19 @@ impl Ledger {
                 |r| {
                     Ok(Batch {
                         id: r.get(0)?,
-                        sha256: r.get(1)?,
-                        file: r.get(2)?,
-                        pattern: r.get(3)?,
-                        currency: r.get(4)?,
-                        currency_id: r.get(5)?,
-                        installment: r.get(6)?,
-                        half_2d: r.get(7)?,
-                        compression: r.get(8)?,
-                        rows: r.get::<_, i64>(9)? as u64,
-                        amount: decimal(r.get(10)?)?,
-                        generation: r.get(11)?,
+                        info: BatchInfo {
+                            sha256: r.get(1)?,
+                            file: r.get(2)?,
+                            pattern: r.get(3)?,
+                            currency: r.get(4)?,
+                            currency_id: r.get(5)?,
+                            installment: r.get(6)?,
+                            half_2d: r.get(7)?,
+                            compression: r.get(8)?,
+                            rows: r.get::<_, i64>(9)? as u64,
+                            amount: decimal(r.get(10)?)?,
+                            generation: r.get(11)?,
+                        },
                         created_at: time(r.get(12)?)?,
                         submissions: Vec::new(),
                     })
@@ -1770,17 +1806,14 @@ mod tests {
 
     fn new_batch(sha: &str, generation: u32) -> NewBatch {
         NewBatch {
-            sha256: sha.into(),
-            file: "payments.csv".into(),
-            pattern: 1,
-            currency: "TRY".into(),
-            currency_id: 1,
-            installment: 1,
-            half_2d: false,
-            compression: "gzip level 1".into(),
-            rows: 3,
-            amount: "30.00".parse().unwrap(),
-            generation,
+            info: BatchInfo {
+                sha256: sha.into(),
+                file: "payments.csv".into(),
+                rows: 3,
+                amount: "30.00".parse().unwrap(),
+                generation,
+                ..BatchInfo::default()
+            },
             parts: vec![
                 NewSubmission {
                     part: 1,

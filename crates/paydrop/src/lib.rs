@@ -10,7 +10,7 @@
 //! providers report, [`reconcile`] matches it against what was sent. Every
 //! client shares [`transport`]. The providers are simulated by the separate
 //! `paydrop-sandbox` crate (`crates/sandbox`), which shares no code with this
-//! one; the command line (`src/cli.rs` of the `paydrop-cli` package) sits on
+//! one; test files come from the `paydrop-generate` crate (`crates/generate`); the command line (`src/cli.rs` of the `paydrop-cli` package) sits on
 //! top.
 
 // Two reviewed exceptions, each with its SAFETY comment: a cache prefetch
@@ -24,7 +24,6 @@ pub mod compress;
 pub mod config;
 pub mod currency;
 pub mod export;
-pub mod generate;
 pub mod inquiry;
 pub mod ledger;
 pub mod mask;

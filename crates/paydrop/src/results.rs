@@ -23,6 +23,7 @@ use serde::Serialize;
 
 use crate::mask;
 use crate::pattern::Pattern;
+use crate::read::{Input, Kind, Records};
 use crate::totals::{Tally, TallyOverflow};
 use crate::validate::check;
 
@@ -400,7 +401,7 @@ impl Summary {
 /// to be submitted), so it is created readable by its owner only.
 pub struct RetryWriter<'p> {
     pattern: &'p Pattern,
-    rdr: csv::Reader<io::BufReader<File>>,
+    records: Records<'p, Input<File>>,
     w: csv::Writer<BufWriter<File>>,
     rec: csv::ByteRecord,
     original: PathBuf,
@@ -409,7 +410,7 @@ pub struct RetryWriter<'p> {
     generation: u32,
     line_col: Option<usize>,
     code_col: Option<usize>,
-    first: bool,
+    /// Position of the last row read among the data rows.
     row: i64,
     tally: Tally,
 }
@@ -420,22 +421,17 @@ impl<'p> RetryWriter<'p> {
         pattern: &'p Pattern,
         generation: u32,
         out: &Path,
+        max_line_bytes: usize,
     ) -> io::Result<RetryWriter<'p>> {
-        let rdr = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .delimiter(pattern.delimiter)
-            .from_reader(io::BufReader::with_capacity(
-                64 * 1024,
-                File::open(original)?,
-            ));
+        // Read as `validate` read it when it was sent.
+        let (records, _) = Records::open(pattern, File::open(original)?, max_line_bytes);
         let tmp = out.with_extension("tmp");
         let w = csv::WriterBuilder::new()
             .delimiter(pattern.delimiter)
             .from_writer(BufWriter::new(crate::private::create(&tmp)?));
         Ok(RetryWriter {
             pattern,
-            rdr,
+            records,
             w,
             rec: csv::ByteRecord::new(),
             original: original.to_path_buf(),
@@ -444,24 +440,24 @@ impl<'p> RetryWriter<'p> {
             generation,
             line_col: pattern.line_number_column(),
             code_col: pattern.payment_code_column(),
-            first: true,
             row: 0,
             tally: Tally::default(),
         })
     }
 
     /// Copies the row with this line number; line numbers come in ascending
-    /// order.
-    pub fn push(&mut self, line_number: i64) -> io::Result<()> {
+    /// order. Returns the physical line of the original it stands on.
+    pub fn push(&mut self, line_number: i64) -> io::Result<u64> {
         loop {
-            if !self.rdr.read_byte_record(&mut self.rec)? {
-                return Err(self.missing(line_number));
+            let kind = self.records.next(&mut self.rec).map_err(io::Error::from)?;
+            match kind {
+                None => return Err(self.missing(line_number)),
+                Some(Kind::Header { .. }) => {
+                    self.w.write_byte_record(&self.rec)?;
+                    continue;
+                }
+                Some(Kind::Row(row)) => self.row = row as i64,
             }
-            if std::mem::take(&mut self.first) && looks_like_header(&self.rec, self.pattern) {
-                self.w.write_byte_record(&self.rec)?;
-                continue;
-            }
-            self.row += 1;
             let number = match self.line_col {
                 Some(c) => std::str::from_utf8(self.rec.get(c).unwrap_or_default())
                     .ok()
@@ -473,7 +469,8 @@ impl<'p> RetryWriter<'p> {
                 return Err(self.missing(line_number));
             }
             if number == line_number {
-                return self.copy();
+                self.copy()?;
+                return Ok(self.rec.position().map_or(0, |p| p.line()));
             }
         }
     }
@@ -532,17 +529,6 @@ impl<'p> RetryWriter<'p> {
         std::fs::rename(&self.tmp, &self.out)?;
         Ok(self.tally)
     }
-}
-
-pub(crate) fn looks_like_header(rec: &csv::ByteRecord, pattern: &Pattern) -> bool {
-    pattern
-        .columns
-        .first()
-        .zip(rec.get(0))
-        .is_some_and(|(c, f)| {
-            let f = f.strip_prefix(b"\xef\xbb\xbf").unwrap_or(f);
-            c.name.as_bytes().eq_ignore_ascii_case(f.trim_ascii())
-        })
 }
 
 /// `{code}-R{generation}`, shortened with a hash when it would exceed the

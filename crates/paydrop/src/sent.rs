@@ -29,9 +29,6 @@ use sha2::{Digest, Sha256};
 
 use crate::pattern::{Encoding, Pattern, Quoting};
 
-/// A UTF-8 byte-order mark: part of the file, never of the first cell.
-pub(crate) const BOM: &[u8] = b"\xef\xbb\xbf";
-
 /// Size of the chunks the upload hands to the request body, and of the
 /// validator's hashing buffer.
 const CHUNK: usize = 64 * 1024;
@@ -198,7 +195,7 @@ fn produce(
     file.seek(SeekFrom::Start(source.byte_start))
         .map_err(unreadable)?;
     let reader = BufReader::with_capacity(CHUNK, file);
-    let mut rdr = crate::validate::csv_reader(&source.pattern, reader);
+    let mut rdr = crate::read::csv_reader(&source.pattern, reader);
     let mut rec = ByteRecord::new();
     let mut hasher = Sha256::new();
     let mut buf = Vec::with_capacity(CHUNK + 4096);
@@ -213,12 +210,7 @@ fn produce(
         }
         rows += 1;
         if rows == 1 && strip_bom {
-            if let Some(rest) = rec.get(0).and_then(|f| f.strip_prefix(BOM)) {
-                let mut clean = ByteRecord::new();
-                clean.push_field(rest);
-                rec.iter().skip(1).for_each(|f| clean.push_field(f));
-                rec = clean;
-            }
+            crate::read::strip_bom(&mut rec);
         }
         write_row(&source.pattern, &rec, None, &mut buf);
         if buf.len() >= CHUNK {

@@ -28,13 +28,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Timelike, Utc};
 
-use crate::bounds::Limits;
 use crate::compress::Compression;
-use crate::currency::Currency;
 use crate::inquiry::Inquiry;
 use crate::ledger::{
-    AttemptOutcome, Batch, Claim, Ledger, LedgerError, NewBatch, NewSubmission, Resolution,
-    SentBefore, SentRow, State, Submission,
+    AttemptOutcome, Batch, BatchInfo, Claim, Ledger, LedgerError, NewBatch, NewSubmission,
+    Resolution, SentBefore, SentRow, State, Submission,
 };
 use crate::pattern::Pattern;
 use crate::sent::PartSource;
@@ -45,15 +43,17 @@ use crate::validate::{validate_file, Fatal, Hooks, Options, Report, ValidRow};
 /// How to submit.
 #[derive(Clone, Debug)]
 pub struct SubmitOptions {
-    pub currency: Currency,
+    /// How the file is validated before anything is sent: the currency of
+    /// a pattern without a currency column, the date cards must not have
+    /// expired by, rows per part (the provider's limit is 150,000), the
+    /// line limit and the money bounds.
+    pub validate: Options,
     pub currency_id: u32,
     pub installment: u32,
     pub half_2d: bool,
     pub callback_address: Option<String>,
     pub compression: Compression,
     pub mode: BodyMode,
-    /// Rows per part (the provider's limit is 150,000).
-    pub split_rows: u64,
     /// Send again with new codes even though the ledger shows this content,
     /// or some of its rows, as sent.
     pub force: bool,
@@ -72,11 +72,6 @@ pub struct SubmitOptions {
     pub attempt_timeout: Duration,
     /// The submission time, injectable for tests of the 23:00 window.
     pub now: DateTime<Utc>,
-    /// Card expiry is checked against this date.
-    pub as_of: chrono::NaiveDate,
-    /// The most a row may carry and the file may total (checked by
-    /// validation, before anything is sent).
-    pub limits: Limits,
 }
 
 /// Why a submission did not complete.
@@ -216,10 +211,10 @@ pub async fn submit_file(
         return Err(SubmitError::Invalid(Box::new(report)));
     }
     let currencies: Vec<&str> = report.totals.iter().map(|t| t.currency).collect();
-    if currencies.iter().any(|c| *c != opts.currency.code) {
+    if currencies.iter().any(|c| *c != opts.validate.currency.code) {
         return Err(SubmitError::Currency {
             found: currencies.join(", "),
-            expected: opts.currency.code.to_string(),
+            expected: opts.validate.currency.code.to_string(),
         });
     }
     let mut notices = Vec::new();
@@ -297,13 +292,7 @@ async fn validate(
 ) -> Result<(Report, RowSpool), SubmitError> {
     let path: PathBuf = path.to_path_buf();
     let pattern = pattern.clone();
-    let vopts = Options {
-        as_of: opts.as_of,
-        currency: opts.currency,
-        split_rows: opts.split_rows,
-        limits: opts.limits.clone(),
-        ..Options::default()
-    };
+    let vopts = opts.validate.clone();
     // csv on a blocking thread measured faster than csv-async (README).
     tokio::task::spawn_blocking(move || {
         let mut spool = RowSpool::new().map_err(Fatal::Io)?;
@@ -476,10 +465,10 @@ fn choose_batch(
                 open.submissions.len(),
                 report.parts.len()
             ))
-        } else if open.currency != opts.currency.code || open.pattern != pattern.id {
+        } else if open.currency != opts.validate.currency.code || open.pattern != pattern.id {
             Some(format!(
                 "it was pattern {} in {}, now pattern {} in {}",
-                open.pattern, open.currency, pattern.id, opts.currency
+                open.pattern, open.currency, pattern.id, opts.validate.currency
             ))
         } else {
             None
@@ -517,19 +506,21 @@ fn choose_batch(
         ));
     }
     let parts = report.parts.len();
-    let amount_of = |t: &crate::totals::Totals| t.amount(opts.currency);
+    let amount_of = |t: &crate::totals::Totals| t.amount(opts.validate.currency);
     let new = NewBatch {
-        sha256: identity.clone(),
-        file: path.display().to_string(),
-        pattern: pattern.id,
-        currency: opts.currency.code.into(),
-        currency_id: opts.currency_id,
-        installment: opts.installment,
-        half_2d: opts.half_2d,
-        compression: opts.compression.to_string(),
-        rows: report.rows_read,
-        amount: amount_of(&report.totals),
-        generation,
+        info: BatchInfo {
+            sha256: identity.clone(),
+            file: path.display().to_string(),
+            pattern: pattern.id,
+            currency: opts.validate.currency.code.into(),
+            currency_id: opts.currency_id,
+            installment: opts.installment,
+            half_2d: opts.half_2d,
+            compression: opts.compression.to_string(),
+            rows: report.rows_read,
+            amount: amount_of(&report.totals),
+            generation,
+        },
         parts: report
             .parts
             .iter()

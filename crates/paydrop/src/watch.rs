@@ -30,7 +30,6 @@ use crate::currency::Currency;
 use crate::ledger::{Batch, Ledger};
 use crate::pattern::{Pattern, Registry};
 use crate::submit::{submit_file, SubmitError, SubmitOptions, Submitted};
-use crate::transport::RetryPolicy;
 use crate::upload::{BodyMode, Client};
 use crate::validate::{Fatal, Report};
 use crate::{mask, names};
@@ -655,28 +654,21 @@ async fn process(shared: &Shared, claimed: &Claimed) -> Fate {
             return Fate::Deferred;
         }
     };
-    let (max_attempts, base, max) = shared.config.backoff();
+    let configured = match shared.config.submit_options(inbox.currency) {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::error!(error = %e, "submit settings unusable; file waits in processing/");
+            return Fate::Deferred;
+        }
+    };
     let opts = SubmitOptions {
-        currency: inbox.currency,
         currency_id: inbox.currency_id,
         installment: inbox.installment,
         half_2d: inbox.half_2d,
         callback_address: Some(shared.callback_url.clone()),
         compression: inbox.compression,
         mode: inbox.mode,
-        split_rows: shared.config.submit.split_rows,
-        force: false,
-        retry: RetryPolicy {
-            max_attempts,
-            base,
-            max,
-        },
-        provider_deduplicates: shared.config.submit.provider_deduplicates,
-        inquiry_grace: Duration::from_secs(shared.config.submit.inquiry_grace_secs),
-        attempt_timeout: Duration::from_secs(shared.config.provider.timeout_secs),
-        now: Utc::now(),
-        as_of: crate::provider_today(),
-        limits: shared.config.limits(),
+        ..configured
     };
     let sent = Arc::new(AtomicU64::new(0));
     let outcome = submit_file(

@@ -113,8 +113,9 @@ impl Receiver {
         config: Config,
         registry: Registry,
         daemon: Arc<watch::Metrics>,
-    ) -> anyhow::Result<Arc<Receiver>> {
-        let keys = HashKeys::from_config(&config.watch).map_err(anyhow::Error::msg)?;
+    ) -> Result<Arc<Receiver>, crate::config::ConfigError> {
+        let keys = HashKeys::from_config(&config.watch)
+            .map_err(crate::config::ConfigError::CallbackKeys)?;
         Ok(Arc::new(Receiver {
             config,
             registry,

@@ -8,16 +8,32 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
-use anyhow::Result;
 use serde::Serialize;
 
 use super::Receiver;
 use crate::config::Config;
-use crate::ledger::Ledger;
-use crate::pattern::Registry;
+use crate::ledger::{Ledger, LedgerError};
+use crate::pattern::{Registry, UnknownPattern};
 use crate::results::{RetryWriter, Summary};
-use crate::totals::Tally;
+use crate::totals::{Tally, TallyOverflow};
 use crate::watch::{sibling, write_json, DONE};
+
+/// Why a batch's results were not written; they are tried again on the
+/// batch's next callback and when the daemon starts.
+#[derive(Debug, thiserror::Error)]
+enum OutputError {
+    #[error("{0}")]
+    Ledger(#[from] LedgerError),
+    #[error("{0}")]
+    Pattern(#[from] UnknownPattern),
+    /// Reading the original file, or writing results.json or the retry file.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Overflow(#[from] TallyOverflow),
+}
+
+type Result<T, E = OutputError> = std::result::Result<T, E>;
 
 #[derive(Serialize)]
 struct ResultsReport<'a> {
@@ -123,6 +139,7 @@ fn write_batch(config: &Config, registry: &Registry, batch_id: i64) -> Result<Op
                         pattern,
                         batch.generation + 1,
                         &retry_path,
+                        config.submit.max_line_bytes,
                     )?),
                 };
                 w.push(line.line_number)?;

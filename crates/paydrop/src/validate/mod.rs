@@ -24,13 +24,11 @@
 pub mod check;
 
 use std::borrow::Cow;
-use std::cell::RefCell;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
-use std::rc::Rc;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use chrono::{NaiveDate, NaiveDateTime};
@@ -40,8 +38,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::bounds::{Limit, Limits};
 use crate::currency::Currency;
-use crate::pattern::{Column, ColumnType, Encoding, Header, Pattern, Quoting};
-use crate::read::{input_error, Input, InputError};
+use crate::pattern::{Column, ColumnType, Encoding, Pattern, Quoting};
+use crate::read::{input_error, InputError, Kind, Records};
 use crate::sent::{self, ContentHasher};
 use crate::totals::Totals;
 use crate::{mask, PROVIDER_MAX_ROWS};
@@ -172,7 +170,7 @@ impl Default for Options {
             as_of: crate::provider_today(),
             currency: Currency::lookup("TRY").expect("TRY is in the table"),
             split_rows: PROVIDER_MAX_ROWS,
-            max_line_bytes: 1 << 20,
+            max_line_bytes: crate::read::DEFAULT_MAX_LINE_BYTES,
             first_line_number: Some(1),
             limits: Limits::default(),
         }
@@ -362,98 +360,13 @@ pub fn validate_reader<R: Read + Send>(
     validator.finish()
 }
 
-/// Where the non-empty physical lines of the input start. The CSV parser's
-/// record positions count only `\n` and point just past the previous record's
-/// first terminator byte (before the `\n` of a CRLF, before blank lines), so a
-/// record's line and first byte are taken from here instead. Line breaks are
-/// `\n`, `\r\n` and a lone `\r`, as for the parser. Only the lines read ahead
-/// of the parser and those inside the current record are held.
-struct LineStarts {
-    /// (first byte, 1-based line) of non-empty lines the parser has not passed.
-    pending: VecDeque<(u64, u64)>,
-    bytes: u64,
-    breaks: u64,
-    /// The next byte starts a line.
-    at_start: bool,
-    /// The last byte was `\r` (a `\n` after it ends no further line).
-    after_cr: bool,
+/// What the parsing side hands over: the header (with whether it is exactly
+/// the pattern's), then batches of rows; or the error that ended parsing.
+enum Parsed {
+    Header(ByteRecord, bool),
+    Rows(Vec<ByteRecord>),
 }
-
-impl LineStarts {
-    fn new() -> Self {
-        LineStarts {
-            pending: VecDeque::new(),
-            bytes: 0,
-            breaks: 0,
-            at_start: true,
-            after_cr: false,
-        }
-    }
-
-    fn feed(&mut self, chunk: &[u8]) {
-        let mut from = 0;
-        let ends = memchr::memchr2_iter(b'\n', b'\r', chunk).chain(std::iter::once(chunk.len()));
-        for at in ends {
-            if at > from {
-                if self.at_start {
-                    self.pending
-                        .push_back((self.bytes + from as u64, self.breaks + 1));
-                }
-                self.at_start = false;
-                self.after_cr = false;
-            }
-            let Some(&b) = chunk.get(at) else { break };
-            if b == b'\r' || !self.after_cr {
-                self.breaks += 1;
-            }
-            self.after_cr = b == b'\r';
-            self.at_start = true;
-            from = at + 1;
-        }
-        self.bytes += chunk.len() as u64;
-    }
-
-    /// Moves a record's position to where it really starts: the first
-    /// non-empty line at or after the parser's position.
-    fn fix(&mut self, rec: &mut ByteRecord) {
-        let Some(mut pos) = rec.position().cloned() else {
-            return;
-        };
-        while self.pending.front().is_some_and(|&(b, _)| b < pos.byte()) {
-            self.pending.pop_front();
-        }
-        if let Some(&(byte, line)) = self.pending.front() {
-            pos.set_byte(byte).set_line(line);
-            rec.set_position(Some(pos));
-        }
-    }
-}
-
-/// A reader that shows every byte it passes on to a [`LineStarts`].
-struct Lines<R> {
-    inner: R,
-    starts: Rc<RefCell<LineStarts>>,
-}
-
-impl<R> Lines<R> {
-    fn new(inner: R, starts: &Rc<RefCell<LineStarts>>) -> Self {
-        Lines {
-            inner,
-            starts: starts.clone(),
-        }
-    }
-}
-
-impl<R: Read> Read for Lines<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.starts.borrow_mut().feed(&buf[..n]);
-        Ok(n)
-    }
-}
-
-/// Records parsed ahead of the checks, or the error that ended parsing.
-type Batch = Result<Vec<ByteRecord>, csv::Error>;
+type Batch = Result<Parsed, csv::Error>;
 
 /// Records a batch, and batches queued between the parser and the checks
 /// (a few hundred KiB in all).
@@ -464,42 +377,44 @@ const BATCHES_IN_FLIGHT: usize = 4;
 /// batches and sends them on, in order, ending with the parser's error if
 /// any. Stops early when the checking side hangs up (it hit a fatal error).
 fn parse_batches<R: Read>(
-    pattern: &Pattern,
-    input: Input<R>,
+    mut records: Records<'_, R>,
     full: SyncSender<Batch>,
     empty: Receiver<Vec<ByteRecord>>,
 ) {
-    let starts = Rc::new(RefCell::new(LineStarts::new()));
-    let mut rdr = csv_reader(pattern, Lines::new(input, &starts));
     let mut batch: Vec<ByteRecord> = Vec::with_capacity(BATCH_RECORDS);
     let mut n = 0;
     loop {
         if batch.len() <= n {
             batch.push(ByteRecord::new());
         }
-        match rdr.read_byte_record(&mut batch[n]) {
-            Ok(true) => {
-                starts.borrow_mut().fix(&mut batch[n]);
+        match records.next(&mut batch[n]) {
+            Ok(Some(Kind::Row(_))) => {
                 n += 1;
                 if n == BATCH_RECORDS {
                     batch.truncate(n);
-                    if full.send(Ok(batch)).is_err() {
+                    if full.send(Ok(Parsed::Rows(batch))).is_err() {
                         return;
                     }
                     batch = empty.try_recv().unwrap_or_default();
                     n = 0;
                 }
             }
-            Ok(false) => {
+            Ok(Some(Kind::Header { exact })) => {
+                let header = std::mem::take(&mut batch[n]);
+                if full.send(Ok(Parsed::Header(header, exact))).is_err() {
+                    return;
+                }
+            }
+            Ok(None) => {
                 batch.truncate(n);
                 if n > 0 {
-                    let _ = full.send(Ok(batch));
+                    let _ = full.send(Ok(Parsed::Rows(batch)));
                 }
                 return;
             }
             Err(e) => {
                 batch.truncate(n);
-                if n == 0 || full.send(Ok(batch)).is_ok() {
+                if n == 0 || full.send(Ok(Parsed::Rows(batch))).is_ok() {
                     let _ = full.send(Err(e));
                 }
                 return;
@@ -672,10 +587,6 @@ impl<'a, 'h> Validator<'a, 'h> {
         }
     }
 
-    fn csv_reader<R: Read>(&self, reader: R) -> csv::Reader<R> {
-        csv_reader(self.pattern, reader)
-    }
-
     /// One pass over the input. Parsing (and hashing, see [`Input`]) runs on
     /// a thread of its own, handing records over in batches; the checks run
     /// here, in file order, so errors, hooks and totals are exactly those of
@@ -683,8 +594,7 @@ impl<'a, 'h> Validator<'a, 'h> {
     /// from ~30% to ~58% of the bare parser's throughput (`cargo bench
     /// --bench validate`); on one core it costs nothing measurable.
     fn run<R: Read + Send>(&mut self, reader: R) -> Result<(), Fatal> {
-        let (input, tally) = Input::new(reader, self.opts.max_line_bytes);
-        let pattern = self.pattern;
+        let (records, tally) = Records::open(self.pattern, reader, self.opts.max_line_bytes);
         let (full_tx, full_rx) = sync_channel::<Batch>(BATCHES_IN_FLIGHT);
         let (empty_tx, empty_rx) = sync_channel::<Vec<ByteRecord>>(BATCHES_IN_FLIGHT + 2);
         std::thread::scope(|s| -> Result<(), Fatal> {
@@ -692,10 +602,16 @@ impl<'a, 'h> Validator<'a, 'h> {
             let full_rx = full_rx;
             std::thread::Builder::new()
                 .name("paydrop-parse".into())
-                .spawn_scoped(s, move || parse_batches(pattern, input, full_tx, empty_rx))
+                .spawn_scoped(s, move || parse_batches(records, full_tx, empty_rx))
                 .map_err(Fatal::Io)?;
-            for batch in &full_rx {
-                let batch = batch.map_err(csv_fatal)?;
+            for parsed in &full_rx {
+                let batch = match parsed.map_err(csv_fatal)? {
+                    Parsed::Header(rec, exact) => {
+                        self.header(&rec, exact);
+                        continue;
+                    }
+                    Parsed::Rows(batch) => batch,
+                };
                 for rec in &batch {
                     self.record(rec)?;
                     if self.records.is_multiple_of(8192) {
@@ -755,70 +671,35 @@ impl<'a, 'h> Validator<'a, 'h> {
 
     fn record(&mut self, rec: &ByteRecord) -> Result<(), Fatal> {
         self.records += 1;
-        let line = rec.position().map_or(0, |p| p.line());
-        if self.records == 1 {
-            // A UTF-8 byte-order mark belongs to the file, not the first cell.
-            if let Some(first) = rec.get(0) {
-                if let Some(rest) = first.strip_prefix(sent::BOM) {
-                    let mut clean = ByteRecord::new();
-                    clean.push_field(rest);
-                    rec.iter().skip(1).for_each(|f| clean.push_field(f));
-                    clean.set_position(rec.position().cloned());
-                    if self.header(&clean, line) {
-                        return Ok(());
-                    }
-                    return self.row(&clean, line);
-                }
-            }
-            if self.header(rec, line) {
-                return Ok(());
-            }
-        }
-        self.row(rec, line)
+        self.row(rec, rec.position().map_or(0, |p| p.line()))
     }
 
-    /// Handles the first record when it is a header; true if it was one.
-    fn header(&mut self, rec: &ByteRecord, line: u64) -> bool {
-        let cols = &self.pattern.columns;
-        let matches = |i: usize, f: &[u8]| {
-            cols.get(i)
-                .is_some_and(|c| c.name.as_bytes().eq_ignore_ascii_case(trim(f)))
-        };
-        let hits = rec
-            .iter()
-            .enumerate()
-            .filter(|(i, f)| matches(*i, f))
-            .count();
-        let is_header = match self.pattern.header {
-            Header::Present => true,
-            Header::Absent => false,
-            Header::Auto => hits >= 1.max(cols.len() / 2),
-        };
-        if !is_header {
-            return false;
-        }
+    /// Takes note of the header row, and reports it unless it is `exact`ly
+    /// the pattern's (see [`Kind::Header`]).
+    fn header(&mut self, rec: &ByteRecord, exact: bool) {
         self.report.header_row = true;
-        if rec.len() != cols.len() || hits != cols.len() {
-            let got: Vec<String> = rec
-                .iter()
-                .map(|f| mask::card_numbers(&String::from_utf8_lossy(f)))
-                .collect();
-            let want: Vec<&str> = cols.iter().map(|c| c.name.as_str()).collect();
-            self.error(RowError {
-                line,
-                row: 0,
-                column: None,
-                value: None,
-                kind: ErrorKind::Header,
-                reason: format!(
-                    "header does not match pattern {}: expected {}, found {}",
-                    self.pattern.id,
-                    want.join(","),
-                    got.join(",")
-                ),
-            });
+        if exact {
+            return;
         }
-        true
+        let cols = &self.pattern.columns;
+        let got: Vec<String> = rec
+            .iter()
+            .map(|f| mask::card_numbers(&String::from_utf8_lossy(f)))
+            .collect();
+        let want: Vec<&str> = cols.iter().map(|c| c.name.as_str()).collect();
+        self.error(RowError {
+            line: rec.position().map_or(0, |p| p.line()),
+            row: 0,
+            column: None,
+            value: None,
+            kind: ErrorKind::Header,
+            reason: format!(
+                "header does not match pattern {}: expected {}, found {}",
+                self.pattern.id,
+                want.join(","),
+                got.join(",")
+            ),
+        });
     }
 
     fn row(&mut self, rec: &ByteRecord, line: u64) -> Result<(), Fatal> {
@@ -1152,13 +1033,10 @@ impl<'a, 'h> Validator<'a, 'h> {
             .collect();
         let columns: Vec<usize> = self.uniques.iter().map(|(c, _)| *c).collect();
         let mut first: HashMap<(usize, u64), u64> = HashMap::new();
-        let starts = Rc::new(RefCell::new(LineStarts::new()));
-        let mut rdr = self.csv_reader(Lines::new(reader, &starts));
+        let mut records = Records::unchecked(self.pattern, reader);
         let mut rec = ByteRecord::new();
-        let mut skip_header = self.report.header_row;
-        while rdr.read_byte_record(&mut rec).map_err(csv_fatal)? {
-            starts.borrow_mut().fix(&mut rec);
-            if std::mem::take(&mut skip_header) || rec.len() != self.pattern.columns.len() {
+        while let Some(kind) = records.next(&mut rec).map_err(csv_fatal)? {
+            if matches!(kind, Kind::Header { .. }) || rec.len() != self.pattern.columns.len() {
                 continue;
             }
             for &c in &columns {
@@ -1415,10 +1293,6 @@ fn utf8_chars(f: &[u8]) -> usize {
     f.iter().filter(|&&b| (b as i8) >= -0x40).count()
 }
 
-fn trim(f: &[u8]) -> &[u8] {
-    f.trim_ascii()
-}
-
 /// Index of the field that contains byte `pos` of the record's data.
 fn field_at(rec: &ByteRecord, pos: usize) -> usize {
     let mut offset = 0;
@@ -1447,15 +1321,6 @@ fn encoding_fatal(pattern: &Pattern, rec: &ByteRecord, line: u64) -> Option<Fata
 }
 
 /// The CSV reader of a pattern's files (the upload reads them with it too).
-pub(crate) fn csv_reader<R: Read>(pattern: &Pattern, reader: R) -> csv::Reader<R> {
-    csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .delimiter(pattern.delimiter)
-        .buffer_capacity(64 * 1024)
-        .from_reader(reader)
-}
-
 fn csv_fatal(e: csv::Error) -> Fatal {
     match e.into_kind() {
         csv::ErrorKind::Io(io) => match input_error(&io) {

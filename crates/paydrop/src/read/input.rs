@@ -1,6 +1,5 @@
-//! The one pass over a payment file's bytes.
-//!
-//! [`Input`] wraps any reader and, as the CSV parser pulls bytes through it,
+//! The bytes under the records: [`Input`] wraps any reader and, as the CSV
+//! parser pulls bytes through it,
 //! hashes them (sha256 of the exact file bytes, for the report and the ledger),
 //! counts them (for progress), refuses files that are obviously not delimited
 //! text (gzip, zip, UTF-16) and bounds the length of a line so that a file

@@ -1,4 +1,5 @@
-//! Realistic payment files for tests, benches and demos.
+//! Realistic payment files for tests, benches and demos (the
+//! `paydrop-generate` crate: no part of the pipeline library).
 //!
 //! Values follow each column's type (Luhn-valid cards of Turkish BIN ranges,
 //! future expiries, valid identity numbers and IBANs, Turkish names with
@@ -6,6 +7,8 @@
 //! one deliberate error of a known kind, and the generator says which: the
 //! test of the validator is that it finds exactly those. The same seed always
 //! gives the same bytes.
+
+#![forbid(unsafe_code)]
 
 use std::io::{self, Write};
 
@@ -16,10 +19,10 @@ use rand_chacha::ChaCha8Rng;
 use rust_decimal::Decimal;
 use serde::Serialize;
 
-use crate::currency::Currency;
-use crate::pattern::{ColumnType, Encoding, Header, Pattern};
-use crate::totals::Totals;
-use crate::validate::{check, ErrorKind};
+use paydrop::currency::Currency;
+use paydrop::pattern::{ColumnType, Encoding, Header, Pattern};
+use paydrop::totals::Totals;
+use paydrop::validate::{check, ErrorKind};
 
 /// What to generate.
 #[derive(Clone, Debug)]
@@ -43,7 +46,7 @@ impl Default for GenOptions {
             error_rate: 0.0,
             seed: 1,
             header: None,
-            as_of: crate::provider_today(),
+            as_of: paydrop::provider_today(),
             currency: Currency::lookup("TRY").expect("TRY is known"),
         }
     }
