@@ -664,12 +664,12 @@ fn client_from(config: &Config, base: Option<&str>) -> Result<Client> {
             format!("no API client: set {ENV_API_CLIENT} or [provider] api_client in paydrop.toml")
         })?,
     };
-    Client::new(
+    Ok(Client::new(
         &base,
         credentials,
         Duration::from_secs(config.provider.timeout_secs),
         Duration::from_secs(config.provider.connect_timeout_secs),
-    )
+    )?)
 }
 
 /// The `[submit]` retry policy, which the payout and export calls share.
