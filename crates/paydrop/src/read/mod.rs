@@ -240,7 +240,7 @@ mod tests {
         let registry = Registry::load(None).unwrap();
         let mut pattern = registry.get(1).unwrap().clone();
         pattern.header = header;
-        let (mut records, _) = Records::open(&pattern, text, 100);
+        let (mut records, _) = Records::open(&pattern, text, 1000);
         let mut rec = ByteRecord::new();
         let mut out = Vec::new();
         while let Some(kind) = records.next(&mut rec).unwrap() {
