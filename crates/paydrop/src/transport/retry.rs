@@ -93,7 +93,7 @@ pub(crate) struct Ended {
 /// The retry loop of one call. The caller makes the attempts and says
 /// what each came to; `Retry` decides whether and when the next one comes:
 ///
-/// ```ignore
+/// ```text
 /// let mut calls = Retry::new(policy, Effect::Idempotent, "the report");
 /// while let Some(n) = calls.next().await {
 ///     if let Some(done) = calls.judge(attempt(n).await) {
