@@ -30,10 +30,15 @@ fn config(world: &World, create: bool) -> std::path::PathBuf {
 
 async fn doctor(world: &World, base: &str, key: &str) -> (Run, Value) {
     let mut cmd = world.cli(["doctor", "--json"]);
-    cmd.env("PAYDROP_BASE_URL", base).env("PAYDROP_API_KEY", key);
+    cmd.env("PAYDROP_BASE_URL", base)
+        .env("PAYDROP_API_KEY", key);
     let run = world.run(cmd).await;
     for secret in [API_KEY, API_CLIENT, "hk-Zr9-secret", key] {
-        assert!(!run.all().contains(secret), "a secret leaked:\n{}", run.all());
+        assert!(
+            !run.all().contains(secret),
+            "a secret leaked:\n{}",
+            run.all()
+        );
     }
     let json: Value = serde_json::from_str(&run.stdout)
         .unwrap_or_else(|e| panic!("doctor --json is not JSON ({e}):\n{}", run.all()));
@@ -83,7 +88,10 @@ async fn good_settings_are_all_ok_and_the_text_form_says_the_same() {
     let inbox = &check(&all, "inbox").2;
     assert!(inbox.starts_with('/'), "{inbox}");
     assert!(check(&all, "config").2.starts_with('/'));
-    assert!(world.sandbox.batches().is_empty(), "the probe creates nothing");
+    assert!(
+        world.sandbox.batches().is_empty(),
+        "the probe creates nothing"
+    );
 
     let mut cmd = world.cli(["doctor"]);
     cmd.env("PAYDROP_BASE_URL", &base);

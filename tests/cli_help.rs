@@ -20,14 +20,17 @@ fn help_exit_codes() -> String {
     let out = paydrop(&["--help"]);
     assert!(out.status.success());
     let help = String::from_utf8(out.stdout).unwrap();
-    let start = help.find("Exit codes:").expect("--help lists the exit codes");
+    let start = help
+        .find("Exit codes:")
+        .expect("--help lists the exit codes");
     help[start..].trim_end().to_string()
 }
 
 #[test]
 fn the_readme_lists_the_exit_codes_of_help() {
     let table = help_exit_codes();
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     assert!(
         readme.contains(&format!("```text\n{table}\n```")),
         "the README's exit-code block differs from --help:\n{table}"
@@ -42,7 +45,14 @@ fn completions_name_the_subcommands() {
     let out = paydrop(&["completions", "bash"]);
     assert!(out.status.success());
     let script = String::from_utf8(out.stdout).unwrap();
-    for sub in ["validate", "submit", "results", "doctor", "ledger", "completions"] {
+    for sub in [
+        "validate",
+        "submit",
+        "results",
+        "doctor",
+        "ledger",
+        "completions",
+    ] {
         assert!(script.contains(sub), "no {sub} in the bash completions");
     }
     for shell in ["zsh", "fish"] {
@@ -57,7 +67,11 @@ fn man_renders_roff() {
     let out = paydrop(&["man"]);
     assert!(out.status.success());
     let page = String::from_utf8(out.stdout).unwrap();
-    assert!(page.contains(".TH paydrop"), "{}", &page[..page.len().min(300)]);
+    assert!(
+        page.contains(".TH paydrop"),
+        "{}",
+        &page[..page.len().min(300)]
+    );
     assert!(page.contains("doctor"), "the subcommands are listed");
 }
 

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::process::Output;
 
 use paydrop::results::Outcome;
+use paydrop::watch::DONE;
 use rust_decimal::Decimal;
 use serde_json::Value;
 use watch_common::*;
@@ -28,12 +29,8 @@ fn stdout_json(out: &Output) -> Value {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -95,16 +92,37 @@ async fn results_list_every_row_with_exact_totals_and_no_card() {
     let csv_path = rig.dir.path().join("declined.csv");
     let out = run(
         &rig,
-        &["results", &id, "--declined", "-o", csv_path.to_str().unwrap()],
+        &[
+            "results",
+            &id,
+            "--declined",
+            "-o",
+            csv_path.to_str().unwrap(),
+        ],
     );
     assert!(out.status.success());
     let said = String::from_utf8_lossy(&out.stdout);
-    assert!(said.contains(&format!("declined {} (TRY {})", want["declined"].0, want["declined"].1)), "{said}");
+    assert!(
+        said.contains(&format!(
+            "declined {} (TRY {})",
+            want["declined"].0, want["declined"].1
+        )),
+        "{said}"
+    );
     let mut reader = csv::Reader::from_path(&csv_path).unwrap();
     let headers = reader.headers().unwrap().clone();
     assert_eq!(
         headers.iter().collect::<Vec<_>>(),
-        ["part", "row", "code", "amount", "currency", "status", "error_code", "message"]
+        [
+            "part",
+            "row",
+            "code",
+            "amount",
+            "currency",
+            "status",
+            "error_code",
+            "message"
+        ]
     );
     let csv_rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
     assert_eq!(csv_rows.len() as u64, want["declined"].0);
@@ -120,7 +138,10 @@ async fn results_list_every_row_with_exact_totals_and_no_card() {
     assert_eq!(recent[0]["results"], all["totals"]);
     let text = run(&rig, &["ledger", "show", &id]);
     let text = String::from_utf8_lossy(&text.stdout);
-    assert!(text.contains(&format!("paid {} (TRY {})", want["paid"].0, want["paid"].1)), "{text}");
+    assert!(
+        text.contains(&format!("paid {} (TRY {})", want["paid"].0, want["paid"].1)),
+        "{text}"
+    );
 
     // No card number in anything printed or written.
     let csv_text = std::fs::read_to_string(&csv_path).unwrap();

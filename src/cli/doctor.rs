@@ -168,10 +168,7 @@ fn path_lines(f: &mut Findings, config: &Config, patterns_dir: &Path) {
         Ok(_) => f.add(
             Level::Ok,
             "patterns",
-            format!(
-                "{} does not exist: built-in patterns only",
-                shown.display()
-            ),
+            format!("{} does not exist: built-in patterns only", shown.display()),
         ),
         Err(e) => f.add(Level::Fail, "patterns", format!("{}: {e}", shown.display())),
     }
@@ -184,7 +181,12 @@ fn path_lines(f: &mut Findings, config: &Config, patterns_dir: &Path) {
     }
     for inbox in &config.watch.inboxes {
         let p = &inbox.path;
-        let what = format!("{} (pattern {}, {})", p.display(), inbox.pattern, inbox.currency);
+        let what = format!(
+            "{} (pattern {}, {})",
+            p.display(),
+            inbox.pattern,
+            inbox.currency
+        );
         if p.is_dir() {
             f.add(Level::Ok, "inbox", what);
         } else if p.exists() {
@@ -272,7 +274,10 @@ fn origin(url: &str) -> Option<&str> {
 }
 
 fn currency_lines(f: &mut Findings, config: &Config) {
-    let mut map = vec![format!("TRY = {} (documented)", paydrop::api::TRY_CURRENCY_ID)];
+    let mut map = vec![format!(
+        "TRY = {} (documented)",
+        paydrop::api::TRY_CURRENCY_ID
+    )];
     map.extend(
         config
             .submit
@@ -345,7 +350,11 @@ async fn provider_lines(f: &mut Findings, config: &Config) {
     let path = paydrop::inquiry::SUMMARY_PATH;
     let headers = [(paydrop::inquiry::CODE_PARAM, code.as_str())];
     let reply = client
-        .get(path, &headers, &[(paydrop::inquiry::CODE_PARAM, code.as_str())])
+        .get(
+            path,
+            &headers,
+            &[(paydrop::inquiry::CODE_PARAM, code.as_str())],
+        )
         .await;
     let (level, text) = match reply {
         Err(e) => (
@@ -386,7 +395,9 @@ async fn provider_lines(f: &mut Findings, config: &Config) {
             } else {
                 (
                     Level::Ok,
-                    format!("{base} answered the bulk inquiry (HTTP {status}): credentials accepted"),
+                    format!(
+                        "{base} answered the bulk inquiry (HTTP {status}): credentials accepted"
+                    ),
                 )
             }
         }

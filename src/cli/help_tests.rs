@@ -51,6 +51,9 @@ fn long_help_lists_the_exit_codes() {
         super::EXIT_UNKNOWN,
         super::EXIT_NOT_SENT,
     ] {
-        assert!(super::exit_codes::TABLE.contains(&format!("\n  {code}  ")), "{code}");
+        assert!(
+            super::exit_codes::TABLE.contains(&format!("\n  {code}  ")),
+            "{code}"
+        );
     }
 }

@@ -189,7 +189,14 @@ enum RowWriter {
 }
 
 const CSV_HEADER: [&str; 8] = [
-    "part", "row", "code", "amount", "currency", "status", "error_code", "message",
+    "part",
+    "row",
+    "code",
+    "amount",
+    "currency",
+    "status",
+    "error_code",
+    "message",
 ];
 
 impl RowWriter {
