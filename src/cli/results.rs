@@ -184,7 +184,7 @@ pub fn results_cmd(ledger_path: &Path, args: &ResultsArgs) -> Result<ExitCode> {
 /// The listing's format: CSV with a header, or one JSON document written
 /// as the rows come.
 enum RowWriter {
-    Csv(csv::Writer<Box<dyn Write>>),
+    Csv(Box<csv::Writer<Box<dyn Write>>>),
     Json { out: Box<dyn Write>, first: bool },
 }
 
@@ -203,7 +203,7 @@ impl RowWriter {
     fn csv(out: Box<dyn Write>) -> Result<RowWriter> {
         let mut w = csv::Writer::from_writer(out);
         w.write_record(CSV_HEADER)?;
-        Ok(RowWriter::Csv(w))
+        Ok(RowWriter::Csv(Box::new(w)))
     }
 
     fn json(mut out: Box<dyn Write>, batch: &Batch) -> Result<RowWriter> {
