@@ -1088,21 +1088,27 @@ async fn export_cmd(config: &Config, args: &ExportArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A new temporary file in `path`'s folder, which becomes `path` (persisted)
+/// only once everything is written: a reader never sees half a file.
+fn temp_beside(path: &Path, prefix: &str) -> Result<(File, tempfile::TempPath)> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempfile_in(dir)
+        .with_context(|| format!("creating a file in {}", dir.display()))?;
+    Ok(tmp.into_parts())
+}
+
 /// Where `export payments` writes rows: the sink, and the temporary file
 /// that becomes `-o` once everything was read.
 fn export_sink(args: &ExportArgs) -> Result<(export::Sink, Option<tempfile::TempPath>)> {
     let (writer, target): (Box<dyn tokio::io::AsyncWrite + Send + Unpin>, _) =
         match (&args.output, args.summary) {
             (Some(path), _) => {
-                let dir = path
-                    .parent()
-                    .filter(|d| !d.as_os_str().is_empty())
-                    .unwrap_or(Path::new("."));
-                let tmp = tempfile::Builder::new()
-                    .prefix(".paydrop-export-")
-                    .tempfile_in(dir)
-                    .with_context(|| format!("creating a file in {}", dir.display()))?;
-                let (file, temp_path) = tmp.into_parts();
+                let (file, temp_path) = temp_beside(path, ".paydrop-export-")?;
                 (Box::new(tokio::fs::File::from_std(file)), Some(temp_path))
             }
             (None, true) => return Ok((export::Sink::Discard, None)),

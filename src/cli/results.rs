@@ -18,7 +18,7 @@ use paydrop::ledger::{Batch, Ledger};
 use paydrop::results::{Outcome, ResultLine};
 use paydrop::totals::Tally;
 
-use super::masked;
+use super::{masked, temp_beside};
 
 #[derive(Args)]
 pub struct ResultsArgs {
@@ -136,15 +136,7 @@ pub fn results_cmd(ledger_path: &Path, args: &ResultsArgs) -> Result<ExitCode> {
     };
     let (writer, target): (Box<dyn Write>, _) = match &args.output {
         Some(path) => {
-            let dir = path
-                .parent()
-                .filter(|d| !d.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            let tmp = tempfile::Builder::new()
-                .prefix(".paydrop-results-")
-                .tempfile_in(dir)
-                .with_context(|| format!("creating a file in {}", dir.display()))?;
-            let (file, temp_path) = tmp.into_parts();
+            let (file, temp_path) = temp_beside(path, ".paydrop-results-")?;
             (Box::new(io::BufWriter::new(file)), Some(temp_path))
         }
         None => (Box::new(io::BufWriter::new(io::stdout().lock())), None),
