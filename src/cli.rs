@@ -33,7 +33,12 @@ use paydrop::watch::{self, WatchHooks};
 use paydrop::{mask, names};
 use paydrop_generate::{generate, GenOptions};
 
+mod doctor;
+mod exit_codes;
+#[cfg(test)]
+mod help_tests;
 mod reports;
+mod results;
 
 /// Exit code for a file whose rows have errors.
 pub const EXIT_INVALID: u8 = 1;
@@ -44,7 +49,8 @@ pub const EXIT_UNUSABLE: u8 = 2;
 #[command(
     name = "paydrop",
     version,
-    about = "Check, total and submit bulk card-payment files"
+    about = "Check, total and submit bulk card-payment files",
+    after_long_help = exit_codes::TABLE
 )]
 struct Cli {
     /// Folder with custom pattern files (*.toml) [default: patterns_dir of
@@ -75,11 +81,24 @@ enum Command {
     /// Validate a file, then send it to the provider's startdirect endpoint.
     Submit(SubmitArgs),
     /// Submissions awaiting an answer or of unknown outcome, and recent batches.
-    Status,
+    Status(JsonArgs),
     /// Record what you found out about a part of unknown outcome: the
     /// provider has it (--received BULK_PAYMENT_ID) or not (--not-received:
     /// the next submit or daemon pass sends it under its original code).
     Resolve(ResolveArgs),
+    /// Every row's outcome in a batch, as the provider's result callbacks
+    /// said (CSV or JSON, card data never included).
+    Results(results::ResultsArgs),
+    /// Check the configuration, paths, callback settings and currency map,
+    /// and probe the provider's address and credentials.
+    Doctor(doctor::DoctorArgs),
+    /// Print a shell completion script.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff).
+    Man,
     /// The submission history in the ledger.
     Ledger {
         #[command(subcommand)]
@@ -121,9 +140,15 @@ enum PatternsCommand {
     /// List the built-in and custom patterns.
     List,
     /// Print a pattern as TOML (a template for custom patterns).
-    Show { id: u16 },
+    Show {
+        /// The pattern's FilePattern number.
+        id: u16,
+    },
     /// Check a pattern file and report its mistakes.
-    Check { file: PathBuf },
+    Check {
+        /// The pattern file (TOML).
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -133,6 +158,7 @@ enum PayoutCommand {
     Trigger(TriggerArgs),
     /// Recent payout orders in the ledger, newest first.
     List {
+        /// How many orders to show.
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
@@ -212,6 +238,7 @@ struct ExportArgs {
     /// payoutOrderType, e.g. REBATE.
     #[arg(long)]
     order_type: Option<String>,
+    /// paymentId.
     #[arg(long)]
     payment_id: Option<String>,
     /// enrollmentParticipantId.
@@ -248,7 +275,9 @@ struct ExportArgs {
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum OutFormat {
+    /// Comma-separated, with a header row.
     Csv,
+    /// One JSON object per line.
     Jsonl,
 }
 
@@ -256,11 +285,16 @@ enum OutFormat {
 enum LedgerCommand {
     /// Recent batches, newest first.
     List {
+        /// How many batches to show.
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
-    /// One batch with its parts and every attempt.
+    /// One batch with its parts, every attempt and its results' counts.
     Show {
+        /// The batch (as `status` and `ledger list` show it).
         id: i64,
         /// Print JSON instead of text.
         #[arg(long)]
@@ -268,14 +302,25 @@ enum LedgerCommand {
     },
 }
 
+/// `--json` alone.
+#[derive(Args)]
+struct JsonArgs {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
 #[derive(Args)]
 struct SubmitArgs {
+    /// The payment file.
     file: PathBuf,
+    /// The provider's FilePattern number.
     #[arg(long, short)]
     pattern: u16,
     /// ISO 4217 currency of the amounts (mapped to the provider's CurrencyId).
     #[arg(long, default_value = "TRY")]
     currency: Currency,
+    /// Number of instalments of every payment.
     #[arg(long, default_value_t = 1)]
     installment: u32,
     /// Take the payments as pre-authorisations.
@@ -315,6 +360,12 @@ struct SubmitArgs {
     /// Date against which card expiry is checked (default: today in Istanbul).
     #[arg(long)]
     as_of: Option<chrono::NaiveDate>,
+    /// Print the outcome as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Print nothing on success (errors still go to stderr).
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 #[derive(Args)]
@@ -368,6 +419,7 @@ struct SandboxArgs {
 
 #[derive(Args)]
 struct ValidateArgs {
+    /// The payment file.
     file: PathBuf,
     /// The provider's FilePattern number.
     #[arg(long, short)]
@@ -394,19 +446,25 @@ struct ValidateArgs {
     #[arg(long, default_value_t = 1 << 20)]
     max_line_bytes: usize,
     /// Print only the result line.
-    #[arg(long, short)]
+    #[arg(long, short, conflicts_with = "json")]
     quiet: bool,
+    /// Print the full report as JSON (as --report writes it).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
 struct GenArgs {
+    /// The provider's FilePattern number.
     #[arg(long, short)]
     pattern: u16,
+    /// Payment rows to write.
     #[arg(long, default_value_t = 1000)]
     rows: u64,
     /// Share of rows (0–1) with one deliberate error each.
     #[arg(long, default_value_t = 0.0)]
     error_rate: f64,
+    /// Seed of the random rows: the same seed writes the same file.
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Write a header row.
@@ -418,6 +476,7 @@ struct GenArgs {
     /// Card expiry dates are generated after this date (default: today).
     #[arg(long)]
     as_of: Option<chrono::NaiveDate>,
+    /// Where to write the file (created 0600: it holds card numbers).
     #[arg(short, long)]
     output: PathBuf,
 }
@@ -434,11 +493,27 @@ pub fn main() -> ExitCode {
     init_logging(cli.log_json, level);
     match run(cli) {
         Ok(code) => code,
+        // The reader went away (`paydrop ledger list | head`): nothing left
+        // to say to it, and nothing went wrong.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", masked(format!("{e:#}")));
             ExitCode::from(EXIT_UNUSABLE)
         }
     }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<csv::Error>().is_some_and(|c| {
+                matches!(c.kind(), csv::ErrorKind::Io(io) if io.kind() == io::ErrorKind::BrokenPipe)
+            })
+            || c.downcast_ref::<serde_json::Error>()
+                .and_then(|j| j.io_error_kind())
+                == Some(io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// A clap parser for one of a library enum's values, by name: the library
@@ -493,7 +568,28 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Patterns { command } => patterns_cmd(&patterns_dir, command),
         Command::Gen(args) => gen_cmd(&registry()?, args),
         Command::Submit(args) => runtime()?.block_on(submit_cmd(&registry()?, &config, args)),
-        Command::Status => status_cmd(&config),
+        Command::Status(args) => status_cmd(&config, args.json),
+        Command::Results(args) => results::results_cmd(&config.ledger.path, args),
+        Command::Doctor(args) => runtime()?.block_on(doctor::doctor_cmd(
+            &config,
+            cli.config.as_deref(),
+            &patterns_dir,
+            args,
+        )),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            // Generated into memory: clap_complete panics on a failed write
+            // (a closed pipe), and the script is a few kilobytes.
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut cmd, "paydrop", &mut script);
+            io::stdout().lock().write_all(&script)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+                .render(&mut io::stdout().lock())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Resolve(args) => resolve_cmd(&config, args),
         Command::Watch => runtime()?.block_on(watch_cmd(registry()?, config.clone())),
         Command::Ledger { command } => ledger_cmd(&config, command),
@@ -573,16 +669,40 @@ async fn submit_cmd(registry: &Registry, config: &Config, args: &SubmitArgs) -> 
     }
     let mut out = io::stdout().lock();
     match outcome {
-        Ok(done) => {
-            print_batch(&mut out, &done.batch)?;
-            for n in &done.notices {
-                writeln!(out, "  notice   {n}")?;
+        Ok(mut done) => {
+            if args.callback.is_none() {
+                done.notices.push(NO_CALLBACK_NOTICE.to_string());
+            }
+            if args.json {
+                let notices: Vec<String> = done.notices.iter().map(masked).collect();
+                serde_json::to_writer_pretty(
+                    &mut out,
+                    &serde_json::json!({
+                        "accepted": true,
+                        "batch": masked_batch(done.batch),
+                        "notices": notices,
+                    }),
+                )?;
+                writeln!(out)?;
+            } else if !args.quiet {
+                print_batch(&mut out, &done.batch)?;
+                for n in &done.notices {
+                    writeln!(out, "  notice   {n}")?;
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
         Err(SubmitError::Invalid(report)) => {
-            print_report(&mut out, &report, pattern)?;
-            writeln!(out, "nothing was sent: fix the rows above and submit again")?;
+            if args.json {
+                serde_json::to_writer_pretty(
+                    &mut out,
+                    &serde_json::json!({ "accepted": false, "invalid": report }),
+                )?;
+                writeln!(out)?;
+            } else {
+                print_report(&mut out, &report, pattern)?;
+                writeln!(out, "nothing was sent: fix the rows above and submit again")?;
+            }
             Ok(ExitCode::from(EXIT_INVALID))
         }
         Err(e) => {
@@ -597,9 +717,41 @@ async fn submit_cmd(registry: &Registry, config: &Config, args: &SubmitArgs) -> 
                 SubmitError::NotSent { .. } => EXIT_NOT_SENT,
                 _ => EXIT_UNUSABLE,
             };
+            if args.json {
+                serde_json::to_writer_pretty(
+                    &mut out,
+                    &serde_json::json!({
+                        "accepted": false,
+                        "error": masked(&e),
+                        "exit_code": code,
+                    }),
+                )?;
+                writeln!(out)?;
+            }
             Ok(ExitCode::from(code))
         }
     }
+}
+
+/// Said after a submit without `--callback`: the provider posts a batch's
+/// result file to the `CallbackAddress` sent with it, and its resend
+/// (`bulk/send/callback`) takes no address (docs/providers/paywall.md §2,
+/// https://developer.paywall.one/payment-orchestration-integration-document/callback-examples/bulk-file-callback).
+const NO_CALLBACK_NOTICE: &str = "no --callback: the provider sends a batch's result file only \
+     to the CallbackAddress submitted with it, so this batch's results will not come back and \
+     `paydrop results` stays empty for it. See the outcomes in the provider's panel or its bulk \
+     query (GET /api/paywall/payment/bulk/payment/query with the part's MerchantUniqueCode); \
+     next time submit with --callback URL of a running `paydrop watch`, which records every row";
+
+/// A batch as JSON output shows it: the provider's words may quote what it
+/// was sent, so card numbers in them are masked.
+fn masked_batch(mut b: Batch) -> Batch {
+    for s in &mut b.submissions {
+        for m in [&mut s.message, &mut s.response] {
+            *m = m.as_deref().map(mask::card_numbers);
+        }
+    }
+    b
 }
 
 fn print_batch(out: &mut impl Write, b: &Batch) -> io::Result<()> {
@@ -886,7 +1038,13 @@ async fn export_cmd(config: &Config, args: &ExportArgs) -> Result<ExitCode> {
         let done = client
             .wait(request, poll, |r| {
                 if let Some(s) = &spinner {
-                    s.set_message(format!("export {}: {:?}", r.request_id, r.status));
+                    let status = match r.status {
+                        export::ExportStatus::Queued => "queued",
+                        export::ExportStatus::Processing => "processing",
+                        export::ExportStatus::Failed => "failed",
+                        export::ExportStatus::Completed => "completed",
+                    };
+                    s.set_message(format!("export {}: {status}", r.request_id));
                 }
             })
             .await?;
@@ -927,21 +1085,27 @@ async fn export_cmd(config: &Config, args: &ExportArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A new temporary file in `path`'s folder, which becomes `path` (persisted)
+/// only once everything is written: a reader never sees half a file.
+fn temp_beside(path: &Path, prefix: &str) -> Result<(File, tempfile::TempPath)> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempfile_in(dir)
+        .with_context(|| format!("creating a file in {}", dir.display()))?;
+    Ok(tmp.into_parts())
+}
+
 /// Where `export payments` writes rows: the sink, and the temporary file
 /// that becomes `-o` once everything was read.
 fn export_sink(args: &ExportArgs) -> Result<(export::Sink, Option<tempfile::TempPath>)> {
     let (writer, target): (Box<dyn tokio::io::AsyncWrite + Send + Unpin>, _) =
         match (&args.output, args.summary) {
             (Some(path), _) => {
-                let dir = path
-                    .parent()
-                    .filter(|d| !d.as_os_str().is_empty())
-                    .unwrap_or(Path::new("."));
-                let tmp = tempfile::Builder::new()
-                    .prefix(".paydrop-export-")
-                    .tempfile_in(dir)
-                    .with_context(|| format!("creating a file in {}", dir.display()))?;
-                let (file, temp_path) = tmp.into_parts();
+                let (file, temp_path) = temp_beside(path, ".paydrop-export-")?;
                 (Box::new(tokio::fs::File::from_std(file)), Some(temp_path))
             }
             (None, true) => return Ok((export::Sink::Discard, None)),
@@ -1052,10 +1216,72 @@ async fn stop_signal() {
     let _ = ctrl_c.await;
 }
 
-fn status_cmd(config: &Config) -> Result<ExitCode> {
+fn status_cmd(config: &Config, json: bool) -> Result<ExitCode> {
     let ledger = Ledger::open(&config.ledger.path)?;
     let open = ledger.open_submissions()?;
+    let overdue = std::time::Duration::from_secs(config.watch.results_overdue_secs);
+    let awaiting = callback::progress::awaiting(&ledger, overdue, chrono::Utc::now())?;
+    let recent = ledger.recent_batches(5)?;
+    let outcomes = recent
+        .iter()
+        .map(|b| results::outcomes(&ledger, b))
+        .collect::<Result<Vec<_>>>()?;
+    let code = if open.iter().any(|s| s.outcome_unknown()) {
+        ExitCode::from(EXIT_UNKNOWN)
+    } else {
+        ExitCode::SUCCESS
+    };
     let mut out = io::stdout().lock();
+    if json {
+        let inboxes: Vec<serde_json::Value> = config
+            .watch
+            .inboxes
+            .iter()
+            .map(|inbox| {
+                let counts: serde_json::Map<String, serde_json::Value> =
+                    watch::inbox_counts(&inbox.path)
+                        .iter()
+                        .map(|(state, n)| (state.to_string(), (*n).into()))
+                        .collect();
+                serde_json::json!({ "path": inbox.path, "files": counts })
+            })
+            .collect();
+        let open: Vec<serde_json::Value> = open
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "batch": s.batch_id,
+                    "part": s.part,
+                    "code": s.merchant_unique_code,
+                    "rows": s.rows,
+                    "amount": s.amount,
+                    "outcome_unknown": s.outcome_unknown(),
+                    "message": s.message.as_deref().map(mask::card_numbers),
+                })
+            })
+            .collect();
+        let recent: Vec<serde_json::Value> = recent
+            .into_iter()
+            .zip(&outcomes)
+            .map(|(b, o)| {
+                let results = o.json(&b.currency);
+                serde_json::json!({ "batch": masked_batch(b), "results": results })
+            })
+            .collect();
+        let awaiting: Vec<String> = awaiting.iter().map(ToString::to_string).collect();
+        serde_json::to_writer_pretty(
+            &mut out,
+            &serde_json::json!({
+                "ledger": config.ledger.path,
+                "inboxes": inboxes,
+                "awaiting_results": awaiting,
+                "open": open,
+                "recent": recent,
+            }),
+        )?;
+        writeln!(out)?;
+        return Ok(code);
+    }
     writeln!(out, "ledger {}", config.ledger.path.display())?;
     for inbox in &config.watch.inboxes {
         let counts: Vec<String> = watch::inbox_counts(&inbox.path)
@@ -1071,8 +1297,6 @@ fn status_cmd(config: &Config) -> Result<ExitCode> {
             )?;
         }
     }
-    let overdue = std::time::Duration::from_secs(config.watch.results_overdue_secs);
-    let awaiting = callback::progress::awaiting(&ledger, overdue, chrono::Utc::now())?;
     if !awaiting.is_empty() {
         writeln!(out, "accepted, awaiting the provider's results:")?;
         for a in &awaiting {
@@ -1109,18 +1333,14 @@ fn status_cmd(config: &Config) -> Result<ExitCode> {
             )?;
         }
     }
-    let recent = ledger.recent_batches(5)?;
     if !recent.is_empty() {
         writeln!(out, "recent batches:")?;
-        for b in &recent {
+        for (b, o) in recent.iter().zip(&outcomes) {
             print_batch(&mut out, b)?;
+            writeln!(out, "  results  {}", o.line(&b.currency))?;
         }
     }
-    Ok(if open.iter().any(|s| s.outcome_unknown()) {
-        ExitCode::from(EXIT_UNKNOWN)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(code)
 }
 
 fn resolve_cmd(config: &Config, args: &ResolveArgs) -> Result<ExitCode> {
@@ -1178,15 +1398,23 @@ fn ledger_cmd(config: &Config, command: &LedgerCommand) -> Result<ExitCode> {
     let ledger = Ledger::open(&config.ledger.path)?;
     let mut out = io::stdout().lock();
     match command {
-        LedgerCommand::List { limit } => {
-            for b in ledger.recent_batches(*limit)? {
-                print_batch(&mut out, &b)?;
+        LedgerCommand::List { limit, json } => {
+            let batches = ledger.recent_batches(*limit)?;
+            if *json {
+                let batches: Vec<Batch> = batches.into_iter().map(masked_batch).collect();
+                serde_json::to_writer_pretty(&mut out, &batches)?;
+                writeln!(out)?;
+            } else {
+                for b in &batches {
+                    print_batch(&mut out, b)?;
+                }
             }
         }
         LedgerCommand::Show { id, json } => {
             let b = ledger
                 .batch(*id)?
                 .with_context(|| format!("no batch {id} in {}", config.ledger.path.display()))?;
+            let outcomes = results::outcomes(&ledger, &b)?;
             if *json {
                 let mut attempts: Vec<Vec<paydrop::ledger::Attempt>> = b
                     .submissions
@@ -1194,24 +1422,24 @@ fn ledger_cmd(config: &Config, command: &LedgerCommand) -> Result<ExitCode> {
                     .map(|s| ledger.attempts(s.id))
                     .collect::<Result<_, _>>()?;
                 // The provider's words may quote what it was sent.
-                let mask = |m: &mut Option<String>| *m = m.as_deref().map(mask::card_numbers);
-                let mut b = b;
-                for s in &mut b.submissions {
-                    mask(&mut s.message);
-                    mask(&mut s.response);
-                }
                 attempts
                     .iter_mut()
                     .flatten()
-                    .for_each(|a| mask(&mut a.message));
+                    .for_each(|a| a.message = a.message.as_deref().map(mask::card_numbers));
+                let results = outcomes.json(&b.currency);
                 serde_json::to_writer_pretty(
                     &mut out,
-                    &serde_json::json!({ "batch": b, "attempts": attempts }),
+                    &serde_json::json!({
+                        "batch": masked_batch(b),
+                        "attempts": attempts,
+                        "results": results,
+                    }),
                 )?;
                 writeln!(out)?;
             } else {
                 print_batch(&mut out, &b)?;
                 writeln!(out, "  sha256 {}  created {}", b.sha256, b.created_at)?;
+                writeln!(out, "  results  {}", outcomes.line(&b.currency))?;
                 for s in &b.submissions {
                     for a in ledger.attempts(s.id)? {
                         writeln!(
@@ -1365,7 +1593,10 @@ fn validate_cmd(registry: &Registry, config: &Config, args: &ValidateArgs) -> Re
         w.flush()?;
     }
     let mut out = io::stdout().lock();
-    if args.quiet {
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else if args.quiet {
         writeln!(out, "{}", verdict(&report))?;
     } else {
         print_report(&mut out, &report, pattern)?;
@@ -1505,20 +1736,22 @@ fn patterns_cmd(dir: &Path, command: &PatternsCommand) -> Result<ExitCode> {
     match command {
         PatternsCommand::List => {
             let registry = Registry::load(Some(dir))?;
+            let mut out = io::stdout().lock();
             for p in registry.iter() {
-                println!(
-                    "{:>3}  {:<28} {:>2} columns  delimiter {:?}  {}",
+                writeln!(
+                    out,
+                    "{:>3}  {:<28} {:>2} columns  delimiter '{}'  {}",
                     p.id,
                     p.name,
                     p.columns.len(),
-                    p.delimiter as char,
+                    (p.delimiter as char).escape_default(),
                     p.source
-                );
+                )?;
             }
         }
         PatternsCommand::Show { id } => {
             let registry = Registry::load(Some(dir))?;
-            print!("{}", registry.get(*id)?.to_toml());
+            write!(io::stdout().lock(), "{}", registry.get(*id)?.to_toml())?;
         }
         PatternsCommand::Check { file } => match Pattern::from_file(file) {
             Ok(p) => println!(
