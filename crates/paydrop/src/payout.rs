@@ -41,7 +41,7 @@ use serde_json::Value;
 use crate::api::{Envelope, PayoutTrigger, PAYOUT_INQUIRY_PATH, PAYOUT_TRIGGER_PATH};
 use crate::currency::Currency;
 use crate::ledger::{Ledger, LedgerError, PayoutOrder, State};
-use crate::transport::RetryPolicy;
+use crate::transport::{answered, RetryPolicy};
 use crate::upload::{Client, JsonReply, NoReply};
 
 /// A rule of the provider that an order breaks.
@@ -239,15 +239,17 @@ fn outcome(reply: Result<JsonReply, NoReply>) -> Outcome {
     let status = reply.status;
     if status == StatusCode::TOO_MANY_REQUESTS {
         return Outcome::Retry {
-            message: format!("{status}: {message}"),
+            message: answered(status.as_u16(), "POST", &reply.url, &message),
             retry_after: reply.retry_after,
         };
     }
     if status.is_server_error() {
-        return Outcome::Unknown(format!("{status}: {message}"));
+        return Outcome::Unknown(answered(status.as_u16(), "POST", &reply.url, &message));
     }
     match envelope {
-        _ if !status.is_success() => Outcome::Refused(format!("{status}: {message}")),
+        _ if !status.is_success() => {
+            Outcome::Refused(answered(status.as_u16(), "POST", &reply.url, &message))
+        }
         Some(e) if e.is_success() => Outcome::Ordered {
             job_id: e
                 .body

@@ -13,8 +13,11 @@
 //! This module starts the daemon; [`scheduler`] is its loop, [`inbox`] finds
 //! and claims files ([`scan`] decides which are ready), [`process`] takes one
 //! file through submit, [`outputs`] files it with its report, [`callback`]
-//! checks and binds the callback listener, [`metrics`] counts.
+//! checks and binds the callback listener, [`metrics`] counts and serves
+//! `/metrics` and `/health` on a listener of their own, [`startup`] checks
+//! what the daemon needs before it takes a file.
 
+use std::net::SocketAddr;
 use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 
@@ -31,9 +34,11 @@ mod outputs;
 mod process;
 mod scan;
 mod scheduler;
+mod startup;
 
 pub use inbox::{inbox_counts, Inbox, BIG_FILE};
-pub use metrics::Metrics;
+pub(crate) use metrics::prometheus;
+pub use metrics::{InboxMetrics, Metrics};
 pub(crate) use outputs::{sibling, write_json};
 pub use scan::{ignored, skipped};
 
@@ -61,14 +66,23 @@ pub(crate) struct Shared {
     results: Arc<crate::callback::Receiver>,
 }
 
-/// Runs the daemon until `shutdown` resolves. Returns the address of the
-/// callback server through `ready` once it listens.
+/// Where the daemon's listeners are, once they listen.
+#[derive(Clone, Copy, Debug)]
+pub struct Listening {
+    /// The result-callback listener (`[watch] callback_bind`).
+    pub callback: SocketAddr,
+    /// `/metrics` and `/health` (`[watch] metrics_bind`).
+    pub metrics: SocketAddr,
+}
+
+/// Runs the daemon until `shutdown` resolves. Returns the addresses of its
+/// listeners through `ready` once they listen.
 pub async fn run(
     config: Config,
     registry: Registry,
     client: Client,
     hooks: WatchHooks,
-    ready: Option<tokio::sync::oneshot::Sender<std::net::SocketAddr>>,
+    ready: Option<tokio::sync::oneshot::Sender<Listening>>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
     anyhow::ensure!(
@@ -81,15 +95,31 @@ pub async fn run(
         .iter()
         .map(|i| Inbox::resolve(i, &config, &registry).map(Arc::new))
         .collect::<Result<Vec<_>>>()?;
+    startup::check_inboxes(&inboxes, config.watch.create_inboxes)?;
     for inbox in &inboxes {
         inbox
             .ensure_dirs()
             .with_context(|| format!("preparing {}", inbox.dir.display()))?;
     }
+    startup::check_ledger(&config.ledger.path)?;
     let (listener, callback_url) = callback::bind(&config.watch).await?;
     let addr = listener.local_addr()?;
-    let metrics = Arc::new(Metrics::default());
-    let results = crate::callback::Receiver::new(config.clone(), registry, metrics.clone())?;
+    let metrics_listener = tokio::net::TcpListener::bind(&config.watch.metrics_bind)
+        .await
+        .with_context(|| {
+            format!(
+                "binding the metrics listener to {} ([watch] metrics_bind)",
+                config.watch.metrics_bind
+            )
+        })?;
+    let metrics_addr = metrics_listener.local_addr()?;
+    let metrics = Arc::new(Metrics::new(&inboxes));
+    let results = crate::callback::Receiver::new(config.clone(), registry)?;
+    let served = metrics::Served {
+        daemon: metrics.clone(),
+        results: results.clone(),
+        ledger: config.ledger.path.clone(),
+    };
     let shared = Arc::new(Shared {
         config,
         inboxes,
@@ -102,10 +132,15 @@ pub async fn run(
     // Aborted on every way out, also when this future is dropped: the
     // callback server must not outlive the daemon.
     let _server = AbortOnDrop(tokio::spawn(crate::callback::serve(listener, results)));
+    let _metrics = AbortOnDrop(tokio::spawn(metrics::serve(metrics_listener, served)));
+    let _probe = AbortOnDrop(tokio::spawn(startup::probe(shared.client.clone())));
     if let Some(ready) = ready {
-        let _ = ready.send(addr);
+        let _ = ready.send(Listening {
+            callback: addr,
+            metrics: metrics_addr,
+        });
     }
-    tracing::info!(callback = %addr, inboxes = shared.inboxes.len(), "watching");
+    tracing::info!(callback = %addr, metrics = %metrics_addr, inboxes = shared.inboxes.len(), "watching");
     scheduler::watch_loop(shared.clone(), shutdown).await
 }
 

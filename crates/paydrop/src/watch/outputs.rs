@@ -20,13 +20,14 @@ use crate::validate::{Fatal, Report};
 /// with one ERROR per rescan period.
 pub(super) fn refuse_unreadable(
     shared: &Shared,
-    inbox: &Inbox,
+    index: usize,
     path: &Path,
     counter: u64,
     error: &Fatal,
     scan: &mut Scan,
     rescan: Duration,
 ) {
+    let inbox = &shared.inboxes[index];
     let reason = unreadable_reason(error);
     let dest = inbox.sub(FAILED).join(claim_name(path, counter));
     let claimed_as = shown(&dest);
@@ -50,7 +51,11 @@ pub(super) fn refuse_unreadable(
         });
     match filed {
         Ok(()) => {
-            shared.metrics.files_failed.fetch_add(1, Ordering::Relaxed);
+            shared
+                .metrics
+                .inbox(index)
+                .files_failed
+                .fetch_add(1, Ordering::Relaxed);
             tracing::error!(file = %shown(path), to = %claimed_as, reason = %reason, "filed unread");
         }
         Err(e) if scan.stuck(path, rescan) => tracing::error!(

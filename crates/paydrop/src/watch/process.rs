@@ -29,7 +29,16 @@ pub(super) enum Fate {
     Held,
 }
 
+/// Takes one claimed file through submit, counted as processing meanwhile.
 pub(super) async fn process(shared: &Shared, claimed: &Claimed) -> Fate {
+    let m = shared.metrics.inbox(claimed.inbox);
+    m.files_processing.fetch_add(1, Ordering::Relaxed);
+    let fate = process_one(shared, claimed).await;
+    m.files_processing.fetch_sub(1, Ordering::Relaxed);
+    fate
+}
+
+async fn process_one(shared: &Shared, claimed: &Claimed) -> Fate {
     let inbox = &shared.inboxes[claimed.inbox];
     let started = Instant::now();
     let mut ledger = match Ledger::open(&shared.config.ledger.path) {
@@ -72,7 +81,7 @@ pub(super) async fn process(shared: &Shared, claimed: &Claimed) -> Fate {
         sent.clone(),
     )
     .await;
-    let m = &shared.metrics;
+    let m = shared.metrics.inbox(claimed.inbox);
     m.upload_bytes
         .fetch_add(sent.load(Ordering::Relaxed), Ordering::Relaxed);
     m.submit_millis
@@ -214,13 +223,16 @@ pub(super) async fn process(shared: &Shared, claimed: &Claimed) -> Fate {
                     tracing::error!(error = %e, "cannot record the new place of the file");
                 }
             }
-            let counter = if state == DONE {
-                &m.files_done
+            if state == DONE {
+                // The time first: a scrape that sees the count sees it.
+                m.last_success
+                    .fetch_max(Utc::now().timestamp(), Ordering::Relaxed);
+                m.files_done.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(file = %claimed.original, to = %shown(&dest), "filed");
             } else {
-                &m.files_failed
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(file = %claimed.original, to = %shown(&dest), reason = file_report.reason.as_deref().unwrap_or(""), "filed");
+                m.files_failed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(file = %claimed.original, to = %shown(&dest), reason = file_report.reason.as_deref().unwrap_or(""), "filed in failed/");
+            }
             if let Some(b) = &batch {
                 shared.results.write_outputs(b.id).await;
             }

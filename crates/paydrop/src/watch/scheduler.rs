@@ -75,12 +75,16 @@ pub(super) async fn watch_loop(
                 // A file that cannot be read is never claimed: nothing could
                 // be done with it in processing/, on any restart.
                 if let Err(e) = crate::validate::open_regular(&path) {
-                    refuse_unreadable(&shared, inbox, &path, counter, &e, &mut scan, rescan);
+                    refuse_unreadable(&shared, i, &path, counter, &e, &mut scan, rescan);
                     continue;
                 }
                 match claim(inbox, &path, counter) {
                     Ok(claimed_path) => {
-                        shared.metrics.files_claimed.fetch_add(1, Ordering::Relaxed);
+                        shared
+                            .metrics
+                            .inbox(i)
+                            .files_claimed
+                            .fetch_add(1, Ordering::Relaxed);
                         queue.push_back(Claimed {
                             inbox: i,
                             original: shown_name(&path),
