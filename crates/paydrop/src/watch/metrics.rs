@@ -48,6 +48,9 @@ pub struct Metrics {
     inboxes: Vec<(Labels, PathBuf, InboxMetrics)>,
 }
 
+/// Picks one counter of an inbox's metrics.
+type Counter = fn(&InboxMetrics) -> &AtomicU64;
+
 /// The labels of an inbox's series.
 struct Labels {
     inbox: String,
@@ -95,7 +98,7 @@ impl Metrics {
     /// The Prometheus text exposition of the daemon's own series.
     pub fn render(&self, out: &mut String) {
         let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let counters: [(&str, &str, fn(&InboxMetrics) -> &AtomicU64); 7] = [
+        let counters: [(&str, &str, Counter); 7] = [
             (
                 "paydrop_files_claimed_total",
                 "Files taken from an inbox",
