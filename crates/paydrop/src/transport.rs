@@ -170,11 +170,13 @@ pub fn shown_url(url: &str) -> String {
     let _ = parsed.set_password(None);
     parsed.set_query(None);
     parsed.set_fragment(None);
-    let path = parsed.path().to_string();
-    if let Some(at) = path.find("/callback/") {
-        parsed.set_path(&format!("{}/callback/…", &path[..at]));
+    // The path is the URL's end now: cut it after `/callback/`.
+    let mut shown = parsed.to_string();
+    if let Some(at) = shown.find("/callback/") {
+        shown.truncate(at + "/callback/".len());
+        shown.push('…');
     }
-    crate::mask::card_numbers(parsed.as_str())
+    crate::mask::card_numbers(&shown)
 }
 
 /// A provider's answer that is not a success, as errors say it: the HTTP
