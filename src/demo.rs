@@ -58,6 +58,7 @@ pub async fn run(registry: Registry, rows: u64, out: &mut impl Write) -> Result<
     config.watch.quiet_ms = 300;
     config.watch.rescan_ms = 200;
     config.watch.callback_bind = "127.0.0.1:0".into();
+    config.watch.metrics_bind = "127.0.0.1:0".into();
     config.watch.callback_secret = Some(Secret::new(uuid::Uuid::new_v4().simple().to_string()));
     config.watch.webhook_hash_key = Some(Secret::new(webhook_hash_key));
     config.submit.backoff_ms = 100;
@@ -83,7 +84,7 @@ pub async fn run(registry: Registry, rows: u64, out: &mut impl Write) -> Result<
             let _ = stop_rx.await;
         },
     ));
-    let callback = ready_rx.await.context("the daemon did not start")?;
+    let callback = ready_rx.await.context("the daemon did not start")?.callback;
     writeln!(
         out,
         "  watch daemon      inbox {}, callbacks on {callback}",

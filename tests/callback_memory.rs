@@ -63,6 +63,8 @@ split_rows = 1000
 
 [watch]
 callback_bind = "127.0.0.1:0"
+metrics_bind = "127.0.0.1:0"
+create_inboxes = true
 callback_secret = "{SECRET}"
 {extra}
 

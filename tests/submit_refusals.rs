@@ -149,9 +149,9 @@ async fn an_unknown_currency_id_is_refused_with_the_providers_message() {
         o.currency_id = 99
     })
     .await;
-    assert_eq!(
-        message,
-        "ErrorCode 53: CurrencyId 99 is not a known currency"
+    assert_refusal(
+        &message,
+        "ErrorCode 53: CurrencyId 99 is not a known currency",
     );
 }
 
@@ -187,9 +187,9 @@ async fn a_garbled_field_is_refused_with_the_providers_message() {
         o.callback_address = Some("not a url".into())
     })
     .await;
-    assert_eq!(
-        message,
-        "ErrorCode 166: CallbackAddress is not an absolute http(s) URL"
+    assert_refusal(
+        &message,
+        "ErrorCode 166: CallbackAddress is not an absolute http(s) URL",
     );
 }
 
@@ -202,9 +202,9 @@ async fn wrong_keys_are_refused_once_and_not_retried() {
         credentials("wrong-key", common_submit::API_CLIENT),
     );
     let message = refused(&world, &path, &world.pattern, &wrong, |_| {}).await;
-    assert_eq!(
-        message,
-        "apikeypublic / apiclientpublic are not valid for this merchant"
+    assert_refusal(
+        &message,
+        "apikeypublic / apiclientpublic are not valid for this merchant",
     );
 
     // With the keys fixed, the same submit resends the refused part under
@@ -372,4 +372,16 @@ async fn an_unusable_address_is_refused_at_once_and_nothing_is_recorded() {
     }
     assert!(world.ledger().recent_batches(10).unwrap().is_empty());
     assert!(world.sandbox.batches().is_empty());
+}
+
+/// A refusal names the HTTP status and the address, then the provider's
+/// own message.
+fn assert_refusal(message: &str, providers: &str) {
+    assert!(
+        message.starts_with("HTTP ")
+            && message.contains(" from POST http://127.0.0.1:")
+            && message.contains("/api/paywall/payment/bulk/file/startdirect: ")
+            && message.ends_with(providers),
+        "{message}"
+    );
 }

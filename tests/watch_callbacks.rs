@@ -185,7 +185,11 @@ async fn metrics_count_the_files_done_in_prometheus_text() {
 
     // Counted just after the move: wait for the last one.
     daemon.metrics_when("paydrop_files_failed_total", "1").await;
-    let answer = http().get(daemon.url("/metrics")).send().await.unwrap();
+    let answer = http()
+        .get(daemon.metrics_url("/metrics"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(answer.status(), 200);
     let content_type = answer
         .headers()
@@ -204,7 +208,8 @@ async fn metrics_count_the_files_done_in_prometheus_text() {
             );
             continue;
         }
-        let (name, value) = line.split_once(' ').unwrap_or_else(|| panic!("{line}"));
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("{line}"));
+        let name = series.split('{').next().unwrap_or_default();
         assert!(
             text.contains(&format!("# TYPE {name} counter\n"))
                 || text.contains(&format!("# TYPE {name} gauge\n")),

@@ -86,7 +86,7 @@ async fn a_crash_during_the_upload_holds_the_file_until_resolved_then_sends_it_o
     // The provider holds the request; the daemon is killed meanwhile.
     faults.set_delay(Duration::from_secs(60));
     let daemon = rig.daemon(rig.config()).await;
-    let old_callbacks = daemon.url("/health");
+    let old_callbacks = daemon.metrics_url("/health");
     let bytes = payments(42, 50);
     rig.drop_file("upload.csv", &bytes);
     let code = wait_for("an attempt started", || {

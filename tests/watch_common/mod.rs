@@ -362,6 +362,7 @@ impl Rig {
         config.watch.concurrency = 2;
         config.watch.shutdown_secs = 30;
         config.watch.callback_bind = "127.0.0.1:0".into();
+        config.watch.metrics_bind = "127.0.0.1:0".into();
         config.watch.callback_secret = Some(Secret::new(SECRET));
         config.watch.webhook_hash_key = Some(Secret::new(WEBHOOK_KEY));
         config.submit.max_attempts = 3;
@@ -554,6 +555,7 @@ rescan_ms = 100
 concurrency = 2
 unknown_recheck_secs = 1
 callback_bind = "127.0.0.1:0"
+metrics_bind = "127.0.0.1:0"
 callback_secret = "{SECRET}"
 {extra_watch}
 
@@ -621,6 +623,8 @@ pub fn http() -> reqwest::Client {
 pub struct Daemon {
     /// The callback server.
     pub addr: SocketAddr,
+    /// `/metrics` and `/health`.
+    pub metrics_addr: SocketAddr,
     task: JoinHandle<anyhow::Result<()>>,
     stop: Option<oneshot::Sender<()>>,
 }
@@ -644,11 +648,12 @@ impl Daemon {
                 let _ = stop_rx.await;
             },
         ));
-        let addr = guard("the daemon's start", ready_rx)
+        let listening = guard("the daemon's start", ready_rx)
             .await
-            .expect("the daemon reports its callback address");
+            .expect("the daemon reports its listeners");
         Daemon {
-            addr,
+            addr: listening.callback,
+            metrics_addr: listening.metrics,
             task,
             stop: Some(stop_tx),
         }
@@ -657,6 +662,11 @@ impl Daemon {
     /// `http://{addr}{path}`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// `http://{metrics_addr}{path}`.
+    pub fn metrics_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.metrics_addr)
     }
 
     /// The callback URL with the secret.
@@ -688,7 +698,7 @@ impl Daemon {
     /// The `/metrics` text.
     pub async fn metrics(&self) -> String {
         let answer = http()
-            .get(self.url("/metrics"))
+            .get(self.metrics_url("/metrics"))
             .send()
             .await
             .expect("GET /metrics");
@@ -723,15 +733,32 @@ impl Drop for Daemon {
     }
 }
 
-/// The value of counter `name` in a Prometheus text exposition.
+/// The value of metric `name` in a Prometheus text exposition: its one
+/// sample, or the sum of its labelled series (the daemon's tests use one
+/// inbox and one currency).
 pub fn metric(text: &str, name: &str) -> String {
-    let found: Vec<&str> = text
-        .lines()
+    let found: Vec<Decimal> = series(text, name).into_iter().map(|(_, v)| v).collect();
+    assert!(!found.is_empty(), "{name} in:\n{text}");
+    found.into_iter().sum::<Decimal>().normalize().to_string()
+}
+
+/// The samples of metric `name`: the labels as written (`inbox="…",…`, or
+/// empty) and the value.
+pub fn series(text: &str, name: &str) -> Vec<(String, Decimal)> {
+    text.lines()
         .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .collect();
-    assert_eq!(found.len(), 1, "{name} once in:\n{text}");
-    found[0].trim().to_string()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let (labels, value) = match rest.strip_prefix('{') {
+                Some(r) => {
+                    let (labels, value) = r.rsplit_once("} ")?;
+                    (labels.to_string(), value)
+                }
+                None => (String::new(), rest.strip_prefix(' ')?),
+            };
+            Some((labels, dec(value.trim())))
+        })
+        .collect()
 }
 
 /// The BulkPaymentIds in a report's `batch`.

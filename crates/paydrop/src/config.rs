@@ -412,6 +412,14 @@ pub struct WatchConfig {
     /// in `status` and `/metrics`.
     #[serde(default = "default_results_overdue_secs")]
     pub results_overdue_secs: u64,
+    /// Address `/metrics` and `/health` listen on, apart from the callback
+    /// listener; loopback by default, as they have no authentication.
+    #[serde(default = "default_metrics_bind")]
+    pub metrics_bind: String,
+    /// Make an inbox folder that does not exist at start; by default the
+    /// daemon refuses to start, as a mistyped path would wait forever.
+    #[serde(default)]
+    pub create_inboxes: bool,
 }
 
 impl Default for WatchConfig {
@@ -435,6 +443,8 @@ impl Default for WatchConfig {
             callback_timeout_secs: default_callback_timeout_secs(),
             callback_wait_ms: default_callback_wait_ms(),
             results_overdue_secs: default_results_overdue_secs(),
+            metrics_bind: default_metrics_bind(),
+            create_inboxes: false,
         }
     }
 }
@@ -456,6 +466,9 @@ fn default_unknown_recheck() -> u64 {
 }
 fn default_callback_bind() -> String {
     "127.0.0.1:8081".into()
+}
+fn default_metrics_bind() -> String {
+    "127.0.0.1:9464".into()
 }
 fn default_webhook_key_types() -> Vec<String> {
     vec!["4".into(), "none".into()]

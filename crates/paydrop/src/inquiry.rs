@@ -181,6 +181,7 @@ mod tests {
         Ok(JsonReply {
             status: StatusCode::from_u16(status).unwrap(),
             text: text.into(),
+            url: String::new(),
             retry_after: None,
         })
     }

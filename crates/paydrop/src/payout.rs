@@ -41,7 +41,7 @@ use serde_json::Value;
 use crate::api::{Envelope, PayoutTrigger, PAYOUT_INQUIRY_PATH, PAYOUT_TRIGGER_PATH};
 use crate::currency::Currency;
 use crate::ledger::{Ledger, LedgerError, PayoutOrder, State};
-use crate::transport::{Effect, Ended, Retry, RetryPolicy, Step};
+use crate::transport::{answered, Effect, Ended, Retry, RetryPolicy, Step};
 use crate::upload::{Client, JsonReply, NoReply};
 
 /// A rule of the provider that an order breaks.
@@ -238,7 +238,7 @@ fn outcome(reply: Result<JsonReply, NoReply>) -> Step<Answer> {
     let status = reply.status;
     if status == StatusCode::TOO_MANY_REQUESTS {
         return Step::NotTaken {
-            why: format!("{status}: {message}"),
+            why: answered(status.as_u16(), "POST", &reply.url, &message),
             retry_after: reply.retry_after,
         };
     }
@@ -247,10 +247,15 @@ fn outcome(reply: Result<JsonReply, NoReply>) -> Step<Answer> {
         retry_after: None,
     };
     if status.is_server_error() {
-        return ambiguous(format!("{status}: {message}"));
+        return ambiguous(answered(status.as_u16(), "POST", &reply.url, &message));
     }
     match envelope {
-        _ if !status.is_success() => Step::Done(Answer::Refused(format!("{status}: {message}"))),
+        _ if !status.is_success() => Step::Done(Answer::Refused(answered(
+            status.as_u16(),
+            "POST",
+            &reply.url,
+            &message,
+        ))),
         Some(e) if e.is_success() => Step::Done(Answer::Ordered {
             job_id: e
                 .body

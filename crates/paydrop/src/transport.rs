@@ -180,9 +180,13 @@ pub(crate) async fn read_capped(response: reqwest::Response) -> Result<String, r
 }
 
 /// A transport error without the noise; reqwest's messages never contain
-/// header values, so no secret can leak through here.
+/// header values, and the URL they quote is shown by [`shown_url`], so no
+/// secret can leak through here.
 pub(crate) fn describe(e: &reqwest::Error) -> String {
     let mut msg = e.to_string();
+    if let Some(url) = e.url() {
+        msg = msg.replace(url.as_str(), &shown_url(url.as_str()));
+    }
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         msg.push_str(": ");
@@ -190,4 +194,55 @@ pub(crate) fn describe(e: &reqwest::Error) -> String {
         source = s.source();
     }
     msg
+}
+
+/// A URL as errors and logs show it: without user, password, query (a
+/// signed link's token) or fragment, and without the path secret that
+/// follows `/callback/`.
+///
+/// ```
+/// use paydrop::transport::shown_url;
+/// assert_eq!(shown_url("https://u:pw@host/x/startdirect?sig=abc#f"), "https://host/x/startdirect");
+/// assert_eq!(shown_url("http://127.0.0.1:8081/callback/s3cret"), "http://127.0.0.1:8081/callback/…");
+/// ```
+pub fn shown_url(url: &str) -> String {
+    let Ok(mut parsed) = reqwest::Url::parse(url) else {
+        // Not a URL: shown only up to where a query or userinfo could start.
+        let end = url.find(['?', '#', '@']).unwrap_or(url.len());
+        return crate::mask::card_numbers(&url[..end]);
+    };
+    let _ = parsed.set_username("");
+    let _ = parsed.set_password(None);
+    parsed.set_query(None);
+    parsed.set_fragment(None);
+    // The path is the URL's end now: cut it after `/callback/`.
+    let mut shown = parsed.to_string();
+    if let Some(at) = shown.find("/callback/") {
+        shown.truncate(at + "/callback/".len());
+        shown.push('…');
+    }
+    crate::mask::card_numbers(&shown)
+}
+
+/// A provider's answer that is not a success, as errors say it: the HTTP
+/// status, the request (method and URL, without secrets) and the body's
+/// message.
+///
+/// ```
+/// use paydrop::transport::answered;
+/// let m = answered(404, "POST", "http://h/wrong/startdirect?k=1", "404 Not Found: ");
+/// assert_eq!(m, "HTTP 404 Not Found from POST http://h/wrong/startdirect: (no message in the answer)");
+/// ```
+pub fn answered(status: u16, method: &str, url: &str, message: &str) -> String {
+    let status = reqwest::StatusCode::from_u16(status)
+        .map_or_else(|_| status.to_string(), |s| s.to_string());
+    // Messages often start with the status already.
+    let message = message
+        .strip_prefix(status.as_str())
+        .map_or(message, |m| m.trim_start_matches(':').trim_start());
+    let message = match message.trim() {
+        "" => "(no message in the answer)",
+        m => m,
+    };
+    format!("HTTP {status} from {method} {}: {message}", shown_url(url))
 }

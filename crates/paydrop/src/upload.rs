@@ -33,7 +33,7 @@ use crate::config::Secret;
 use crate::pattern::FILE_FORMAT_TXT;
 use crate::sent::{part_stream, PartSource};
 use crate::transport::{
-    self, describe, never_sent, read_capped, retry_after, Auth, SetupError, Timeouts,
+    self, answered, describe, never_sent, read_capped, retry_after, Auth, SetupError, Timeouts,
 };
 
 /// The SDK's `MerchantUniqueCodeAlreadyExist` (docs/providers/paywall.md
@@ -89,6 +89,9 @@ pub struct PartRequest {
 #[derive(Clone, Debug)]
 pub struct JsonReply {
     pub status: StatusCode,
+    /// Where the answer came from, as errors show it
+    /// ([`crate::transport::shown_url`]).
+    pub url: String,
     pub text: String,
     pub retry_after: Option<Duration>,
 }
@@ -214,6 +217,21 @@ impl Client {
         json_reply(self.http.get(&url).headers(all).query(query)).await
     }
 
+    /// One GET of the base address, without credentials, to learn at start
+    /// whether the provider can be reached: any HTTP answer says it can.
+    /// Returns the status, or why no answer came.
+    pub async fn probe(&self) -> Result<u16, String> {
+        match self.http.get(&self.base).send().await {
+            Ok(r) => Ok(r.status().as_u16()),
+            Err(e) => Err(describe(&e)),
+        }
+    }
+
+    /// The base address, as logs show it.
+    pub fn shown_base(&self) -> String {
+        crate::transport::shown_url(&self.base)
+    }
+
     /// One attempt to submit `part`. `sent` counts the bytes of rows read
     /// into the request (for progress).
     pub async fn start_direct(&self, part: &PartRequest, sent: Arc<AtomicU64>) -> Answer {
@@ -291,7 +309,7 @@ impl Client {
         let status = response.status();
         let retry_after = retry_after(response.headers());
         match read_capped(response).await {
-            Ok(text) => classify(status, &text, retry_after),
+            Ok(text) => located(classify(status, &text, retry_after), &url),
             Err(e) => Answer::Ambiguous {
                 status: Some(status.as_u16()),
                 message: format!("{status}, then the answer broke off: {}", describe(&e)),
@@ -308,10 +326,12 @@ async fn json_reply(request: reqwest::RequestBuilder) -> Result<JsonReply, NoRep
     };
     let response = request.send().await.map_err(no_reply)?;
     let status = response.status();
+    let url = crate::transport::shown_url(response.url().as_str());
     let retry_after = retry_after(response.headers());
     let text = read_capped(response).await.map_err(no_reply)?;
     Ok(JsonReply {
         status,
+        url,
         text,
         retry_after,
     })
@@ -445,6 +465,34 @@ fn classify(status: StatusCode, text: &str, retry_after: Option<Duration>) -> An
             status: Some(status.as_u16()),
             message: "the provider reported success without a readable BulkPaymentId".into(),
         },
+    }
+}
+
+/// A refusal or an unclear answer names its status and the address it came
+/// from: a wrong base path is then plain to see.
+fn located(answer: Answer, url: &str) -> Answer {
+    match answer {
+        Answer::Rejected { status, message } => Answer::Rejected {
+            status,
+            message: answered(status, "POST", url, &message),
+        },
+        Answer::Ambiguous {
+            status: Some(status),
+            message,
+        } => Answer::Ambiguous {
+            status: Some(status),
+            message: answered(status, "POST", url, &message),
+        },
+        Answer::NotProcessed {
+            status,
+            message,
+            retry_after,
+        } => Answer::NotProcessed {
+            status,
+            message: answered(status, "POST", url, &message),
+            retry_after,
+        },
+        other => other,
     }
 }
 

@@ -5,8 +5,9 @@
 //! trusts it only with the path secret *and* a correct `Hash`, reads it with
 //! every part bounded, checks every line against the rows sent before
 //! anything is recorded, records pages idempotently, and writes a batch's
-//! results once every part's results are complete. Also serves `/metrics`
-//! and `/health`.
+//! results once every part's results are complete. It serves nothing else:
+//! `/metrics` and `/health` have a listener of their own
+//! (`[watch] metrics_bind`), and every other path is 404.
 //!
 //! | answer | when |
 //! |---|---|
@@ -34,7 +35,7 @@ use std::time::{Duration, Instant};
 use axum::extract::{Path as UrlPath, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::post;
 use axum::Router;
 use tokio::sync::Mutex;
 
@@ -43,7 +44,7 @@ pub use data::{bulk_payment_hash, CallbackData, DataError, HashError, HashKeys, 
 use crate::config::Config;
 use crate::ledger::{Ledger, LedgerError, PageRecorded, State as SubmissionState, Submission};
 use crate::pattern::Registry;
-use crate::{mask, results, watch};
+use crate::{mask, results};
 use data::constant_time_eq;
 use form::{FormReader, Limits, Part, Spool};
 
@@ -77,22 +78,9 @@ impl Metrics {
             ("paydrop_rows_declined_total", "Payments reported declined (each row once)", &self.rows_declined),
             ("paydrop_rows_unsettled_total", "Payments reported neither paid nor declined (each row once)", &self.rows_unsettled),
         ] {
-            prometheus(out, "counter", name, help, c(v));
+            crate::watch::prometheus(out, "counter", name, help, c(v));
         }
     }
-}
-
-/// One sample in the Prometheus text format, with its HELP and TYPE.
-pub(crate) fn prometheus(
-    out: &mut String,
-    kind: &str,
-    name: &str,
-    help: &str,
-    value: impl std::fmt::Display,
-) {
-    out.push_str(&format!(
-        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
-    ));
 }
 
 /// The callback server's state.
@@ -101,8 +89,6 @@ pub struct Receiver {
     registry: Registry,
     keys: HashKeys,
     metrics: Metrics,
-    /// The daemon's own counters, served on the same `/metrics`.
-    daemon: Arc<watch::Metrics>,
     /// Serialises the writing of results.json / retry files.
     outputs: Mutex<()>,
 }
@@ -112,7 +98,6 @@ impl Receiver {
     pub fn new(
         config: Config,
         registry: Registry,
-        daemon: Arc<watch::Metrics>,
     ) -> Result<Arc<Receiver>, crate::config::ConfigError> {
         let keys = HashKeys::from_config(&config.watch)
             .map_err(crate::config::ConfigError::CallbackKeys)?;
@@ -121,7 +106,6 @@ impl Receiver {
             registry,
             keys,
             metrics: Metrics::default(),
-            daemon,
             outputs: Mutex::new(()),
         }))
     }
@@ -198,7 +182,11 @@ impl Receiver {
             .map_err(|_| {
                 Refusal::new(
                     StatusCode::REQUEST_TIMEOUT,
-                    format!("the callback was not received whole within {timeout:?}"),
+                    format!(
+                        "the callback was not received whole within {} s ([watch] \
+                         callback_timeout_secs)",
+                        timeout.as_secs()
+                    ),
                 )
             })??;
         let submission = self
@@ -398,11 +386,11 @@ impl Receiver {
             batch = sub.batch_id,
             part = sub.part,
             page = data.page.number,
-            pages = ?data.page.total,
+            pages = data.page.total.map_or_else(|| "?".to_string(), |t| t.to_string()),
             lines,
             new_lines,
-            kind = ?data.kind,
-            file = ?data.file_name,
+            kind = data.kind.unwrap_or_default(),
+            file = data.file_name.as_deref().unwrap_or(""),
             progress = %progress,
             "result page recorded"
         );
@@ -568,14 +556,12 @@ impl IntoResponse for Refusal {
     }
 }
 
-/// Serves the callback, `/metrics` and `/health` until aborted; meanwhile
+/// Serves the callback until aborted; meanwhile
 /// finishes results left unwritten by an earlier run.
 pub async fn serve(listener: tokio::net::TcpListener, receiver: Arc<Receiver>) {
     let app = Router::new()
         .route("/callback", post(callback_open))
         .route("/callback/{secret}", post(callback_with_secret))
-        .route("/metrics", get(metrics))
-        .route("/health", get(|| async { "ok" }))
         .with_state(receiver.clone());
     let (_, served) = tokio::join!(receiver.catch_up(), axum::serve(listener, app));
     if let Err(e) = served {
@@ -608,18 +594,22 @@ async fn callback_with_secret(
     rx.receive(request).await
 }
 
-async fn metrics(State(rx): State<Arc<Receiver>>) -> String {
-    let mut out = rx.daemon.render();
-    rx.metrics.render(&mut out);
-    let overdue = Duration::from_secs(rx.config.watch.results_overdue_secs);
-    match rx
-        .ledger(move |l| progress::counts(l, overdue, chrono::Utc::now()))
-        .await
-    {
-        Ok(counts) => counts.render(&mut out),
-        Err(e) => tracing::error!(reason = %e.reason, "cannot count the parts awaiting results"),
+impl Receiver {
+    /// The callbacks' counters and, from the ledger, the parts awaiting
+    /// results or of unknown outcome, for `/metrics`.
+    pub async fn render_metrics(&self, out: &mut String) {
+        self.metrics.render(out);
+        let overdue = Duration::from_secs(self.config.watch.results_overdue_secs);
+        match self
+            .ledger(move |l| progress::counts(l, overdue, chrono::Utc::now()))
+            .await
+        {
+            Ok(counts) => counts.render(out),
+            Err(e) => {
+                tracing::error!(reason = %e.reason, "cannot count the parts awaiting results")
+            }
+        }
     }
-    out
 }
 
 #[cfg(test)]

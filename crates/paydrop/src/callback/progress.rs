@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::prometheus;
 use crate::ledger::{Ledger, LedgerError, ResultProgress, Submission};
+use crate::watch::prometheus;
 
 /// One accepted part whose results are not complete.
 #[derive(Clone, Debug)]
@@ -75,11 +75,14 @@ impl fmt::Display for Awaiting {
     }
 }
 
-/// How many accepted parts await results, and how many of them are overdue.
+/// How many accepted parts await results (and their batches), how many of
+/// them are overdue, and how many parts are of unknown outcome.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
     pub incomplete: u64,
     pub overdue: u64,
+    pub batches: u64,
+    pub unknown: u64,
 }
 
 pub fn counts(
@@ -88,8 +91,16 @@ pub fn counts(
     now: DateTime<Utc>,
 ) -> Result<Counts, LedgerError> {
     let parts = ledger.awaiting_results()?;
+    let batches: std::collections::BTreeSet<i64> = parts.iter().map(|s| s.batch_id).collect();
+    let unknown = ledger
+        .open_submissions()?
+        .iter()
+        .filter(|s| s.outcome_unknown())
+        .count() as u64;
     Ok(Counts {
         incomplete: parts.len() as u64,
+        batches: batches.len() as u64,
+        unknown,
         overdue: parts
             .iter()
             .filter(|s| is_overdue(s, overdue_after, now))
@@ -98,7 +109,7 @@ pub fn counts(
 }
 
 impl Counts {
-    /// The two gauges of `/metrics`.
+    /// The ledger's gauges of `/metrics`.
     pub fn render(&self, out: &mut String) {
         prometheus(
             out,
@@ -113,6 +124,20 @@ impl Counts {
             "paydrop_results_overdue_parts",
             "Accepted parts without complete results after results_overdue_secs: ask the provider to resend them",
             self.overdue,
+        );
+        prometheus(
+            out,
+            "gauge",
+            "paydrop_batches_awaiting_results",
+            "Batches with an accepted part whose results are not complete yet",
+            self.batches,
+        );
+        prometheus(
+            out,
+            "gauge",
+            "paydrop_parts_outcome_unknown",
+            "Parts that may or may not have reached the provider: settle them (paydrop resolve)",
+            self.unknown,
         );
     }
 }

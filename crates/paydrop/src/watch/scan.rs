@@ -72,7 +72,7 @@ impl Scan {
             if let Some(kind) = skip_reason(&name, t) {
                 if self.skipped.insert(path.clone()) {
                     tracing::warn!(
-                        file = %super::shown(&path),
+                        file = %super::inbox::shown(&path),
                         kind,
                         "skipped: not a regular file; paydrop takes only regular files: put \
                          the file itself in the inbox (write it, then rename it)"
