@@ -33,6 +33,7 @@ use paydrop::validate::{validate_file, Fatal, Hooks, Options, Report, RowError};
 use paydrop::watch::{self, WatchHooks};
 use paydrop::{mask, names};
 
+mod patterns;
 mod reports;
 
 /// Exit code for a file whose rows have errors.
@@ -68,7 +69,7 @@ enum Command {
     /// List, print and check file patterns.
     Patterns {
         #[command(subcommand)]
-        command: PatternsCommand,
+        command: patterns::PatternsCommand,
     },
     /// Write a realistic payment file, optionally with deliberate errors.
     Gen(GenArgs),
@@ -114,16 +115,6 @@ enum Command {
         #[arg(long, default_value_t = 200_000)]
         rows: u64,
     },
-}
-
-#[derive(Subcommand)]
-enum PatternsCommand {
-    /// List the built-in and custom patterns.
-    List,
-    /// Print a pattern as TOML (a template for custom patterns).
-    Show { id: u16 },
-    /// Check a pattern file and report its mistakes.
-    Check { file: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -486,7 +477,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let registry = || Registry::load(Some(&patterns_dir)).map_err(anyhow::Error::from);
     match &cli.command {
         Command::Validate(args) => validate_cmd(&registry()?, &config, args),
-        Command::Patterns { command } => patterns_cmd(&patterns_dir, command),
+        Command::Patterns { command } => patterns::patterns_cmd(&patterns_dir, command),
         Command::Gen(args) => gen_cmd(&registry()?, args),
         Command::Submit(args) => runtime()?.block_on(submit_cmd(&registry()?, &config, args)),
         Command::Status => status_cmd(&config),
@@ -1502,42 +1493,6 @@ fn print_report(out: &mut impl Write, r: &Report, pattern: &Pattern) -> io::Resu
         }
     }
     writeln!(out, "{}", verdict(r))
-}
-
-fn patterns_cmd(dir: &Path, command: &PatternsCommand) -> Result<ExitCode> {
-    match command {
-        PatternsCommand::List => {
-            let registry = Registry::load(Some(dir))?;
-            for p in registry.iter() {
-                println!(
-                    "{:>3}  {:<28} {:>2} columns  delimiter {:?}  {}",
-                    p.id,
-                    p.name,
-                    p.columns.len(),
-                    p.delimiter as char,
-                    p.source
-                );
-            }
-        }
-        PatternsCommand::Show { id } => {
-            let registry = Registry::load(Some(dir))?;
-            print!("{}", registry.get(*id)?.to_toml());
-        }
-        PatternsCommand::Check { file } => match Pattern::from_file(file) {
-            Ok(p) => println!(
-                "{}: pattern {} \"{}\" is valid ({} columns)",
-                file.display(),
-                p.id,
-                p.name,
-                p.columns.len()
-            ),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return Ok(ExitCode::from(EXIT_UNUSABLE));
-            }
-        },
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 fn gen_cmd(registry: &Registry, args: &GenArgs) -> Result<ExitCode> {
