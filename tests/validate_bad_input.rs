@@ -832,7 +832,12 @@ fn a_header_of_other_names_is_recognised_by_having_no_digits() {
     ];
     let file = lines(&[names.join(","), row1(1)]);
     let report = validate1(file.as_bytes()).unwrap();
-    assert_eq!(error_list(&report), [(1, ErrorKind::Header)], "{:#?}", report.errors);
+    assert_eq!(
+        error_list(&report),
+        [(1, ErrorKind::Header)],
+        "{:#?}",
+        report.errors
+    );
     let reason = &report.errors[0].reason;
     assert!(
         reason.contains("no digits: Kart No, SKT, Tutar, Sira, Ad Soyad, Takip"),
@@ -855,10 +860,17 @@ fn a_semicolon_file_gets_one_delimiter_hint() {
     };
     let report = validate_bytes(lines(&rows).as_bytes(), &builtin(1), &opts).unwrap();
     assert_eq!((report.errors_total, report.errors_not_shown), (30, 20));
-    assert!(report.errors.iter().all(|e| e.kind == ErrorKind::ColumnCount));
+    assert!(report
+        .errors
+        .iter()
+        .all(|e| e.kind == ErrorKind::ColumnCount));
     let hint = "rows have 1 field; with ';' they would have 17: the file looks \
                 semicolon-delimited; pattern 1 expects ','";
-    assert!(report.errors[0].reason.starts_with(hint), "{}", report.errors[0].reason);
+    assert!(
+        report.errors[0].reason.starts_with(hint),
+        "{}",
+        report.errors[0].reason
+    );
     let full: Vec<_> = report
         .errors
         .iter()
@@ -866,7 +878,9 @@ fn a_semicolon_file_gets_one_delimiter_hint() {
         .collect();
     assert_eq!(full.len(), 1, "{:#?}", report.errors);
     assert!(
-        report.errors[1].reason.starts_with("has 1 field; with ';' it would have 17"),
+        report.errors[1]
+            .reason
+            .starts_with("has 1 field; with ';' it would have 17"),
         "{}",
         report.errors[1].reason
     );
@@ -942,7 +956,10 @@ fn a_spreadsheet_is_named_as_one_not_as_compressed() {
         let path = dir.path().join(name);
         std::fs::write(&path, bytes).unwrap();
         let e = validate_file(&path, &builtin(1), &options(), Hooks::default()).unwrap_err();
-        assert!(matches!(e, Fatal::Spreadsheet { kind: k, .. } if k == kind), "{e:?}");
+        assert!(
+            matches!(e, Fatal::Spreadsheet { kind: k, .. } if k == kind),
+            "{e:?}"
+        );
         let m = e.to_string();
         assert!(m.contains("save it as \"CSV UTF-8\""), "{m}");
         assert!(!m.contains("compresses on its own"), "{m}");
@@ -951,5 +968,8 @@ fn a_spreadsheet_is_named_as_one_not_as_compressed() {
     let path = dir.path().join("payments.zip");
     std::fs::write(&path, b"PK\x03\x04\0\0\0\0payments.csv").unwrap();
     let e = validate_file(&path, &builtin(1), &options(), Hooks::default()).unwrap_err();
-    assert!(matches!(e, Fatal::Input(InputError::Compressed(_))), "{e:?}");
+    assert!(
+        matches!(e, Fatal::Input(InputError::Compressed(_))),
+        "{e:?}"
+    );
 }

@@ -528,7 +528,10 @@ fn common_mistakes_get_one_message_each_through_the_binary() {
         2,
         "{out}"
     );
-    assert!(out.contains("warning  rows have 1 field; with ';' they would have 17"), "{out}");
+    assert!(
+        out.contains("warning  rows have 1 field; with ';' they would have 17"),
+        "{out}"
+    );
 
     // A header row of other names: one error, the data rows valid.
     let names = vec!["Kart No"; 17].join(",");
@@ -537,5 +540,8 @@ fn common_mistakes_get_one_message_each_through_the_binary() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("rows     2 read, 2 valid, 0 invalid"), "{out}");
     assert!(out.contains("errors   1 (first 1):"), "{out}");
-    assert!(out.contains("line 1: looks like a header (its cells hold words and no digits"), "{out}");
+    assert!(
+        out.contains("line 1: looks like a header (its cells hold words and no digits"),
+        "{out}"
+    );
 }

@@ -950,12 +950,15 @@ impl Registry {
     /// What holds `id` already: a usable pattern's source or a broken
     /// file's name.
     pub fn holder(&self, id: u16) -> Option<String> {
-        self.patterns.get(&id).map(|p| p.source.clone()).or_else(|| {
-            self.broken
-                .iter()
-                .find(|b| b.id == Some(id))
-                .map(|b| b.error.origin.clone())
-        })
+        self.patterns
+            .get(&id)
+            .map(|p| p.source.clone())
+            .or_else(|| {
+                self.broken
+                    .iter()
+                    .find(|b| b.id == Some(id))
+                    .map(|b| b.error.origin.clone())
+            })
     }
 }
 
@@ -983,7 +986,11 @@ pub fn pattern_files(dir: &Path) -> Result<Vec<PathBuf>, PatternError> {
 fn claimed_id(path: &Path) -> Option<u16> {
     let from_text = std::fs::read_to_string(path).ok().and_then(|src| {
         src.lines().find_map(|l| {
-            let v = l.trim().strip_prefix("id")?.trim_start().strip_prefix('=')?;
+            let v = l
+                .trim()
+                .strip_prefix("id")?
+                .trim_start()
+                .strip_prefix('=')?;
             v.split('#').next()?.trim().parse().ok()
         })
     });

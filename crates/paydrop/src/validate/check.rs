@@ -55,7 +55,10 @@ fn luhn_sum(digits: &[u8], doubled: usize) -> u32 {
 }
 
 pub fn card_number(v: &[u8]) -> Result<(), Fail> {
-    if let Some(text) = std::str::from_utf8(v).ok().filter(|t| mask::is_scientific(t)) {
+    if let Some(text) = std::str::from_utf8(v)
+        .ok()
+        .filter(|t| mask::is_scientific(t))
+    {
         return fail(
             ErrorKind::CardNumber,
             format!(
@@ -666,7 +669,8 @@ mod tests {
             let (kind, reason) = card_number(v.as_bytes()).unwrap_err();
             assert_eq!(kind, ErrorKind::CardNumber);
             assert!(
-                reason.starts_with("looks like Excel scientific notation ") && reason.contains(shape),
+                reason.starts_with("looks like Excel scientific notation ")
+                    && reason.contains(shape),
                 "{v}: {reason}"
             );
             assert!(reason.contains("format the column as text"), "{reason}");

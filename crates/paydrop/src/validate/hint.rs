@@ -66,11 +66,7 @@ pub fn delimiter_message(delimiter: u8, pattern: &Pattern) -> String {
 /// of the pattern's column names or no digit at all (every payment row has a
 /// card number and an amount). Returns the message to report in place of its
 /// per-cell errors.
-pub fn header_message(
-    cells: &[&[u8]],
-    fails: bool,
-    pattern: &Pattern,
-) -> Option<String> {
+pub fn header_message(cells: &[&[u8]], fails: bool, pattern: &Pattern) -> Option<String> {
     if !fails {
         return None;
     }
@@ -216,10 +212,7 @@ mod tests {
         let mut xlsx = b"PK\x03\x04".to_vec();
         xlsx.extend_from_slice(&[0; 26]);
         xlsx.extend_from_slice(b"xl/workbook.xml");
-        assert_eq!(
-            spreadsheet(&xlsx, csv),
-            Some("an Excel workbook (.xlsx)")
-        );
+        assert_eq!(spreadsheet(&xlsx, csv), Some("an Excel workbook (.xlsx)"));
         assert_eq!(
             spreadsheet(b"PK\x03\x04....", Path::new("pay.XLSX")),
             Some("an Excel workbook (.xlsx)")
@@ -235,6 +228,9 @@ mod tests {
             spreadsheet(ods, csv),
             Some("an OpenDocument spreadsheet (.ods)")
         );
-        assert_eq!(spreadsheet(b"4506349116543218,12/30", Path::new("x.xlsx")), None);
+        assert_eq!(
+            spreadsheet(b"4506349116543218,12/30", Path::new("x.xlsx")),
+            None
+        );
     }
 }

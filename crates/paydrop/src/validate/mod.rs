@@ -845,10 +845,9 @@ impl<'a, 'h> Validator<'a, 'h> {
     fn header_like(&mut self, rec: &ByteRecord, line: u64) -> bool {
         let cols = &self.pattern.columns;
         let fails = rec.len() != cols.len()
-            || cols
-                .iter()
-                .zip(rec.iter())
-                .any(|(c, f)| (f.is_empty() && c.required) || (!f.is_empty() && self.check(c, f).is_err()));
+            || cols.iter().zip(rec.iter()).any(|(c, f)| {
+                (f.is_empty() && c.required) || (!f.is_empty() && self.check(c, f).is_err())
+            });
         let cells: Vec<&[u8]> = rec.iter().collect();
         let Some(reason) = hint::header_message(&cells, fails, self.pattern) else {
             return false;
