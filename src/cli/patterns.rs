@@ -79,7 +79,7 @@ pub(super) fn patterns_cmd(dir: &Path, command: &PatternsCommand) -> Result<Exit
         PatternsCommand::Show { id } => {
             print!("{}", registry.get(*id)?.to_toml());
         }
-        PatternsCommand::Check { file: Some(file) } => return check(&[file.clone()]),
+        PatternsCommand::Check { file: Some(file) } => return check(std::slice::from_ref(file)),
         PatternsCommand::Check { file: None } => {
             let files = if dir.is_dir() {
                 pattern_files(dir)?
