@@ -821,21 +821,27 @@ impl<'a, 'h> Validator<'a, 'h> {
                 .map(|f| mask::card_numbers(&String::from_utf8_lossy(f)))
                 .collect();
             let want: Vec<&str> = cols.iter().map(|c| c.name.as_str()).collect();
-            self.error(RowError {
-                line,
-                row: 0,
-                column: None,
-                value: None,
-                kind: ErrorKind::Header,
-                reason: format!(
-                    "header does not match pattern {}: expected {}, found {}",
-                    self.pattern.id,
-                    want.join(","),
-                    got.join(",")
-                ),
-            });
+            let reason = format!(
+                "header does not match pattern {}: expected {}, found {}",
+                self.pattern.id,
+                want.join(","),
+                got.join(",")
+            );
+            self.header_error(line, reason);
         }
         true
+    }
+
+    /// An error of the header row (no column, no value).
+    fn header_error(&mut self, line: u64, reason: String) {
+        self.error(RowError {
+            line,
+            row: 0,
+            column: None,
+            value: None,
+            kind: ErrorKind::Header,
+            reason,
+        });
     }
 
     /// A first record that the pattern does not read as a header but that
@@ -853,14 +859,7 @@ impl<'a, 'h> Validator<'a, 'h> {
             return false;
         };
         self.report.header_row = true;
-        self.error(RowError {
-            line,
-            row: 0,
-            column: None,
-            value: None,
-            kind: ErrorKind::Header,
-            reason,
-        });
+        self.header_error(line, reason);
         true
     }
 
