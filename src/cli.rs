@@ -37,6 +37,7 @@ mod doctor;
 mod exit_codes;
 #[cfg(test)]
 mod help_tests;
+mod patterns;
 mod reports;
 mod results;
 
@@ -74,7 +75,7 @@ enum Command {
     /// List, print and check file patterns.
     Patterns {
         #[command(subcommand)]
-        command: PatternsCommand,
+        command: patterns::PatternsCommand,
     },
     /// Write a realistic payment file, optionally with deliberate errors.
     Gen(GenArgs),
@@ -132,22 +133,6 @@ enum Command {
         /// Rows in the generated files.
         #[arg(long, default_value_t = 200_000)]
         rows: u64,
-    },
-}
-
-#[derive(Subcommand)]
-enum PatternsCommand {
-    /// List the built-in and custom patterns.
-    List,
-    /// Print a pattern as TOML (a template for custom patterns).
-    Show {
-        /// The pattern's FilePattern number.
-        id: u16,
-    },
-    /// Check a pattern file and report its mistakes.
-    Check {
-        /// The pattern file (TOML).
-        file: PathBuf,
     },
 }
 
@@ -565,7 +550,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let registry = || Registry::load(Some(&patterns_dir)).map_err(anyhow::Error::from);
     match &cli.command {
         Command::Validate(args) => validate_cmd(&registry()?, &config, args),
-        Command::Patterns { command } => patterns_cmd(&patterns_dir, command),
+        Command::Patterns { command } => patterns::patterns_cmd(&patterns_dir, command),
         Command::Gen(args) => gen_cmd(&registry()?, args),
         Command::Submit(args) => runtime()?.block_on(submit_cmd(&registry()?, &config, args)),
         Command::Status(args) => status_cmd(&config, args.json),
@@ -1730,44 +1715,6 @@ fn print_report(out: &mut impl Write, r: &Report, pattern: &Pattern) -> io::Resu
         }
     }
     writeln!(out, "{}", verdict(r))
-}
-
-fn patterns_cmd(dir: &Path, command: &PatternsCommand) -> Result<ExitCode> {
-    match command {
-        PatternsCommand::List => {
-            let registry = Registry::load(Some(dir))?;
-            let mut out = io::stdout().lock();
-            for p in registry.iter() {
-                writeln!(
-                    out,
-                    "{:>3}  {:<28} {:>2} columns  delimiter '{}'  {}",
-                    p.id,
-                    p.name,
-                    p.columns.len(),
-                    (p.delimiter as char).escape_default(),
-                    p.source
-                )?;
-            }
-        }
-        PatternsCommand::Show { id } => {
-            let registry = Registry::load(Some(dir))?;
-            write!(io::stdout().lock(), "{}", registry.get(*id)?.to_toml())?;
-        }
-        PatternsCommand::Check { file } => match Pattern::from_file(file) {
-            Ok(p) => println!(
-                "{}: pattern {} \"{}\" is valid ({} columns)",
-                file.display(),
-                p.id,
-                p.name,
-                p.columns.len()
-            ),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return Ok(ExitCode::from(EXIT_UNUSABLE));
-            }
-        },
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 fn gen_cmd(registry: &Registry, args: &GenArgs) -> Result<ExitCode> {

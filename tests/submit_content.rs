@@ -324,11 +324,14 @@ async fn a_pattern_declaring_rfc4180_quoting_sends_such_values_quoted() {
     let dir = tempfile::tempdir().unwrap();
     let toml = common_submit::pattern1()
         .to_toml()
-        .replace("quoting = \"none\"", "quoting = \"rfc4180\"");
+        .replace("quoting = \"none\"", "quoting = \"rfc4180\"")
+        .replacen("id = 1\n", "id = 2\n", 1);
     assert!(toml.contains("rfc4180"));
-    std::fs::write(dir.path().join("1-quoted.toml"), &toml).unwrap();
+    // A pattern file may not replace built-in pattern 1: the same layout
+    // under its own id.
+    std::fs::write(dir.path().join("2-quoted.toml"), &toml).unwrap();
     let registry = Registry::load(Some(dir.path())).unwrap();
-    let pattern: Pattern = registry.get(1).unwrap().clone();
+    let pattern: Pattern = registry.get(2).unwrap().clone();
     let stub = Stub::start(vec![Start::Accept(4101)], vec![]).await;
     let world = World::start().await;
     let client = client_for(&stub.base_url(), credentials(API_KEY, API_CLIENT));

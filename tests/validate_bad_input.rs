@@ -783,3 +783,193 @@ amount = true
         "the report JSON",
     );
 }
+
+/// Pattern 1 with `header = false`.
+fn headerless_1() -> Pattern {
+    let toml = builtin(1)
+        .to_toml()
+        .replace("header = \"auto\"", "header = false");
+    let p = Pattern::from_toml(&toml, "headerless.toml").unwrap();
+    assert_eq!(p.header, paydrop::pattern::Header::Absent);
+    p
+}
+
+#[test]
+fn a_header_row_in_a_headerless_pattern_is_one_error_not_a_cascade() {
+    let p = headerless_1();
+    let file = lines(&[
+        header(&p),
+        row1(1),
+        row1(2),
+        row1_with(3, 0, &luhn_broken(&card(3))),
+    ]);
+    let report = validate_bytes(file.as_bytes(), &p, &options()).unwrap();
+    assert_eq!(
+        error_list(&report),
+        [(1, ErrorKind::Header), (4, ErrorKind::Luhn)],
+        "{:#?}",
+        report.errors
+    );
+    let reason = &report.errors[0].reason;
+    assert!(
+        reason.starts_with("looks like a header (it holds the column names cardNumber, expiryDate"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("remove the line, or use a pattern with header = true"),
+        "{reason}"
+    );
+    // The rows after it are validated and numbered as data rows 1, 2, 3.
+    assert_eq!((report.rows_read, report.rows_valid), (3, 2));
+    assert_eq!(report.errors[1].row, 3);
+}
+
+#[test]
+fn a_header_of_other_names_is_recognised_by_having_no_digits() {
+    let names = [
+        "Kart No", "SKT", "Tutar", "Sira", "Ad Soyad", "Takip", "", "", "", "Kod", "", "", "", "",
+        "", "", "",
+    ];
+    let file = lines(&[names.join(","), row1(1)]);
+    let report = validate1(file.as_bytes()).unwrap();
+    assert_eq!(
+        error_list(&report),
+        [(1, ErrorKind::Header)],
+        "{:#?}",
+        report.errors
+    );
+    let reason = &report.errors[0].reason;
+    assert!(
+        reason.contains("no digits: Kart No, SKT, Tutar, Sira, Ad Soyad, Takip"),
+        "{reason}"
+    );
+    assert_eq!((report.rows_read, report.rows_valid), (1, 1));
+
+    // A first data row with mistakes is not taken for a header.
+    let file = lines(&[row1_with(1, 2, "abc"), row1(2)]);
+    let report = validate1(file.as_bytes()).unwrap();
+    assert_eq!(error_list(&report), [(1, ErrorKind::Decimal)]);
+}
+
+#[test]
+fn a_semicolon_file_gets_one_delimiter_hint() {
+    let rows: Vec<String> = (1..=30).map(|i| row1(i).replace(',', ";")).collect();
+    let opts = Options {
+        max_errors: 10,
+        ..options()
+    };
+    let report = validate_bytes(lines(&rows).as_bytes(), &builtin(1), &opts).unwrap();
+    assert_eq!((report.errors_total, report.errors_not_shown), (30, 20));
+    assert!(report
+        .errors
+        .iter()
+        .all(|e| e.kind == ErrorKind::ColumnCount));
+    let hint = "rows have 1 field; with ';' they would have 17: the file looks \
+                semicolon-delimited; pattern 1 expects ','";
+    assert!(
+        report.errors[0].reason.starts_with(hint),
+        "{}",
+        report.errors[0].reason
+    );
+    let full: Vec<_> = report
+        .errors
+        .iter()
+        .filter(|e| e.reason.contains("semicolon-delimited"))
+        .collect();
+    assert_eq!(full.len(), 1, "{:#?}", report.errors);
+    assert!(
+        report.errors[1]
+            .reason
+            .starts_with("has 1 field; with ';' it would have 17"),
+        "{}",
+        report.errors[1].reason
+    );
+    let warned: Vec<_> = report
+        .warnings
+        .iter()
+        .filter(|w| w.contains("semicolon-delimited"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{:?}", report.warnings);
+
+    // One field that no other delimiter explains keeps the plain message.
+    let report = validate1(b"just-one-cell\n").unwrap();
+    assert!(
+        single_error(&report)
+            .reason
+            .starts_with("has 1 field; pattern 1 has 17 columns (check the delimiter ','"),
+        "{}",
+        single_error(&report).reason
+    );
+}
+
+#[test]
+fn a_decimal_comma_is_named_and_thousands_grouping_keeps_its_message() {
+    for (amount, needle) in [
+        ("\"0,01\"", "decimal comma: write 0.01"),
+        ("\"12,50\"", "decimal comma: write 12.50"),
+        ("\"1,234.56\"", "thousands grouping"),
+    ] {
+        let report = validate1(lines(&[row1_with(1, 2, amount)]).as_bytes()).unwrap();
+        let e = single_error(&report);
+        assert_eq!(e.kind, ErrorKind::Decimal, "{amount}");
+        assert!(e.reason.contains(needle), "{amount}: {}", e.reason);
+        if needle.starts_with("decimal") {
+            assert!(!e.reason.contains("grouping"), "{}", e.reason);
+        }
+    }
+}
+
+#[test]
+fn an_excel_scientific_card_number_shows_its_shape_not_a_masked_blank() {
+    for (cell, shape) in [("4.54E+15", "4.54E+15"), ("\"4,54E+15\"", "4,54E+15")] {
+        let report = validate1(lines(&[row1_with(1, 0, cell)]).as_bytes()).unwrap();
+        let e = single_error(&report);
+        assert_eq!(e.kind, ErrorKind::CardNumber);
+        assert_eq!(e.value.as_deref(), Some(shape));
+        assert!(
+            e.reason.starts_with(&format!(
+                "looks like Excel scientific notation ({shape}): the card number was lost when \
+                 the file was saved from Excel; format the column as text"
+            )),
+            "{}",
+            e.reason
+        );
+    }
+    // A mantissa with more digits than a card may show is cut to six.
+    let report = validate1(lines(&[row1_with(1, 0, "4.506349116E+15")]).as_bytes()).unwrap();
+    let e = single_error(&report);
+    assert_eq!(e.value.as_deref(), Some("4.50634****E+15"));
+    assert!(e.reason.contains("(4.50634****E+15)"), "{}", e.reason);
+}
+
+#[test]
+fn a_spreadsheet_is_named_as_one_not_as_compressed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut xlsx = b"PK\x03\x04".to_vec();
+    xlsx.extend_from_slice(&[0; 26]);
+    xlsx.extend_from_slice(b"xl/workbook.xml");
+    let ole = vec![0xd0, 0xcf, 0x11, 0xe0, 0xa1, 0xb1, 0x1a, 0xe1, 0, 0, 0, 0];
+    for (name, bytes, kind) in [
+        ("payments.csv", &xlsx, "an Excel workbook (.xlsx)"),
+        ("payments.xls", &ole, "an Excel 97–2003 workbook (.xls)"),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let e = validate_file(&path, &builtin(1), &options(), Hooks::default()).unwrap_err();
+        assert!(
+            matches!(e, Fatal::Spreadsheet { kind: k, .. } if k == kind),
+            "{e:?}"
+        );
+        let m = e.to_string();
+        assert!(m.contains("save it as \"CSV UTF-8\""), "{m}");
+        assert!(!m.contains("compresses on its own"), "{m}");
+    }
+    // A zip that is not a workbook is still refused as compressed.
+    let path = dir.path().join("payments.zip");
+    std::fs::write(&path, b"PK\x03\x04\0\0\0\0payments.csv").unwrap();
+    let e = validate_file(&path, &builtin(1), &options(), Hooks::default()).unwrap_err();
+    assert!(
+        matches!(e, Fatal::Input(InputError::Compressed(_))),
+        "{e:?}"
+    );
+}

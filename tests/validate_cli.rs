@@ -499,3 +499,49 @@ fn gen_writes_the_planted_errors_to_the_manifest() {
     assert_eq!(found, planted);
     assert_eq!(r["totals"], m["totals"]);
 }
+
+#[test]
+fn common_mistakes_get_one_message_each_through_the_binary() {
+    let s = Scratch::new();
+    // A workbook: exit 2, named as a spreadsheet.
+    let mut xlsx = b"PK\x03\x04".to_vec();
+    xlsx.extend_from_slice(&[0; 26]);
+    xlsx.extend_from_slice(b"xl/workbook.xml");
+    let book = s.write("payments.xlsx", &xlsx);
+    let (code, out, err) = s.validate("1", &book, &[]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("is an Excel workbook (.xlsx), not a CSV file")
+            && err.contains("save it as \"CSV UTF-8\""),
+        "{err}"
+    );
+    assert!(!err.contains("compresses on its own"), "{err}");
+
+    // A semicolon file: the hint once, as a warning and in the first error.
+    let rows: Vec<String> = (1..=30).map(|i| row1(i).replace(',', ";")).collect();
+    let semi = s.write("semi.csv", lines(&rows).as_bytes());
+    let (code, out, _) = s.validate("1", &semi, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(
+        out.matches("the file looks semicolon-delimited; pattern 1 expects ','")
+            .count(),
+        2,
+        "{out}"
+    );
+    assert!(
+        out.contains("warning  rows have 1 field; with ';' they would have 17"),
+        "{out}"
+    );
+
+    // A header row of other names: one error, the data rows valid.
+    let names = vec!["Kart No"; 17].join(",");
+    let headed = s.write("headed.csv", lines(&[names, row1(1), row1(2)]).as_bytes());
+    let (code, out, _) = s.validate("1", &headed, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("rows     2 read, 2 valid, 0 invalid"), "{out}");
+    assert!(out.contains("errors   1 (first 1):"), "{out}");
+    assert!(
+        out.contains("line 1: looks like a header (its cells hold words and no digits"),
+        "{out}"
+    );
+}

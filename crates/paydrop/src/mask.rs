@@ -37,6 +37,18 @@ pub fn card(value: &str) -> String {
     }
 }
 
+/// Whether the whole value is a number in scientific notation (`4.54E+15`,
+/// `4,54E+15`): what a spreadsheet shows of a long number.
+///
+/// ```
+/// assert!(paydrop::mask::is_scientific("4,54E+15"));
+/// assert!(!paydrop::mask::is_scientific("4506349116543218"));
+/// ```
+pub fn is_scientific(value: &str) -> bool {
+    let b = value.as_bytes();
+    b.first().is_some_and(u8::is_ascii_digit) && scientific(b, 0) == Some(b.len())
+}
+
 /// Masks a Turkish identity number (or any other personal id) to its first
 /// two and last two characters: `10000000146` → `10*******46`.
 ///

@@ -838,85 +838,207 @@ pub fn builtin() -> Vec<Pattern> {
 }
 
 /// Built-in patterns plus those found in a patterns folder.
+///
+/// A pattern file that cannot be used (it does not parse, it takes a
+/// built-in id, it repeats another file's id) is kept as [`Broken`]: it fails
+/// only the commands that ask for the id it claims, and is listed as broken;
+/// every other pattern stays usable.
 #[derive(Debug, Clone)]
 pub struct Registry {
     patterns: BTreeMap<u16, Pattern>,
+    broken: Vec<Broken>,
+}
+
+/// A pattern file that cannot be used, and the id it claims when that can
+/// be read (from its `id = N` line, else from a name like `2-layout.toml`).
+#[derive(Debug, Clone)]
+pub struct Broken {
+    pub id: Option<u16>,
+    pub error: PatternError,
 }
 
 impl Registry {
     /// The built-in patterns plus every `*.toml` in `dir` (when given and
-    /// present). A user pattern with a built-in id replaces the built-in one;
-    /// two user files with the same id are an error.
+    /// present). A pattern file may not take the id of a built-in pattern
+    /// (the provider's published layouts, which no file silently replaces:
+    /// there is deliberately no override), and two files may not share an
+    /// id; such files, and files with mistakes, are [`Registry::broken`].
+    /// Only a folder that cannot be listed is an error.
     pub fn load(dir: Option<&Path>) -> Result<Registry, PatternError> {
-        let mut patterns: BTreeMap<u16, Pattern> =
-            builtin().into_iter().map(|p| (p.id, p)).collect();
-        let Some(dir) = dir else {
-            return Ok(Registry { patterns });
+        let mut registry = Registry {
+            patterns: builtin().into_iter().map(|p| (p.id, p)).collect(),
+            broken: Vec::new(),
         };
-        if !dir.is_dir() {
-            return Ok(Registry { patterns });
-        }
-        let origin = dir.display().to_string();
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(|e| PatternError::at(&origin, None, format!("cannot list folder: {e}")))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                let name = p
-                    .file_name()
-                    .map(|n| n.to_string_lossy())
-                    .unwrap_or_default();
-                // `*.example.toml` documents a layout without activating it.
-                name.ends_with(".toml") && !name.ends_with(".example.toml")
-            })
-            .collect();
-        files.sort();
-        for path in files {
-            let p = Pattern::from_file(&path)?;
-            if let Some(prev) = patterns.get(&p.id) {
-                if prev.source != "built-in" {
-                    return Err(PatternError::at(
-                        &p.source,
-                        None,
-                        format!("pattern id {} is already defined in {}", p.id, prev.source),
-                    ));
-                }
+        let Some(dir) = dir.filter(|d| d.is_dir()) else {
+            return Ok(registry);
+        };
+        for path in pattern_files(dir)? {
+            match Pattern::from_file(&path) {
+                Ok(p) => registry.add(p),
+                Err(error) => registry.broken.push(Broken {
+                    id: claimed_id(&path),
+                    error,
+                }),
             }
-            patterns.insert(p.id, p);
         }
-        Ok(Registry { patterns })
+        Ok(registry)
+    }
+
+    /// Adds a pattern read from a file, unless its id is taken.
+    fn add(&mut self, p: Pattern) {
+        let Some(prev) = self.patterns.get(&p.id) else {
+            self.patterns.insert(p.id, p);
+            return;
+        };
+        let message = if prev.source == "built-in" {
+            format!(
+                "pattern id {} is a built-in pattern (the provider's published layout); a \
+                 pattern file cannot replace it: give this file another id (copy it with \
+                 `paydrop patterns new --id N --from {}`)",
+                p.id, p.id
+            )
+        } else {
+            format!(
+                "pattern id {} is already defined in {}: give one of the two files another id",
+                p.id, prev.source
+            )
+        };
+        self.broken.push(Broken {
+            id: Some(p.id),
+            error: PatternError::at(&p.source, None, message),
+        });
     }
 
     /// The pattern with this `FilePattern` number.
     pub fn get(&self, id: u16) -> Result<&Pattern, UnknownPattern> {
-        self.patterns.get(&id).ok_or_else(|| UnknownPattern {
-            id,
-            known: self.patterns.keys().copied().collect(),
-        })
+        let broken: Vec<String> = self
+            .broken
+            .iter()
+            .filter(|b| b.id == Some(id))
+            .map(|b| b.error.to_string())
+            .collect();
+        match self.patterns.get(&id) {
+            Some(p) if broken.is_empty() => Ok(p),
+            _ => Err(UnknownPattern {
+                id,
+                known: self.patterns.keys().copied().collect(),
+                unreadable: if broken.is_empty() {
+                    // Files whose id could not be read may be the one meant.
+                    self.broken
+                        .iter()
+                        .filter(|b| b.id.is_none())
+                        .map(|b| b.error.to_string())
+                        .collect()
+                } else {
+                    Vec::new()
+                },
+                broken,
+            }),
+        }
     }
 
-    /// All patterns by id.
+    /// All usable patterns by id.
     pub fn iter(&self) -> impl Iterator<Item = &Pattern> {
         self.patterns.values()
     }
+
+    /// The pattern files that cannot be used, in file name order.
+    pub fn broken(&self) -> &[Broken] {
+        &self.broken
+    }
+
+    /// What holds `id` already: a usable pattern's source or a broken
+    /// file's name.
+    pub fn holder(&self, id: u16) -> Option<String> {
+        self.patterns
+            .get(&id)
+            .map(|p| p.source.clone())
+            .or_else(|| {
+                self.broken
+                    .iter()
+                    .find(|b| b.id == Some(id))
+                    .map(|b| b.error.origin.clone())
+            })
+    }
 }
 
-/// A pattern number nobody defined.
+/// The `*.toml` files of a patterns folder, sorted; `*.example.toml`
+/// documents a layout without activating it.
+pub fn pattern_files(dir: &Path) -> Result<Vec<PathBuf>, PatternError> {
+    let origin = dir.display().to_string();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| PatternError::at(&origin, None, format!("cannot list folder: {e}")))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default();
+            name.ends_with(".toml") && !name.ends_with(".example.toml")
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// The id a file that does not parse claims: its `id = N` line, else the
+/// number its name starts with (`2-my-layout.toml`).
+fn claimed_id(path: &Path) -> Option<u16> {
+    let from_text = std::fs::read_to_string(path).ok().and_then(|src| {
+        src.lines().find_map(|l| {
+            let v = l
+                .trim()
+                .strip_prefix("id")?
+                .trim_start()
+                .strip_prefix('=')?;
+            v.split('#').next()?.trim().parse().ok()
+        })
+    });
+    from_text.or_else(|| {
+        let name = path.file_name()?.to_string_lossy().into_owned();
+        let digits: String = name.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    })
+}
+
+/// A pattern number nobody defined, or whose file cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub struct UnknownPattern {
     pub id: u16,
     pub known: Vec<u16>,
+    /// The errors of the files that claim this id.
+    pub broken: Vec<String>,
+    /// The errors of files whose id could not be read.
+    pub unreadable: Vec<String>,
 }
 
 impl fmt::Display for UnknownPattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.broken.is_empty() {
+            return write!(
+                f,
+                "pattern {} cannot be used: {}; fix the file (`paydrop patterns check`)",
+                self.id,
+                self.broken.join("; ")
+            );
+        }
         let known: Vec<String> = self.known.iter().map(|k| k.to_string()).collect();
         write!(
             f,
             "pattern {} is not defined (known: {}); patterns 2 and 4 are not public: \
-             put a pattern file in the patterns folder (see `paydrop patterns show 1` for the format)",
+             put a pattern file in the patterns folder (`paydrop patterns new --id {} --from 1`)",
             self.id,
-            known.join(", ")
-        )
+            known.join(", "),
+            self.id
+        )?;
+        if !self.unreadable.is_empty() {
+            write!(
+                f,
+                "; these pattern files could not be read: {}",
+                self.unreadable.join("; ")
+            )?;
+        }
+        Ok(())
     }
 }
 

@@ -6,6 +6,7 @@ use chrono::{Datelike, NaiveDate};
 use rust_decimal::Decimal;
 
 use super::ErrorKind;
+use crate::mask;
 
 /// A failed check: what kind of error and a reason a person can act on.
 pub type Fail = (ErrorKind, String);
@@ -54,6 +55,20 @@ fn luhn_sum(digits: &[u8], doubled: usize) -> u32 {
 }
 
 pub fn card_number(v: &[u8]) -> Result<(), Fail> {
+    if let Some(text) = std::str::from_utf8(v)
+        .ok()
+        .filter(|t| mask::is_scientific(t))
+    {
+        return fail(
+            ErrorKind::CardNumber,
+            format!(
+                "looks like Excel scientific notation ({}): the card number was lost when the \
+                 file was saved from Excel; format the column as text and export the card \
+                 numbers again",
+                mask::card(text)
+            ),
+        );
+    }
     if !v.iter().all(u8::is_ascii_digit) {
         return fail(
             ErrorKind::CardNumber,
@@ -483,6 +498,12 @@ fn decimal_reason(v: &[u8], sep: u8) -> Fail {
         "is not a number".to_string()
     } else if v.iter().any(|&b| b == b'e' || b == b'E') {
         "uses exponent notation; write the number in plain digits (100000, not 1e5)".to_string()
+    } else if let Some(written) = other_separator(v, sep) {
+        let (name, sep_name) = match sep {
+            b'.' => ("decimal comma", "'.'"),
+            _ => ("decimal point", "','"),
+        };
+        format!("{name}: write {written} (this pattern's decimal separator is {sep_name})")
     } else if v.contains(&other) {
         format!(
             "contains '{}': this pattern's decimal separator is '{}' and numbers must not \
@@ -502,6 +523,24 @@ fn decimal_reason(v: &[u8], sep: u8) -> Fail {
     (ErrorKind::Decimal, reason)
 }
 
+/// A number written with the other decimal separator (`12,50` in a pattern
+/// of `.`), as it should be written: one separator followed by one, two or
+/// four and more digits. Three digits (`1,234`) could be thousands grouping
+/// and are left to the general message.
+fn other_separator(v: &[u8], sep: u8) -> Option<String> {
+    let other = if sep == b'.' { b',' } else { b'.' };
+    let body = v.strip_prefix(b"-").unwrap_or(v);
+    let at = memchr::memchr(other, body)?;
+    let (int, frac) = (&body[..at], &body[at + 1..]);
+    let digits = |s: &[u8]| !s.is_empty() && s.iter().all(u8::is_ascii_digit);
+    if !digits(int) || !digits(frac) || frac.len() == 3 {
+        return None;
+    }
+    let mut written = String::from_utf8_lossy(v).into_owned();
+    written = written.replacen(other as char, &(sep as char).to_string(), 1);
+    Some(written)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -512,6 +551,11 @@ mod tests {
             ("1e5", "exponent"),
             ("NaN", "not a number"),
             ("1.234,56", "grouping"),
+            ("1,234.56", "grouping"),
+            ("1,234", "grouping"),
+            ("0,01", "decimal comma: write 0.01"),
+            ("12,50", "decimal comma: write 12.50"),
+            ("-3,5", "decimal comma: write -3.5"),
             ("12.", "plain decimal"),
             (".5", "plain decimal"),
             ("1 000", "spaces"),
@@ -605,5 +649,31 @@ mod tests {
             ErrorKind::CardNumber
         );
         assert_eq!(card_number(b"41111").unwrap_err().0, ErrorKind::CardNumber);
+    }
+
+    #[test]
+    fn decimal_point_in_a_comma_pattern_says_how_to_write_it() {
+        let (_, reason) = decimal(b"12.50", b',').unwrap_err();
+        assert!(reason.starts_with("decimal point: write 12,50"), "{reason}");
+        let (_, reason) = decimal(b"1.234,56", b',').unwrap_err();
+        assert!(reason.contains("grouping"), "{reason}");
+    }
+
+    #[test]
+    fn an_excel_scientific_card_number_shows_its_shape() {
+        for (v, shape) in [
+            ("4.54E+15", "(4.54E+15)"),
+            ("4,54E+15", "(4,54E+15)"),
+            ("4.506349116E+15", "(4.50634****E+15)"),
+        ] {
+            let (kind, reason) = card_number(v.as_bytes()).unwrap_err();
+            assert_eq!(kind, ErrorKind::CardNumber);
+            assert!(
+                reason.starts_with("looks like Excel scientific notation ")
+                    && reason.contains(shape),
+                "{v}: {reason}"
+            );
+            assert!(reason.contains("format the column as text"), "{reason}");
+        }
     }
 }

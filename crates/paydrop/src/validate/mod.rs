@@ -22,6 +22,7 @@
 //! ```
 
 pub mod check;
+pub mod hint;
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -123,6 +124,11 @@ pub enum Fatal {
     NotRegular { path: String, kind: &'static str },
     #[error("{0}")]
     Input(#[from] InputError),
+    #[error(
+        "{path} is {kind}, not a CSV file: this is a spreadsheet; open it in the spreadsheet \
+         program and save it as \"CSV UTF-8\" (File > Save As), then pass the .csv file"
+    )]
+    Spreadsheet { path: String, kind: &'static str },
     #[error("the file is empty (0 bytes): there is nothing to submit")]
     Empty,
     #[error("the file has no payment rows{}", if *header { " (only a header row)" } else { "" })]
@@ -276,6 +282,13 @@ pub fn validate_file(
     hooks: Hooks<'_>,
 ) -> Result<Report, Fatal> {
     let open = || open_regular(path);
+    let head = hint::head(open()?).map_err(Fatal::Io)?;
+    if let Some(kind) = hint::spreadsheet(&head, path) {
+        return Err(Fatal::Spreadsheet {
+            path: mask::card_numbers(&crate::names::path(path)),
+            kind,
+        });
+    }
     let mut validator = Validator::new(pattern, opts, hooks);
     validator.run(open()?)?;
     if !validator.duplicates.is_empty() {
@@ -531,6 +544,9 @@ struct Validator<'a, 'h> {
     bounds: Vec<CurrencyBounds>,
     /// The content identity of the rows as sent (see `crate::sent`).
     content: Option<ContentHasher>,
+    /// Set at the first row of one field: the other delimiter that would
+    /// split it into the pattern's columns, if any.
+    delimiter_hint: Option<Option<u8>>,
 }
 
 /// The bounds in force for one currency, resolved once per file.
@@ -584,6 +600,7 @@ impl<'a, 'h> Validator<'a, 'h> {
             line_base: opts.first_line_number,
             bounds: Vec::new(),
             content: Some(ContentHasher::new()),
+            delimiter_hint: None,
         }
     }
 
@@ -671,7 +688,11 @@ impl<'a, 'h> Validator<'a, 'h> {
 
     fn record(&mut self, rec: &ByteRecord) -> Result<(), Fatal> {
         self.records += 1;
-        self.row(rec, rec.position().map_or(0, |p| p.line()))
+        let line = rec.position().map_or(0, |p| p.line());
+        if self.records == 1 && !self.report.header_row && self.header_like(rec, line) {
+            return Ok(());
+        }
+        self.row(rec, line)
     }
 
     /// Takes note of the header row, and reports it unless it is `exact`ly
@@ -687,19 +708,84 @@ impl<'a, 'h> Validator<'a, 'h> {
             .map(|f| mask::card_numbers(&String::from_utf8_lossy(f)))
             .collect();
         let want: Vec<&str> = cols.iter().map(|c| c.name.as_str()).collect();
+        let reason = format!(
+            "header does not match pattern {}: expected {}, found {}",
+            self.pattern.id,
+            want.join(","),
+            got.join(",")
+        );
+        self.header_error(rec.position().map_or(0, |p| p.line()), reason);
+    }
+
+    /// An error of the header row (no column, no value).
+    fn header_error(&mut self, line: u64, reason: String) {
         self.error(RowError {
-            line: rec.position().map_or(0, |p| p.line()),
+            line,
             row: 0,
             column: None,
             value: None,
             kind: ErrorKind::Header,
-            reason: format!(
-                "header does not match pattern {}: expected {}, found {}",
-                self.pattern.id,
-                want.join(","),
-                got.join(",")
-            ),
+            reason,
         });
+    }
+
+    /// A first record that the pattern does not read as a header but that
+    /// looks like one is reported once, as a header error, instead of as a
+    /// cascade of per-cell errors (and is not counted as a payment row, so
+    /// the rows after it are numbered as the provider would number them).
+    fn header_like(&mut self, rec: &ByteRecord, line: u64) -> bool {
+        let cols = &self.pattern.columns;
+        let fails = rec.len() != cols.len()
+            || cols.iter().zip(rec.iter()).any(|(c, f)| {
+                (f.is_empty() && c.required) || (!f.is_empty() && self.check(c, f).is_err())
+            });
+        let cells: Vec<&[u8]> = rec.iter().collect();
+        let Some(reason) = hint::header_message(&cells, fails, self.pattern) else {
+            return false;
+        };
+        self.report.header_row = true;
+        self.header_error(line, reason);
+        true
+    }
+
+    /// The reason of a row whose field count is wrong, with the delimiter
+    /// hint when a row of one field would fit another delimiter: said in
+    /// full at the first such row (and as a warning), referred to after.
+    fn column_count_reason(&mut self, rec: &ByteRecord) -> String {
+        let pattern = self.pattern;
+        let want = pattern.columns.len();
+        let other = (rec.len() == 1 && want > 1)
+            .then(|| hint::other_delimiter(rec.get(0).unwrap_or_default(), pattern))
+            .flatten();
+        let first = self.delimiter_hint.is_none() && rec.len() == 1;
+        if first {
+            self.delimiter_hint = Some(other);
+        }
+        let hinted = other.is_some() && self.delimiter_hint == Some(other);
+        let fields = match rec.len() {
+            1 => "1 field".to_string(),
+            n => format!("{n} fields"),
+        };
+        match other {
+            Some(d) if first => {
+                let message = hint::delimiter_message(d, pattern);
+                self.report.warnings.push(message.clone());
+                message
+            }
+            Some(d) if !hinted => hint::delimiter_message(d, pattern),
+            Some(d) => format!(
+                "has {fields}; with {} it would have {want} (see the first such row: the file \
+                 looks delimited by {})",
+                hint::shown(d),
+                hint::shown(d)
+            ),
+            None => format!(
+                "has {fields}; pattern {} has {want} columns (check the delimiter {} and that \
+                 quotes are closed)",
+                pattern.id,
+                hint::shown(pattern.delimiter)
+            ),
+        }
     }
 
     fn row(&mut self, rec: &ByteRecord, line: u64) -> Result<(), Fatal> {
@@ -716,20 +802,14 @@ impl<'a, 'h> Validator<'a, 'h> {
         }
 
         if rec.len() != pattern.columns.len() {
+            let reason = self.column_count_reason(rec);
             self.error(RowError {
                 line,
                 row,
                 column: None,
                 value: None,
                 kind: ErrorKind::ColumnCount,
-                reason: format!(
-                    "has {} fields; pattern {} has {} columns (check the delimiter '{}' and \
-                     that quotes are closed)",
-                    rec.len(),
-                    pattern.id,
-                    pattern.columns.len(),
-                    (pattern.delimiter as char).escape_default()
-                ),
+                reason,
             });
             self.report.rows_invalid += 1;
             return Ok(());
