@@ -5,8 +5,8 @@
 //! What the runner changes, and why (everything else runs verbatim):
 //! - `cargo run --release -- ARGS` becomes `paydrop ARGS`, and `cargo test` is
 //!   skipped: it is the command running this test.
-//! - The documented ports (sandbox 8080 and 8081, callback listener 8090)
-//!   become free ephemeral ports,
+//! - The documented ports (sandbox 8080 and 8081, callback listener 8090,
+//!   metrics 9464) become free ephemeral ports,
 //!   in the commands and in the copied `samples/paydrop.toml`, so a busy port
 //!   on the machine cannot fail the suite.
 //! - A command put in the background (`… &`) is waited for until its ports
@@ -97,7 +97,7 @@ fn script(commands: &[(usize, String)], receiving: u16) -> String {
             }
             continue;
         }
-        let (run, expected) = if code.ends_with(" watch") {
+        let (run, expected) = if code.starts_with("paydrop") && code.ends_with(" watch") {
             // A daemon: still running after five seconds is the success.
             (format!("timeout 5 {code}"), 124)
         } else {
@@ -154,11 +154,12 @@ fn every_readme_command_runs_as_written() {
         "the README's examples were not found"
     );
 
-    let (bulk, receiving, callback) = (free_port(), free_port(), free_port());
+    let (bulk, receiving, callback, metrics) = (free_port(), free_port(), free_port(), free_port());
     let with_ports = |text: &str| {
         text.replace("8080", &bulk.to_string())
             .replace("8081", &receiving.to_string())
             .replace("8090", &callback.to_string())
+            .replace("9464", &metrics.to_string())
     };
     let commands: Vec<(usize, String)> = commands
         .into_iter()
