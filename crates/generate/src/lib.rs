@@ -85,7 +85,8 @@ const LAST: &[&str] = &[
 /// Writes a file of `opts.rows` data rows in `pattern`'s layout.
 ///
 /// ```
-/// use paydrop::{generate::{generate, GenOptions}, pattern::Registry};
+/// use paydrop::pattern::Registry;
+/// use paydrop_generate::{generate, GenOptions};
 /// let registry = Registry::load(None).unwrap();
 /// let mut out = Vec::new();
 /// let opts = GenOptions { rows: 100, error_rate: 0.1, seed: 7, ..GenOptions::default() };
