@@ -5,14 +5,17 @@
 //! the README (`cargo bench --bench submit`): they are the fastest levels
 //! whose ratio is within a few percent of the slow ones.
 
+mod parallel;
+
 use std::fmt;
 use std::io;
+use std::num::NonZeroUsize;
 use std::str::FromStr;
 
 use async_compression::tokio::bufread::{BrotliEncoder, GzipEncoder};
 use async_compression::Level;
 use bytes::Bytes;
-use futures::{Stream, TryStreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use tokio::io::{AsyncRead, BufReader};
 use tokio_util::io::{ReaderStream, StreamReader};
 
@@ -131,7 +134,10 @@ impl fmt::Display for Compression {
 }
 
 /// A compressed stream of `reader`'s bytes, produced as the reader is read:
-/// nothing is buffered beyond the codec's window and one chunk.
+/// nothing is buffered beyond the codec's window and a few blocks.
+///
+/// GZip uses every core the machine has (see [`parallel`]); one core keeps
+/// async-compression's single stream.
 pub fn compress_reader<R>(
     reader: R,
     compression: Compression,
@@ -139,6 +145,10 @@ pub fn compress_reader<R>(
 where
     R: AsyncRead + Send + Unpin + 'static,
 {
+    let cores = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+    if compression.codec == Codec::Gzip && cores > 1 {
+        return parallel::gzip(reader, compression.level, cores).boxed();
+    }
     let reader = BufReader::with_capacity(CHUNK, reader);
     let level = Level::Precise(compression.level as i32);
     let boxed: Box<dyn AsyncRead + Send + Unpin> = match compression.codec {
@@ -146,7 +156,7 @@ where
         Codec::Gzip => Box::new(GzipEncoder::with_quality(reader, level)),
         Codec::Brotli => Box::new(BrotliEncoder::with_quality(reader, level)),
     };
-    ReaderStream::with_capacity(boxed, CHUNK)
+    ReaderStream::with_capacity(boxed, CHUNK).boxed()
 }
 
 /// Compresses a stream of bytes (e.g. a whole multipart body).
