@@ -849,7 +849,7 @@ async fn payout_cmd(config: &Config, command: &PayoutCommand) -> Result<ExitCode
     let warn = |w: &str| eprintln!("warning: {w}");
     match payout::trigger(&mut ledger, &client, &order, &opts, warn).await {
         Ok(done) => {
-            println!("{}: {}", done.order, done.message);
+            writeln!(std::io::stdout().lock(), "{}: {}", done.order, done.message)?;
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
@@ -891,7 +891,11 @@ async fn payout_status(config: &Config, args: &StatusArgs) -> Result<ExitCode> {
             State::Rejected,
             "the merchant found no such order in the provider's panel",
         )?;
-        println!("{}: recorded as not ordered", order(o.id)?);
+        writeln!(
+            std::io::stdout().lock(),
+            "{}: recorded as not ordered",
+            order(o.id)?
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
     let client = client_from(config, args.base.as_deref())?;
@@ -918,11 +922,14 @@ async fn payout_status(config: &Config, args: &StatusArgs) -> Result<ExitCode> {
             for o in ledger.recent_payout_orders(args.limit)? {
                 match o.job_id.clone() {
                     Some(j) => v.push((Some(o), j)),
-                    None if matches!(o.state, State::Pending | State::Unknown) => println!(
-                        "{o}: no definite answer and no JobId; find it in the provider's panel and \
-                         run `paydrop payout status JOBID --order {}`",
-                        o.id
-                    ),
+                    None if matches!(o.state, State::Pending | State::Unknown) => {
+                        writeln!(
+                            std::io::stdout().lock(),
+                            "{o}: no definite answer and no JobId; find it in the provider's \
+                             panel and run `paydrop payout status JOBID --order {}`",
+                            o.id
+                        )?;
+                    }
                     None => {}
                 }
             }
@@ -942,7 +949,7 @@ async fn payout_status(config: &Config, args: &StatusArgs) -> Result<ExitCode> {
         match answer {
             Ok((o, inquiry)) => {
                 let who = o.map_or_else(|| format!("JobId {job}"), |o| o.to_string());
-                println!("{who}: {}", inquiry.describe());
+                writeln!(std::io::stdout().lock(), "{who}: {}", inquiry.describe())?;
                 if inquiry.verdict() != payout::Verdict::Done {
                     code = ExitCode::from(EXIT_UNKNOWN);
                 }
@@ -1372,10 +1379,13 @@ fn resolve_cmd(config: &Config, args: &ResolveArgs) -> Result<ExitCode> {
         ),
     };
     ledger.resolve(sub.id, &resolution, &note)?;
-    println!(
+    writeln!(
+        std::io::stdout().lock(),
         "batch {} part {} ({}): {note}",
-        args.batch, args.part, sub.merchant_unique_code
-    );
+        args.batch,
+        args.part,
+        sub.merchant_unique_code
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -1735,12 +1745,13 @@ fn gen_cmd(registry: &Registry, args: &GenArgs) -> Result<ExitCode> {
     if let Some(path) = &args.manifest {
         serde_json::to_writer_pretty(File::create(path)?, &g)?;
     }
-    println!(
+    writeln!(
+        std::io::stdout().lock(),
         "{}: {} rows, {} with deliberate errors",
         args.output.display(),
         g.rows,
         g.planted.len()
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 

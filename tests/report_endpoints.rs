@@ -329,6 +329,11 @@ async fn a_wrong_password_shows_the_provider_s_text_and_never_the_password() {
         text.contains("errorCode 3: e-mail or password is wrong"),
         "{text}"
     );
+    // The call it answered is named, address and all.
+    assert!(
+        text.contains(&format!("(from POST {}/", sb.base_url())),
+        "{text}"
+    );
     assert!(!text.contains("wrong-pw-77"), "{text}");
 
     let mut cmd = paydrop(&sb);

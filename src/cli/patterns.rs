@@ -120,13 +120,14 @@ fn check(files: &[PathBuf]) -> Result<ExitCode> {
     let mut failed = false;
     for file in files {
         match Pattern::from_file(file) {
-            Ok(p) => println!(
+            Ok(p) => writeln!(
+                std::io::stdout().lock(),
                 "{}: pattern {} \"{}\" is valid ({} columns)",
                 file.display(),
                 p.id,
                 p.name,
                 p.columns.len()
-            ),
+            )?,
             Err(e) => {
                 eprintln!("error: {e}");
                 failed = true;
@@ -186,7 +187,8 @@ fn new(dir: &Path, registry: &Registry, args: &NewArgs) -> Result<()> {
     file.write_all(text.as_bytes())
         .and_then(|()| file.sync_all())
         .with_context(|| format!("writing {}", output.display()))?;
-    println!(
+    writeln!(
+        std::io::stdout().lock(),
         "{}: pattern {} \"{}\", a copy of pattern {} to edit; check it with `paydrop patterns \
          check {}`",
         output.display(),
@@ -194,13 +196,14 @@ fn new(dir: &Path, registry: &Registry, args: &NewArgs) -> Result<()> {
         copy.name,
         from.id,
         output.display()
-    );
+    )?;
     if !output.parent().is_some_and(|p| same_folder(p, dir)) {
-        println!(
+        writeln!(
+            std::io::stdout().lock(),
             "note: paydrop reads patterns from {}; move the file there (or point \
              --patterns-dir / patterns_dir at its folder)",
             dir.display()
-        );
+        )?;
     }
     Ok(())
 }

@@ -289,7 +289,7 @@ pub(super) fn reconcile_cmd(
         out_dir: args.output.clone(),
     };
     let summary = reconcile::reconcile(sent, against, &opts)?;
-    print!("{}", summary.text());
+    write!(std::io::stdout().lock(), "{}", summary.text())?;
     Ok(if summary.reconciled() {
         ExitCode::SUCCESS
     } else {

@@ -165,7 +165,7 @@ pub fn results_cmd(ledger_path: &Path, args: &ResultsArgs) -> Result<ExitCode> {
         let line = format!("batch {}: {}", batch.id, totals.line(&currency));
         // The rows own stdout unless they went to a file.
         if args.output.is_some() {
-            println!("{line}");
+            writeln!(std::io::stdout().lock(), "{line}")?;
         } else {
             eprintln!("{line}");
         }

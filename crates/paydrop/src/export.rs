@@ -41,8 +41,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Secret, ENV_EXPORT_TOKEN};
 use crate::transport::{
-    self, describe, read_capped, retry_after, Auth, Effect, Retry, RetryPolicy, SetupError, Step,
-    Timeouts,
+    self, describe, read_capped, retry_after, shown_url, Auth, Effect, Retry, RetryPolicy,
+    SetupError, Step, Timeouts,
 };
 pub use blob::{BlobError, BlobInfo, GzipError};
 pub use columns::{Mapping, Missing, Role};
@@ -392,7 +392,9 @@ impl ExportClient {
         what: Call<'_>,
     ) -> Result<ExportRequest, ExportError> {
         let bearer = self.auth.headers(url).map_err(|_| ExportError::BadToken)?;
-        let during = what.during();
+        // Every message names the call, its method and its address (without
+        // query or credentials: `shown_url`).
+        let during = format!("{} ({method} {})", what.during(), shown_url(url));
         // A GET reads; the POST carries its idempotency id (`ms-requestid`):
         // both may be sent again.
         let mut calls = Retry::new(self.retry, Effect::Idempotent, &during);
@@ -430,7 +432,7 @@ impl ExportClient {
             }
             let message = error_message(&text);
             if status != StatusCode::TOO_MANY_REQUESTS && !status.is_server_error() {
-                return Err(refusal(status, message, &what));
+                return Err(refusal(status, message, &what, during));
             }
             calls.judge(Step::<()>::Ambiguous {
                 why: format!("{status}: {message}"),
@@ -446,8 +448,7 @@ impl ExportClient {
     }
 }
 
-fn refusal(status: StatusCode, message: String, what: &Call<'_>) -> ExportError {
-    let during = what.during();
+fn refusal(status: StatusCode, message: String, what: &Call<'_>, during: String) -> ExportError {
     let resume = match what {
         Call::Poll { request_id } => {
             format!("; the export goes on at the provider: resume with --request-id {request_id}")

@@ -30,7 +30,7 @@ use reqwest::StatusCode;
 
 use crate::mask;
 use crate::transport::{
-    describe, read_capped, retry_after, Effect, Retry, RetryPolicy, SetupError, Step,
+    describe, read_capped, retry_after, shown_url, Effect, Retry, RetryPolicy, SetupError, Step,
 };
 use json::{JsonError, Value};
 
@@ -74,10 +74,20 @@ pub enum ReportError {
     Client(#[from] SetupError),
 }
 
-/// A definite answer other than success: its status and text.
+/// A definite answer other than success: its status, text and where it
+/// came from.
 pub(crate) struct Refusal {
     pub status: StatusCode,
     pub text: String,
+    /// The method and address (without query or credentials).
+    pub at: String,
+}
+
+impl Refusal {
+    /// The provider's message and the call it answered, for an error.
+    pub fn detail(&self) -> String {
+        format!("{} (from {})", provider_message(&self.text), self.at)
+    }
 }
 
 /// Sends the request `build` makes through the shared retry loop until it
@@ -99,7 +109,12 @@ pub(crate) async fn send(
                 last: e.last,
             });
         }
-        let step = match build().send().await {
+        let request = build();
+        let method = request
+            .try_clone()
+            .and_then(|r| r.build().ok())
+            .map_or_else(|| "HTTP".to_string(), |r| r.method().to_string());
+        let step = match request.send().await {
             Ok(r) if r.status().is_success() => Step::Done(Ok(r)),
             Ok(r)
                 if r.status() == StatusCode::TOO_MANY_REQUESTS || r.status().is_server_error() =>
@@ -111,8 +126,9 @@ pub(crate) async fn send(
             }
             Ok(r) => {
                 let status = r.status();
+                let at = format!("{method} {}", shown_url(r.url().as_str()));
                 let text = read_capped(r).await.unwrap_or_default();
-                Step::Done(Err(Refusal { status, text }))
+                Step::Done(Err(Refusal { status, text, at }))
             }
             Err(e) if e.is_connect() || e.is_timeout() => Step::failed(&e, describe(&e)),
             Err(e) => return Err(ReportError::Setup(describe(&e))),

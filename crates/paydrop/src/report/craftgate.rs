@@ -10,7 +10,7 @@ use futures::TryStreamExt;
 use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
 
-use super::{provider_message, send, Breakdown, ReportError};
+use super::{send, Breakdown, ReportError};
 use crate::config::{Secret, ENV_CRAFTGATE_API_KEY, ENV_CRAFTGATE_SECRET_KEY};
 use crate::report::json::JsonError;
 use crate::transport::{self, describe, Auth, RetryPolicy, SetupError, Timeouts};
@@ -75,7 +75,7 @@ impl CraftgateClient {
         let response = match answer.await? {
             Ok(r) => r,
             Err(refusal) => {
-                let detail = provider_message(&refusal.text);
+                let detail = refusal.detail();
                 return Err(match refusal.status {
                     StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ReportError::Unauthorized {
                         service: "Craftgate",

@@ -178,12 +178,12 @@ impl PayzeeClient {
                 .await
                 .map_err(|e| ReportError::Setup(describe(&e)))?,
             Err(refusal) if refusal.status == StatusCode::UNAUTHORIZED => {
-                return Err(Self::unauthorized(provider_message(&refusal.text)))
+                return Err(Self::unauthorized(refusal.detail()))
             }
             Err(refusal) => {
                 return Err(ReportError::Refused {
                     status: refusal.status.as_u16(),
-                    message: format!("the login: {}", provider_message(&refusal.text)),
+                    message: format!("the login: {}", refusal.detail()),
                 })
             }
         };
@@ -250,13 +250,13 @@ impl PayzeeClient {
                 Err(refusal) if refusal.status == StatusCode::UNAUTHORIZED => {
                     return Err(Self::unauthorized(format!(
                         "a fresh token was refused too: {}",
-                        provider_message(&refusal.text)
+                        refusal.detail()
                     )))
                 }
                 Err(refusal) => {
                     return Err(ReportError::Refused {
                         status: refusal.status.as_u16(),
-                        message: provider_message(&refusal.text),
+                        message: refusal.detail(),
                     })
                 }
             }
