@@ -65,6 +65,19 @@ async fn results_list_every_row_with_exact_totals_and_no_card() {
     assert_eq!(listed.len() as u64, rows);
     for (row, l) in listed.iter().zip(&recorded) {
         assert_eq!(row["row"], l.line_number);
+        // The row's card, masked to its first 6 and last 4 digits.
+        let card = &cards[l.line_number as usize - 1];
+        assert_eq!(
+            row["card"],
+            format!(
+                "{}{}{}",
+                &card[..6],
+                "*".repeat(card.len() - 10),
+                &card[card.len() - 4..]
+            )
+            .as_str(),
+            "{row}"
+        );
         assert_eq!(row["code"], l.merchant_unique_code.as_str());
         assert_eq!(row["status"], l.outcome.as_str());
         assert_eq!(json_dec(&row["amount"]), l.amount);
@@ -117,6 +130,7 @@ async fn results_list_every_row_with_exact_totals_and_no_card() {
             "part",
             "row",
             "code",
+            "card",
             "amount",
             "currency",
             "status",
@@ -126,7 +140,7 @@ async fn results_list_every_row_with_exact_totals_and_no_card() {
     );
     let csv_rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
     assert_eq!(csv_rows.len() as u64, want["declined"].0);
-    let csv_sum: Decimal = csv_rows.iter().map(|r| dec(&r[3])).sum();
+    let csv_sum: Decimal = csv_rows.iter().map(|r| dec(&r[4])).sum();
     assert_eq!(csv_sum, want["declined"].1);
 
     // ledger show and status carry the same counts.

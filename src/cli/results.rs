@@ -3,9 +3,9 @@
 //! (streamed from the ledger, one row at a time), and the per-outcome
 //! counts and exact totals that `status` and `ledger show` print.
 //!
-//! The ledger keeps no card number, not even masked (a result file's
-//! `cardNumber` is never stored), so a row is named by its line in the file
-//! and its payment code.
+//! A row is named by its line in the file, its payment code and its card
+//! masked to the first 6 and last 4 digits, which is all the ledger keeps of
+//! a card (a result file's `cardNumber` is never stored).
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -108,10 +108,10 @@ const ALL_OUTCOMES: [Outcome; 5] = [
 fn each_line(
     ledger: &Ledger,
     batch: &Batch,
-    mut f: impl FnMut(u32, ResultLine) -> Result<()>,
+    mut f: impl FnMut(u32, ResultLine, Option<String>) -> Result<()>,
 ) -> Result<()> {
     for s in &batch.submissions {
-        ledger.each_result_of_submission(s.id, |line| f(s.part, line))?;
+        ledger.each_result_with_card(s.id, |line, card| f(s.part, line, card))?;
     }
     Ok(())
 }
@@ -119,7 +119,7 @@ fn each_line(
 /// The counts and totals of `batch`'s recorded results.
 pub fn outcomes(ledger: &Ledger, batch: &Batch) -> Result<Outcomes> {
     let mut o = Outcomes::new();
-    each_line(ledger, batch, |_, line| o.count(&line))?;
+    each_line(ledger, batch, |_, line, _| o.count(&line))?;
     Ok(o.finish(batch))
 }
 
@@ -148,10 +148,10 @@ pub fn results_cmd(ledger_path: &Path, args: &ResultsArgs) -> Result<ExitCode> {
     } else {
         RowWriter::csv(writer)?
     };
-    each_line(&ledger, &batch, |part, line| {
+    each_line(&ledger, &batch, |part, line, card| {
         totals.count(&line)?;
         if wanted(line.outcome) {
-            w.row(part, &line, &currency)?;
+            w.row(part, &line, card.as_deref().unwrap_or_default(), &currency)?;
         }
         Ok(())
     })?;
@@ -180,10 +180,11 @@ enum RowWriter {
     Json { out: Box<dyn Write>, first: bool },
 }
 
-const CSV_HEADER: [&str; 8] = [
+const CSV_HEADER: [&str; 9] = [
     "part",
     "row",
     "code",
+    "card",
     "amount",
     "currency",
     "status",
@@ -209,7 +210,7 @@ impl RowWriter {
         Ok(RowWriter::Json { out, first: true })
     }
 
-    fn row(&mut self, part: u32, line: &ResultLine, currency: &str) -> Result<()> {
+    fn row(&mut self, part: u32, line: &ResultLine, card: &str, currency: &str) -> Result<()> {
         // The provider's words may quote what it was sent.
         let message = masked(&line.error_message);
         match self {
@@ -219,10 +220,11 @@ impl RowWriter {
                     line.line_number.to_string(),
                     line.amount.to_string(),
                 );
-                let fields: [&str; 8] = [
+                let fields: [&str; 9] = [
                     &part,
                     &row,
                     &line.merchant_unique_code,
+                    card,
                     &amount,
                     currency,
                     line.outcome.as_str(),
@@ -241,6 +243,7 @@ impl RowWriter {
                         "part": part,
                         "row": line.line_number,
                         "code": line.merchant_unique_code,
+                        "card": card,
                         "amount": line.amount,
                         "currency": currency,
                         "status": line.outcome.as_str(),

@@ -282,6 +282,9 @@ pub struct SentRow {
     /// The fingerprint the row is looked up under (see
     /// [`crate::sent`]): its code's, or the row's own without a code.
     pub identity: i64,
+    /// The card number masked to its first 6 and last 4 digits, when the
+    /// pattern has one (never the full number).
+    pub card: Option<String>,
 }
 
 impl SentRow {
@@ -293,6 +296,7 @@ impl SentRow {
             identity: code_fingerprint(&code),
             code: Some(code),
             amount,
+            card: None,
         }
     }
 }
@@ -605,6 +609,11 @@ ALTER TABLE results ADD COLUMN status_id INTEGER;
 ALTER TABLE results ADD COLUMN delivery_id INTEGER;
 ALTER TABLE batches ADD COLUMN results_written_at TEXT;
 ",
+    // A sent row's card number masked to its first 6 and last 4 digits (what
+    // may be kept), so that `paydrop results` can name the card.
+    "
+ALTER TABLE sent_rows ADD COLUMN card TEXT;
+",
 ];
 
 /// The states whose rows count as sent: the provider has them, may have
@@ -747,7 +756,7 @@ impl Ledger {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let rows: Vec<SentRow> = tx
             .prepare(
-                "SELECT line_number, code, amount, code_fp FROM sent_rows
+                "SELECT line_number, code, amount, code_fp, card FROM sent_rows
                  WHERE submission_id = ?1 ORDER BY line_number",
             )?
             .query_map([submission_id], |r| {
@@ -756,6 +765,7 @@ impl Ledger {
                     code: r.get(1)?,
                     amount: decimal(r.get(2)?)?,
                     identity: r.get(3)?,
+                    card: r.get(4)?,
                 })
             })?
             .collect::<rusqlite::Result<_>>()?;
@@ -848,8 +858,8 @@ fn insert_batch(tx: &rusqlite::Transaction<'_>, b: &NewBatch) -> Result<i64> {
 }
 
 const INSERT_SENT_ROW: &str =
-    "INSERT INTO sent_rows (submission_id, line_number, code, code_fp, amount)
-     VALUES (?1, ?2, ?3, ?4, ?5)";
+    "INSERT INTO sent_rows (submission_id, line_number, code, code_fp, amount, card)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 
 fn insert_sent_row(
     insert: &mut rusqlite::Statement<'_>,
@@ -861,7 +871,8 @@ fn insert_sent_row(
         row.line_number,
         row.code,
         row.identity,
-        row.amount.to_string()
+        row.amount.to_string(),
+        row.card
     ])?;
     Ok(())
 }
@@ -1425,7 +1436,7 @@ impl Ledger {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT line_number, code, amount, code_fp FROM sent_rows
+                "SELECT line_number, code, amount, code_fp, card FROM sent_rows
                  WHERE submission_id = ?1 ORDER BY line_number",
             )
             .map_err(LedgerError::from)?;
@@ -1436,6 +1447,7 @@ impl Ledger {
                     code: r.get(1)?,
                     amount: decimal(r.get(2)?)?,
                     identity: r.get(3)?,
+                    card: r.get(4)?,
                 })
             })
             .map_err(LedgerError::from)?;
@@ -1448,7 +1460,7 @@ impl Ledger {
     /// The stored result lines of a batch, in line order.
     pub fn results_of_batch(&self, batch_id: i64) -> Result<Vec<ResultLine>> {
         let mut out = Vec::new();
-        self.each_result("s.batch_id = ?1", batch_id, |line| {
+        self.each_result("s.batch_id = ?1", batch_id, |line, _| {
             out.push(line);
             Ok::<_, LedgerError>(())
         })?;
@@ -1460,7 +1472,18 @@ impl Ledger {
     pub fn each_result_of_submission<E: From<LedgerError>>(
         &self,
         submission_id: i64,
-        f: impl FnMut(ResultLine) -> std::result::Result<(), E>,
+        mut f: impl FnMut(ResultLine) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
+        self.each_result("s.id = ?1", submission_id, |line, _| f(line))
+    }
+
+    /// Like [`Self::each_result_of_submission`], with the card of the row
+    /// sent, masked to its first 6 and last 4 digits (`None` for rows sent
+    /// before paydrop kept it, or by a pattern without a card).
+    pub fn each_result_with_card<E: From<LedgerError>>(
+        &self,
+        submission_id: i64,
+        f: impl FnMut(ResultLine, Option<String>) -> std::result::Result<(), E>,
     ) -> std::result::Result<(), E> {
         self.each_result("s.id = ?1", submission_id, f)
     }
@@ -1469,20 +1492,22 @@ impl Ledger {
         &self,
         cond: &str,
         id: i64,
-        mut f: impl FnMut(ResultLine) -> std::result::Result<(), E>,
+        mut f: impl FnMut(ResultLine, Option<String>) -> std::result::Result<(), E>,
     ) -> std::result::Result<(), E> {
         let sql = format!(
             "SELECT r.line_number, r.row_code,
                     COALESCE(r.outcome, CASE r.approved WHEN 1 THEN 'paid' ELSE 'declined' END),
-                    r.error_code, r.error_message, r.amount, r.status_id
+                    r.error_code, r.error_message, r.amount, r.status_id, sr.card
              FROM results r JOIN submissions s ON s.id = r.submission_id
+             LEFT JOIN sent_rows sr
+               ON sr.submission_id = r.submission_id AND sr.line_number = r.line_number
              WHERE {cond} ORDER BY r.line_number"
         );
         let mut stmt = self.conn.prepare(&sql).map_err(LedgerError::from)?;
         let rows = stmt
             .query_map([id], |r| {
                 let outcome: String = r.get(2)?;
-                Ok(ResultLine {
+                let line = ResultLine {
                     file_line: 0,
                     line_number: r.get(0)?,
                     merchant_unique_code: r.get(1)?,
@@ -1497,11 +1522,13 @@ impl Ledger {
                     error_message: r.get(4)?,
                     amount: decimal(r.get(5)?)?,
                     status_id: r.get(6)?,
-                })
+                };
+                Ok((line, r.get::<_, Option<String>>(7)?))
             })
             .map_err(LedgerError::from)?;
-        for line in rows {
-            f(line.map_err(LedgerError::from)?)?;
+        for row in rows {
+            let (line, card) = row.map_err(LedgerError::from)?;
+            f(line, card)?;
         }
         Ok(())
     }
@@ -1910,6 +1937,7 @@ mod tests {
                 code: None,
                 amount,
                 identity: line * 7919,
+                card: None,
             },
         }
     }

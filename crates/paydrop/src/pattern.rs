@@ -195,6 +195,22 @@ impl Pattern {
         self.columns.iter().position(|c| c.payment_code)
     }
 
+    /// The row's card number as paydrop may keep it: its first 6 and last 4
+    /// digits ([`crate::mask::card`]), from a card number column or from
+    /// pattern 3's two parts (`cardNoFirst` … `cardNoLast`).
+    pub fn masked_card(&self, rec: &csv::ByteRecord) -> Option<String> {
+        let cell = |is: fn(&ColumnType) -> bool| {
+            let i = self.columns.iter().position(|c| is(&c.kind))?;
+            rec.get(i).map(|f| self.decode(f))
+        };
+        if let Some(full) = cell(|k| matches!(k, ColumnType::CardNumber)) {
+            return Some(crate::mask::card(&full));
+        }
+        let first = cell(|k| matches!(k, ColumnType::CardFirst8))?;
+        let last = cell(|k| matches!(k, ColumnType::CardLast4))?;
+        Some(format!("{}…{last}", first.get(..6).unwrap_or(&first)))
+    }
+
     /// Index of the column numbering the rows, if any.
     pub fn line_number_column(&self) -> Option<usize> {
         self.columns.iter().position(|c| c.line_number)

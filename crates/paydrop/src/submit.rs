@@ -331,9 +331,9 @@ fn record_missing_rows(
 }
 
 /// The identity of every valid row (part, line number, payment code,
-/// amount, fingerprint), spooled to an anonymous temporary file while the
-/// file is validated, so that memory stays flat however many rows a file
-/// has. Holds no card data.
+/// amount, fingerprint, card masked to first 6 / last 4), spooled to an
+/// anonymous temporary file while the file is validated, so that memory
+/// stays flat however many rows a file has. Holds no full card number.
 struct RowSpool {
     file: BufWriter<File>,
     error: Option<io::Error>,
@@ -359,7 +359,8 @@ impl RowSpool {
             self.file.write_all(&line_number.to_le_bytes())?;
             self.file.write_all(&row.identity.to_le_bytes())?;
             write_text(&mut self.file, Some(&amount))?;
-            write_text(&mut self.file, code)
+            write_text(&mut self.file, code)?;
+            write_text(&mut self.file, row.card.as_deref())
         };
         if let Err(e) = write() {
             self.error = Some(e);
@@ -403,11 +404,13 @@ impl RowSpool {
                     .parse()
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
                 let code = read_text(&mut r)?;
+                let card = read_text(&mut r)?;
                 let row = SentRow {
                     line_number: i64::from_le_bytes(line),
                     code,
                     amount,
                     identity: i64::from_le_bytes(identity),
+                    card,
                 };
                 Ok((u32::from_le_bytes(part), row))
             };

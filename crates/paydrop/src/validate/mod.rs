@@ -212,6 +212,9 @@ pub struct ValidRow<'r> {
     /// code's, or the row's own when the pattern has no payment code (see
     /// [`crate::sent`]).
     pub identity: i64,
+    /// The card number masked to its first 6 and last 4 digits
+    /// ([`Pattern::masked_card`]), to name the row in listings.
+    pub card: Option<String>,
 }
 
 /// A consecutive run of at most `split_rows` rows: one submission.
@@ -950,6 +953,7 @@ impl<'a, 'h> Validator<'a, 'h> {
                     code,
                     amount: amount.map(|a| (currency, a)),
                     identity,
+                    card: pattern.masked_card(rec),
                 });
             }
         } else {
