@@ -123,7 +123,7 @@ pub const CALLBACK_COLUMNS: [&str; 20] = [
 
 /// The provider's `CurrencyId` of TRY, the only one its pages document (the
 /// default when `CurrencyId` is absent:
-/// https://developer.paywall.one/payment-orchestration-integration-document/payment-service/18.-batch-processing-method/1.-payment/3.-file).
+/// <https://developer.paywall.one/payment-orchestration-integration-document/payment-service/18.-batch-processing-method/1.-payment/3.-file>).
 /// Every other currency's id comes from `[submit.currency_ids]`: a wrong id
 /// charges the wrong currency, so none is guessed.
 pub const TRY_CURRENCY_ID: u32 = 1;

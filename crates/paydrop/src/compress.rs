@@ -136,7 +136,7 @@ impl fmt::Display for Compression {
 /// A compressed stream of `reader`'s bytes, produced as the reader is read:
 /// nothing is buffered beyond the codec's window and a few blocks.
 ///
-/// GZip uses every core the machine has (see [`parallel`]); one core keeps
+/// GZip uses every core the machine has (see `parallel`); one core keeps
 /// async-compression's single stream.
 pub fn compress_reader<R>(
     reader: R,

@@ -5,9 +5,9 @@
 //! Two published endpoints answer it, both keyed by the batch's
 //! MerchantUniqueCode (docs/providers/paywall.md §6.5):
 //! `GET …/bulk/payment/query/summary`
-//! (https://developer.paywall.one/payment-orchestration-integration-document/payment-service/18.-batch-processing-method/5.-query-summary)
+//! (<https://developer.paywall.one/payment-orchestration-integration-document/payment-service/18.-batch-processing-method/5.-query-summary>)
 //! and `GET …/bulk/payment/query`
-//! (https://developer.paywall.one/payment-orchestration-integration-document/payment-service/18.-batch-processing-method/4.-query),
+//! (<https://developer.paywall.one/payment-orchestration-integration-document/payment-service/18.-batch-processing-method/4.-query>),
 //! which pages the payments (`pageSize` at most 1000). The page lists the
 //! key in the same table as the header credentials, the official SDK sends
 //! such keys as headers and a third-party client as a query string: paydrop

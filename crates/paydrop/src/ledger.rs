@@ -280,7 +280,7 @@ pub struct SentRow {
     pub code: Option<String>,
     pub amount: Decimal,
     /// The fingerprint the row is looked up under (see
-    /// [`crate::sent`]): its code's, or the row's own without a code.
+    /// the crate's `sent` module): its code's, or the row's own without a code.
     pub identity: i64,
     /// The card number masked to its first 6 and last 4 digits, when the
     /// pattern has one (never the full number).

@@ -3,15 +3,16 @@
 //! file in memory.
 //!
 //! Data flows one way: [`pattern`] → [`read`] → [`validate`] → [`totals`]
-//! → [`sent`] / [`compress`] → [`upload`] → [`ledger`], orchestrated per
-//! file by [`submit`]; [`watch`] runs that for drop folders, and
-//! [`callback`] receives the provider's [`results`]. The other direction:
-//! [`payout`] orders payouts, [`export`] and [`report`] stream what the
-//! providers report, [`reconcile`] matches it against what was sent. Every
-//! client shares [`transport`]. The providers are simulated by the separate
+//! → `sent` / [`compress`] → [`upload`] → [`ledger`], orchestrated per file
+//! by [`submit`]; [`watch`] runs that for drop folders, and [`callback`]
+//! receives the provider's [`results`]. The other direction: [`payout`]
+//! orders payouts, [`export`] and [`report`] stream what the providers
+//! report, [`reconcile`] matches it against what was sent. Every client
+//! shares [`transport`]. The providers are simulated by the separate
 //! `paydrop-sandbox` crate (`crates/sandbox`), which shares no code with this
-//! one; test files come from the `paydrop-generate` crate (`crates/generate`); the command line (`src/cli.rs` of the `paydrop-cli` package) sits on
-//! top.
+//! one; test files come from the `paydrop-generate` crate
+//! (`crates/generate`); the command line (`src/cli.rs` of the `paydrop-cli`
+//! package) sits on top.
 
 // Two reviewed exceptions, each with its SAFETY comment: a cache prefetch
 // hint in the uniqueness index and `geteuid` in a message.
@@ -35,7 +36,7 @@ pub mod read;
 pub mod reconcile;
 pub mod report;
 pub mod results;
-pub mod sent;
+pub(crate) mod sent;
 pub mod submit;
 pub mod totals;
 pub mod transport;

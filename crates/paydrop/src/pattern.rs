@@ -53,7 +53,7 @@ pub enum Header {
 ///
 /// The provider's pages show a row as a plain join of its fields with
 /// commas (`{cardNumber},{expiryDate},…`) and document no quoting
-/// (https://developer.paywall.one/payment-orchestration-integration-document/system-data/bulk-payment-file-information):
+/// (<https://developer.paywall.one/payment-orchestration-integration-document/system-data/bulk-payment-file-information>):
 /// quoting such a value would shift the provider's columns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Quoting {

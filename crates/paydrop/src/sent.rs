@@ -3,7 +3,7 @@
 //!
 //! The provider's pattern page shows a row as a plain join of its fields,
 //! `{cardNumber},{expiryDate},…`, with no header row and no quoting rule
-//! (https://developer.paywall.one/payment-orchestration-integration-document/system-data/bulk-payment-file-information;
+//! (<https://developer.paywall.one/payment-orchestration-integration-document/system-data/bulk-payment-file-information;>
 //! docs/providers/paywall.md §1.6). So paydrop never sends a user's bytes as
 //! they are: each row goes out as its fields joined with the pattern's
 //! delimiter and ended by `\n`; a header row and a byte-order mark are

@@ -1,6 +1,6 @@
 //! The provider client for `startdirect`: one HTTP call for one part of a
 //! validated file, its rows streamed from disk as they are sent (see
-//! [`crate::sent`]) through the compressor into the request, and the
+//! the crate's `sent` module) through the compressor into the request, and the
 //! provider's answer sorted by what it says about the money: accepted,
 //! rejected, not processed, never sent, or ambiguous.
 //!
@@ -9,7 +9,7 @@
 //! ([`crate::submit`]); this module makes exactly one attempt.
 //!
 //! The request follows the provider's "3. File" page
-//! (https://developer.paywall.one/payment-orchestration-integration-document/payment-service/18.-batch-processing-method/1.-payment/3.-file,
+//! (<https://developer.paywall.one/payment-orchestration-integration-document/payment-service/18.-batch-processing-method/1.-payment/3.-file>,
 //! docs/providers/paywall.md §6): `FileFormat` 5 always, `CallbackAddress`
 //! only when there is one, `Amount` a plain decimal with `.`, and by default
 //! the `File` part compressed on its own (`application/gzip`, `name.gz`),

@@ -10,11 +10,11 @@
 //! (outcome unknown) or "start" (never sent). Nothing is moved or deleted
 //! before its outcome is in the ledger.
 //!
-//! This module starts the daemon; [`scheduler`] is its loop, [`inbox`] finds
-//! and claims files ([`scan`] decides which are ready), [`process`] takes one
-//! file through submit, [`outputs`] files it with its report, [`callback`]
-//! checks and binds the callback listener, [`metrics`] counts and serves
-//! `/metrics` and `/health` on a listener of their own, [`startup`] checks
+//! This module starts the daemon; `scheduler` is its loop, `inbox` finds
+//! and claims files (`scan` decides which are ready), `process` takes one
+//! file through submit, `outputs` files it with its report, `callback`
+//! checks and binds the callback listener, `metrics` counts and serves
+//! `/metrics` and `/health` on a listener of their own, `startup` checks
 //! what the daemon needs before it takes a file.
 
 use std::net::SocketAddr;

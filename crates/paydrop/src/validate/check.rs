@@ -167,9 +167,9 @@ pub fn tr_identity_check_digits(first9: &[u32; 9]) -> (u32, u32) {
 /// Turkish tax number (VKN, Vergi Kimlik Numarası): 10 digits, the last a
 /// check digit over the first nine. The algorithm is the one of
 /// python-stdnum's `stdnum/tr/vkn.py`
-/// (https://github.com/arthurdejong/python-stdnum/blob/master/stdnum/tr/vkn.py,
+/// (<https://github.com/arthurdejong/python-stdnum/blob/master/stdnum/tr/vkn.py>,
 /// which cites the revenue administration's own check,
-/// https://www.turkiye.gov.tr/gib-intvrg-vergi-kimlik-numarasi-dogrulama).
+/// <https://www.turkiye.gov.tr/gib-intvrg-vergi-kimlik-numarasi-dogrulama>).
 ///
 /// ```
 /// assert!(paydrop::validate::check::tr_tax_number(b"4540536920").is_ok());

@@ -210,7 +210,7 @@ pub struct ValidRow<'r> {
     pub amount: Option<(Currency, Decimal)>,
     /// The fingerprint the ledger looks the row up under: its payment
     /// code's, or the row's own when the pattern has no payment code (see
-    /// [`crate::sent`]).
+    /// the crate's `sent` module).
     pub identity: i64,
     /// The card number masked to its first 6 and last 4 digits
     /// ([`Pattern::masked_card`]), to name the row in listings.
@@ -231,7 +231,7 @@ pub struct Part {
     pub byte_start: u64,
     pub byte_end: u64,
     pub totals: Totals,
-    /// sha256 (hex) of the part's rows as sent (see [`crate::sent`]): the
+    /// sha256 (hex) of the part's rows as sent (see the crate's `sent` module): the
     /// upload checks the bytes it reads against it.
     pub content_sha256: String,
 }
@@ -246,7 +246,7 @@ pub struct Report {
     /// sha256 (hex) of the file's bytes exactly as they are on disk.
     pub sha256: String,
     /// sha256 (hex) of the payment rows as sent: no header, fields joined
-    /// with the delimiter, `\n` after every row (see [`crate::sent`]). The
+    /// with the delimiter, `\n` after every row (see the crate's `sent` module). The
     /// content identity the ledger never sends twice: a copy with a header,
     /// CRLF line ends or no final newline has the same.
     pub content_sha256: String,
