@@ -14,8 +14,8 @@
 //! (`crates/generate`); the command line (`src/cli.rs` of the `paydrop-cli`
 //! package) sits on top.
 
-// Two reviewed exceptions, each with its SAFETY comment: a cache prefetch
-// hint in the uniqueness index and `geteuid` in a message.
+// One reviewed exception, with its SAFETY comment: a cache prefetch hint in
+// the uniqueness index.
 #![deny(unsafe_code)]
 
 pub mod api;

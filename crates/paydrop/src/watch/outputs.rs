@@ -72,9 +72,10 @@ pub(super) fn refuse_unreadable(
 /// Why a file could not be read, and what to do about it.
 pub(super) fn unreadable_reason(error: &Fatal) -> String {
     #[cfg(unix)]
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    #[allow(unsafe_code)]
-    let who = format!("the paydrop daemon (uid {})", unsafe { libc::geteuid() });
+    let who = format!(
+        "the paydrop daemon (uid {})",
+        rustix::process::geteuid().as_raw()
+    );
     #[cfg(not(unix))]
     let who = "the paydrop daemon".to_string();
     format!(
