@@ -1182,8 +1182,10 @@ impl Ledger {
         }
         if page.number == 0 || page.total.is_some_and(|t| t == 0 || page.number > t) {
             return Ok(PageRecorded::Mismatch(format!(
-                "page {} of {:?} is not a page number",
-                page.number, page.total
+                "page {} of {} is not a page number",
+                page.number,
+                page.total
+                    .map_or_else(|| "an unknown number".to_string(), |t| t.to_string())
             )));
         }
         if page.total.is_some_and(|t| u64::from(t) > sent) {

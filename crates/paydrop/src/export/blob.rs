@@ -306,10 +306,17 @@ impl Resumable {
             if start != Some(self.received) {
                 return Err(failed(
                     self,
-                    format!(
-                        "the server resumed at byte {start:?} instead of {}",
-                        self.received
-                    ),
+                    match start {
+                        Some(start) => format!(
+                            "the server resumed at byte {start} instead of {}",
+                            self.received
+                        ),
+                        None => format!(
+                            "the server did not say where it resumed (no Content-Range) when \
+                             asked for byte {}",
+                            self.received
+                        ),
+                    },
                 ));
             }
             tracing::info!(url = %self.shown, at = self.received, "export download resumed");

@@ -265,9 +265,10 @@ fn json_string(bytes: &[u8]) -> Result<Vec<u8>, std::str::Utf8Error> {
 }
 
 fn output(e: csv_async::Error) -> ExportError {
+    let text = e.to_string();
     match e.into_kind() {
         csv_async::ErrorKind::Io(io) => ExportError::Output(io),
-        other => ExportError::Output(std::io::Error::other(format!("{other:?}"))),
+        _ => ExportError::Output(std::io::Error::other(text)),
     }
 }
 
@@ -672,12 +673,10 @@ fn truncated<R>(tail: &Tail<R>, row: u64, line: u64) -> ExportError {
 
 fn csv_error(e: csv_async::Error) -> ExportError {
     let line = e.position().map_or(0, |p| p.line());
+    let message = e.to_string();
     match e.into_kind() {
         csv_async::ErrorKind::Io(io) => ExportError::from_read(io),
-        other => ExportError::Csv {
-            line,
-            message: format!("{other:?}"),
-        },
+        _ => ExportError::Csv { line, message },
     }
 }
 

@@ -1406,11 +1406,12 @@ fn encoding_fatal(pattern: &Pattern, rec: &ByteRecord, line: u64) -> Option<Fata
 
 /// The CSV reader of a pattern's files (the upload reads them with it too).
 fn csv_fatal(e: csv::Error) -> Fatal {
+    let text = e.to_string();
     match e.into_kind() {
         csv::ErrorKind::Io(io) => match input_error(&io) {
             Some(ie) => Fatal::Input(ie.clone()),
             None => Fatal::Io(io),
         },
-        other => Fatal::Io(io::Error::other(format!("{other:?}"))),
+        _ => Fatal::Io(io::Error::other(text)),
     }
 }
