@@ -112,3 +112,41 @@ fn a_closed_stdout_ends_quietly() {
         assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
     }
 }
+
+/// `-q` on a command that prints a summary: nothing on stdout, the same
+/// exit status (reconcile: 1 when anything needs attention).
+#[test]
+fn quiet_reconcile_prints_nothing_and_keeps_its_exit_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let sent = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/pattern1-valid.csv");
+    let against = dir.path().join("against.csv");
+    std::fs::write(&against, "merchantUniqueCode,amount\nNOT-SENT-1,10.00\n").unwrap();
+    let run = |quiet: bool| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_paydrop"));
+        cmd.current_dir(dir.path())
+            .env("PAYDROP_PATTERNS", dir.path().join("patterns"))
+            .env("PAYDROP_LEDGER", dir.path().join("ledger.db"))
+            .arg("reconcile")
+            .arg("--sent")
+            .arg(&sent)
+            .args(["-p", "1", "--against"])
+            .arg(&against)
+            .arg("-o")
+            .arg(dir.path().join(if quiet { "q" } else { "loud" }));
+        if quiet {
+            cmd.arg("-q");
+        }
+        cmd.output().unwrap()
+    };
+    let loud = run(false);
+    let quiet = run(true);
+    assert_eq!(loud.status.code(), Some(1), "{loud:?}");
+    assert_eq!(quiet.status.code(), Some(1), "{quiet:?}");
+    assert!(!loud.stdout.is_empty());
+    assert!(
+        quiet.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&quiet.stdout)
+    );
+    assert!(dir.path().join("q").is_dir(), "the sets are still written");
+}

@@ -71,6 +71,9 @@ pub(super) struct PaymentsArgs {
     /// Login base URL [default: [report] auth_base_url, else the report's].
     #[arg(long)]
     auth_base: Option<String>,
+    /// Print no summary (the rows, and errors, still go where they go).
+    #[arg(short, long)]
+    quiet: bool,
 }
 
 #[derive(Args)]
@@ -110,6 +113,10 @@ pub(super) struct ReconcileArgs {
     /// MiB of records held in memory; larger inputs are sorted on disk.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
     memory_mb: u64,
+    /// Print no summary: the exit status says whether anything needs
+    /// attention, the files in --output say what.
+    #[arg(short, long)]
+    quiet: bool,
 }
 
 /// The Craftgate client from `[breakdown]` (and an optional override).
@@ -227,14 +234,18 @@ pub(super) async fn report_cmd(config: &Config, command: &ReportCommand) -> Resu
                     let (summary, file) = client.payments(&query, format, file).await?;
                     file.sync_all()?;
                     persist(tmp, path)?;
-                    let mut out = io::stdout().lock();
-                    summary.print(&mut out)?;
-                    writeln!(out, "written to {}", path.display())?;
+                    if !args.quiet {
+                        let mut out = io::stdout().lock();
+                        summary.print(&mut out)?;
+                        writeln!(out, "written to {}", path.display())?;
+                    }
                     summary
                 }
                 None => {
                     let (summary, _) = client.payments(&query, format, io::stdout()).await?;
-                    summary.print(&mut io::stderr())?;
+                    if !args.quiet {
+                        summary.print(&mut io::stderr())?;
+                    }
                     summary
                 }
             };
@@ -289,7 +300,9 @@ pub(super) fn reconcile_cmd(
         out_dir: args.output.clone(),
     };
     let summary = reconcile::reconcile(sent, against, &opts)?;
-    write!(std::io::stdout().lock(), "{}", summary.text())?;
+    if !args.quiet {
+        write!(std::io::stdout().lock(), "{}", summary.text())?;
+    }
     Ok(if summary.reconciled() {
         ExitCode::SUCCESS
     } else {
