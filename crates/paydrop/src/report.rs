@@ -109,12 +109,11 @@ pub(crate) async fn send(
                 last: e.last,
             });
         }
-        let request = build();
-        let method = request
-            .try_clone()
-            .and_then(|r| r.build().ok())
-            .map_or_else(|| "HTTP".to_string(), |r| r.method().to_string());
-        let step = match request.send().await {
+        // Built once: the method is named in a refusal, the request sent.
+        let (client, request) = build().build_split();
+        let request = request.map_err(|e| ReportError::Setup(describe(&e)))?;
+        let method = request.method().clone();
+        let step = match client.execute(request).await {
             Ok(r) if r.status().is_success() => Step::Done(Ok(r)),
             Ok(r)
                 if r.status() == StatusCode::TOO_MANY_REQUESTS || r.status().is_server_error() =>
